@@ -1,0 +1,166 @@
+"""Models: the reference ConvNet and every timm model, created by name.
+
+Example::
+
+    from bench.models import create_model
+    net = create_model("convnet", channels=1, num_classes=10, image_size=8)
+    vit = create_model("vit_tiny_patch16_224", channels=3, num_classes=10, image_size=32)
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.errors import BenchError
+
+WIDTH = 128  # reference net_width
+
+
+def default_depth(image_size: int) -> int:
+    """Reference depths (3 at 28/32, 4 at 64, 5 at 128), reduced so the last map stays >= 2x2."""
+    effective = 32 if image_size == 28 else image_size  # DC pads 28x28 to 32x32
+    depth = 3 if effective <= 32 else max(3, int(round(math.log2(effective))) - 2)
+    while depth > 1 and effective // (2 ** depth) < 2:
+        depth -= 1
+    return depth
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    if norm == "instancenorm":
+        return nn.GroupNorm(channels, channels, affine=True)  # the reference's "instancenorm"
+    if norm == "batchnorm":
+        return nn.BatchNorm2d(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise BenchError(f"unknown ConvNet norm {norm!r}; use instancenorm, batchnorm or none")
+
+
+class ConvNet(nn.Module):
+    """The ConvNet of DC/DSA/DM/IDC/MTT: [conv3x3 -> norm -> ReLU -> avgpool2] x depth -> linear.
+
+    ``embed(x)`` returns the flattened features before the head (DM matches their means).
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: int, width: int = WIDTH,
+                 depth: int | None = None, norm: str = "instancenorm") -> None:
+        super().__init__()
+        depth = depth or default_depth(image_size)
+        layers: list[nn.Module] = []
+        size = image_size
+        in_ch = channels
+        for d in range(depth):
+            # the reference pads 28x28 single-channel inputs by 3 so they behave as 32x32
+            pad = 3 if (d == 0 and image_size == 28) else 1
+            layers += [nn.Conv2d(in_ch, width, 3, padding=pad), _norm_layer(norm, width), nn.ReLU(inplace=True),
+                       nn.AvgPool2d(2, 2)]
+            size = (size + 2 * pad - 2) // 2
+            in_ch = width
+        if size < 1:
+            raise BenchError(f"ConvNet depth {depth} is too deep for {image_size}x{image_size} inputs")
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = width * size * size
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        self.depth, self.width, self.norm = depth, width, norm
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+class ResizeInput(nn.Module):
+    """Bilinearly resizes inputs to the size an architecture needs (e.g. 8x8 digits -> 32x32)."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.model(x)
+
+
+# ConvNet variants by name; "convnet" is the reference default (instance norm, depth by resolution).
+_CONVNETS = {
+    "convnet": {},
+    "convnet_bn": {"norm": "batchnorm"},
+    "convnet_nn": {"norm": "none"},
+    "convnet_d1": {"depth": 1},
+    "convnet_d2": {"depth": 2},
+    "convnet_d3": {"depth": 3},
+    "convnet_d4": {"depth": 4},
+    "convnet_w64": {"width": 64},
+}
+
+# Smallest input each timm family handles well; smaller inputs are resized up to this.
+MIN_TIMM_SIZE = 32
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_names() -> tuple[str, ...]:
+    import timm
+
+    return tuple(timm.list_models())
+
+
+def list_architectures(timm_filter: str | None = None) -> list[str]:
+    """ConvNet variants plus timm model names (optionally filtered by a wildcard)."""
+    import timm
+
+    names = list(_CONVNETS)
+    names += timm.list_models(timm_filter) if timm_filter else list(_timm_names())
+    return names
+
+
+def _vit_patch(image_size: int) -> int:
+    # a patch size that tiles the resolution into a 4x4..8x8 token grid
+    for p in (16, 8, 4, 2, 1):
+        if image_size % p == 0 and image_size // p >= 4:
+            return p
+    return 1
+
+
+def create_model(name: str, channels: int, num_classes: int, image_size: int, **kwargs) -> nn.Module:
+    """Create a ConvNet variant or any timm model (random init, no downloads).
+
+    timm models get ``num_classes`` and ``in_chans``; models that take ``img_size`` (ViTs)
+    get it with a patch size fitted to the resolution; inputs smaller than 32x32 are
+    resized up for timm models. An unknown name gives a one-line error with close names.
+    """
+    key = name.lower()
+    if key in _CONVNETS:
+        return ConvNet(channels, num_classes, image_size, **{**_CONVNETS[key], **kwargs})
+    import timm
+
+    if key not in _timm_names():
+        close = difflib.get_close_matches(key, list(_CONVNETS) + list(_timm_names()), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `dasm-bench list`"
+        raise BenchError(f"unknown architecture {name!r}{hint}")
+    size = max(image_size, MIN_TIMM_SIZE)
+    args = dict(pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
+    if key.startswith(("vit_", "deit_", "cait_", "xcit_")):
+        args.update(img_size=size, patch_size=_vit_patch(size))
+    try:
+        model = timm.create_model(key, **args)
+    except TypeError:
+        args.pop("img_size", None)
+        args.pop("patch_size", None)
+        model = timm.create_model(key, **args)
+    return ResizeInput(model, size) if size != image_size else model
+
+
+def model_name_ok(name: str) -> None:
+    """Raise the one-line unknown-architecture error early (before any work is done)."""
+    key = name.lower()
+    if key in _CONVNETS or key in _timm_names():
+        return
+    create_model(name, 1, 2, 32)

@@ -1,0 +1,245 @@
+"""The synthetic set: one type for every method's output, saved as safetensors + a JSON sidecar.
+
+Example::
+
+    syn = SyntheticSet(images, labels, metadata={"method": "random", "dataset": "digits", "ipc": 1})
+    syn.save("out/random-digits-ipc1.safetensors")     # + out/random-digits-ipc1.json
+    syn = SyntheticSet.load("out/random-digits-ipc1.safetensors")
+    x, y = syn.decode()                                   # what a model trains on
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.errors import BenchError
+
+FORMAT = "dasm-bench/synthetic-set"
+FORMAT_VERSION = 1
+
+
+def decode_multi_formation(images: Tensor, labels: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """IDC's decoder: split each stored image into factor x factor tiles, upsample each to full size.
+
+    Tile-major order as in the reference (`decode_zoom`): all images' tile (0,0), then (0,1), ...
+    A resolution not divisible by ``factor`` is padded (value 0.5 in the reference's pixel
+    space; here 0 in normalised space) before splitting.
+    """
+    if factor == 1:
+        return images, labels
+    size = images.shape[-1]
+    tile = math.ceil(size / factor)
+    pad = tile * factor - size
+    if pad:
+        images = F.pad(images, (0, pad, 0, pad))
+    tiles = [images[:, :, i * tile:(i + 1) * tile, j * tile:(j + 1) * tile]
+             for i in range(factor) for j in range(factor)]
+    decoded = F.interpolate(torch.cat(tiles), size=(size, size), mode="bilinear", align_corners=False)
+    return decoded, labels.repeat(factor * factor, *([1] * (labels.ndim - 1)))
+
+
+@dataclass
+class SyntheticSet:
+    """Images (normalised space), labels (hard int64 ``K`` or soft float ``K x C``), a decoder factor,
+    optional per-image segment ids (DASM) and metadata (method, dataset, ipc, seed, config, version)."""
+
+    images: Tensor
+    labels: Tensor
+    factor: int = 1
+    segment_ids: Tensor | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ invariants
+    def validate(self) -> None:
+        if self.images.ndim != 4:
+            raise BenchError(f"synthetic images must be K,C,H,W; got shape {tuple(self.images.shape)}")
+        if not self.images.is_floating_point():
+            raise BenchError(f"synthetic images must be floating point, got {self.images.dtype}")
+        k = self.images.shape[0]
+        if self.labels.ndim not in (1, 2) or self.labels.shape[0] != k:
+            raise BenchError(f"labels shape {tuple(self.labels.shape)} does not fit {k} images")
+        if self.labels.ndim == 1 and self.labels.dtype != torch.int64:
+            raise BenchError(f"hard labels must be int64, got {self.labels.dtype}")
+        if self.labels.ndim == 2 and not self.labels.is_floating_point():
+            raise BenchError(f"soft labels must be floating point, got {self.labels.dtype}")
+        if self.segment_ids is not None and tuple(self.segment_ids.shape) != (k,):
+            raise BenchError(f"segment_ids shape {tuple(self.segment_ids.shape)} does not fit {k} images")
+        if not isinstance(self.factor, int) or self.factor < 1:
+            raise BenchError(f"decoder factor must be a positive integer, got {self.factor!r}")
+        if not torch.isfinite(self.images).all():
+            raise BenchError("synthetic images contain NaN or inf")
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def hard_labels(self) -> Tensor:
+        return self.labels if self.labels.ndim == 1 else self.labels.argmax(1)
+
+    def decode(self) -> tuple[Tensor, Tensor]:
+        """The images and labels a model trains on (multi-formation decoded when factor > 1)."""
+        return decode_multi_formation(self.images, self.labels, self.factor)
+
+    def per_class_counts(self, num_classes: int) -> list[int]:
+        return torch.bincount(self.hard_labels, minlength=num_classes).tolist()
+
+    def detach(self) -> "SyntheticSet":
+        return SyntheticSet(self.images.detach().cpu().clone(), self.labels.detach().cpu().clone(), self.factor,
+                            None if self.segment_ids is None else self.segment_ids.cpu().clone(),
+                            dict(self.metadata))
+
+    @staticmethod
+    def concat(parts: Sequence["SyntheticSet"], metadata: dict[str, Any] | None = None) -> "SyntheticSet":
+        """Join sets (e.g. DASM's segments); segment ids default to the part's position."""
+        if not parts:
+            raise BenchError("nothing to concatenate")
+        factors = {p.factor for p in parts}
+        if len(factors) != 1:
+            raise BenchError(f"cannot join synthetic sets with different decoder factors {sorted(factors)}")
+        seg = [p.segment_ids if p.segment_ids is not None else torch.full((len(p),), i, dtype=torch.long)
+               for i, p in enumerate(parts)]
+        return SyntheticSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+                            parts[0].factor, torch.cat(seg), dict(metadata or parts[-1].metadata))
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Atomically write ``path`` (.safetensors) and its JSON sidecar; returns the tensor path."""
+        from safetensors.torch import save as st_save
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"images": self.images.detach().cpu().contiguous().float(),
+                   "labels": self.labels.detach().cpu().contiguous()}
+        if self.segment_ids is not None:
+            tensors["segment_ids"] = self.segment_ids.detach().cpu().long().contiguous()
+        blob = st_save(tensors)
+        sidecar = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "factor": self.factor,
+            "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+            "shapes": {k: list(v.shape) for k, v in tensors.items()},
+            "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in tensors.items()},
+            "metadata": _jsonable(self.metadata),
+        }
+        _atomic_write(path, blob)
+        _atomic_write(sidecar_path(path), json.dumps(sidecar, indent=2, sort_keys=True).encode())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SyntheticSet":
+        """Load and validate; a missing, truncated or corrupt file raises a one-line BenchError."""
+        from safetensors.torch import load as st_load
+
+        path = Path(path)
+        if not path.exists():
+            raise BenchError(f"synthetic set {path} does not exist")
+        side = sidecar_path(path)
+        if not side.exists():
+            raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
+        try:
+            meta = json.loads(side.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        if meta.get("format") != FORMAT:
+            raise BenchError(f"{side} is not a dasm-bench synthetic-set sidecar")
+        blob = path.read_bytes()
+        if len(blob) != meta.get("bytes") or hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+            raise BenchError(f"synthetic set {path} is corrupt or truncated (checksum mismatch)")
+        try:
+            tensors = st_load(blob)
+        except Exception as exc:  # safetensors raises its own error types
+            raise BenchError(f"synthetic set {path} cannot be parsed: {str(exc).splitlines()[0]}") from None
+        for key in ("images", "labels"):
+            if key not in tensors:
+                raise BenchError(f"synthetic set {path} lacks the {key!r} tensor")
+        for key, t in tensors.items():
+            if list(t.shape) != meta["shapes"].get(key) or str(t.dtype).replace("torch.", "") != meta["dtypes"].get(key):
+                raise BenchError(f"synthetic set {path}: tensor {key!r} does not match its sidecar")
+        return cls(tensors["images"], tensors["labels"], int(meta["factor"]), tensors.get("segment_ids"),
+                   meta.get("metadata", {}))
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # write-then-rename: a killed process never leaves a half-written file at `path`
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def save_picture(syn: SyntheticSet, path: str | os.PathLike, mean: Sequence[float], std: Sequence[float],
+                 class_names: Sequence[str] | None = None, max_per_class: int = 20, decoded: bool = False,
+                 title: str | None = None) -> Path:
+    """A grid of the set, one row per class (up to ``max_per_class`` columns), as PNG (or PDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images, labels = syn.decode() if decoded else (syn.images, syn.labels)
+    hard = labels if labels.ndim == 1 else labels.argmax(1)
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    pixels = (images.detach().cpu().float() * s + m).clamp(0, 1)
+    classes = sorted(set(hard.tolist()))
+    cols = max(1, min(max_per_class, max(int((hard == c).sum()) for c in classes)))
+    fig, axes = plt.subplots(len(classes), cols, figsize=(0.8 * cols + 0.8, 0.8 * len(classes) + 0.4),
+                             squeeze=False)
+    for r, c in enumerate(classes):
+        idx = torch.nonzero(hard == c).flatten()[:cols]
+        for col in range(cols):
+            ax = axes[r][col]
+            ax.set_xticks([]), ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if col < len(idx):
+                img = pixels[idx[col]]
+                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0),
+                          cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+        axes[r][0].set_ylabel(class_names[c] if class_names else str(c), rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

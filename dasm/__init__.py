@@ -1,0 +1,1 @@
+"""DASM: Difficulty-Aligned Sequential Matching (see ../shared/paper/dasm-paper.txt)."""

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from bench.data import load_dataset, list_datasets, stratified_split
+from bench.errors import BenchError
+
+
+def test_digits_splits_are_disjoint_stratified_and_complete(digits):
+    total = len(digits.train) + len(digits.val) + len(digits.test)
+    assert total == 1797
+    assert digits.channels == 1 and digits.image_size == 8 and digits.num_classes == 10
+    # stratified: every class keeps about the same share in each split
+    for split in (digits.train, digits.val, digits.test):
+        counts = np.array(split.class_counts())
+        assert counts.min() > 0 and counts.max() - counts.min() <= max(3, 0.1 * counts.mean())
+    # disjoint: no image of val or test appears in train (digits has a few exact duplicates, so compare sets loosely)
+    train_rows = {tuple(r) for r in digits.train.data.flatten(1).numpy().round(4)}
+    test_rows = [tuple(r) for r in digits.test.data.flatten(1).numpy().round(4)]
+    assert sum(r in train_rows for r in test_rows) < 0.05 * len(test_rows)
+
+
+def test_split_is_fixed_across_loads(digits):
+    from bench.data import load_digits
+
+    again = load_digits()
+    assert torch.equal(again.test.data, digits.test.data)
+    assert torch.equal(again.val.labels, digits.val.labels)
+
+
+def test_normalisation_and_per_class_indices(digits):
+    x = digits.train.images
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2
+    for c, idx in enumerate(digits.train.indices_by_class):
+        assert (digits.train.labels[idx] == c).all()
+    assert torch.allclose(digits.train.get([0, 5]), x[[0, 5]])
+    assert torch.allclose(digits.denormalise(x[:3]), digits.train.data[:3], atol=1e-5)
+
+
+def test_stratified_split_holds_out_fraction_per_class():
+    labels = np.repeat(np.arange(4), 20)
+    rest, held = stratified_split(labels, 0.25, seed=1)
+    assert len(set(rest) & set(held)) == 0 and len(rest) + len(held) == 80
+    assert np.bincount(labels[held]).tolist() == [5, 5, 5, 5]
+
+
+def test_mnist5k_embedded():
+    data = load_dataset("mnist5k")
+    assert data.image_size == 28 and data.channels == 1
+    assert len(data.train) + len(data.val) + len(data.test) == 5000
+    assert min(data.train.class_counts()) >= 300
+
+
+def test_check_ipc_and_unknown_dataset(digits):
+    with pytest.raises(BenchError, match="positive"):
+        digits.check_ipc(0)
+    with pytest.raises(BenchError, match="smallest class"):
+        digits.check_ipc(digits.smallest_class_size() + 1)
+    digits.check_ipc(digits.smallest_class_size())
+    with pytest.raises(BenchError, match="did you mean digits"):
+        load_dataset("digit")
+    assert {"digits", "mnist5k", "cifar10", "mnist"} <= set(list_datasets())

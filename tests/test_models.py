@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.models import ConvNet, ResizeInput, create_model, default_depth
+
+
+def test_convnet_matches_reference_layout():
+    net = create_model("convnet", 3, 10, 32)
+    assert isinstance(net, ConvNet) and net.depth == 3 and net.width == 128
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 3 and all(n.num_groups == n.num_channels == 128 for n in norms)  # instance norm
+    assert net.feature_dim == 128 * 4 * 4
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_depth_by_resolution_keeps_last_map_at_least_2x2():
+    assert default_depth(32) == 3 and default_depth(28) == 3 and default_depth(64) == 4
+    assert default_depth(8) == 2
+    net = create_model("convnet", 1, 10, 8)
+    assert net.feature_dim == 128 * 2 * 2
+    mnist = create_model("convnet", 1, 10, 28)  # padded like 32x32 in the reference
+    assert mnist.feature_dim == 128 * 4 * 4
+
+
+def test_variants_and_timm_models_with_resizing():
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("convnet_bn", 1, 10, 8).modules())
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in create_model("convnet_nn", 1, 10, 8).modules())
+    for name in ("resnet18", "vit_tiny_patch16_224"):
+        net = create_model(name, 1, 10, 8)
+        assert isinstance(net, ResizeInput) and net.size == 32
+        assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_unknown_architecture_suggests_close_names():
+    with pytest.raises(BenchError, match="resnet18") as info:
+        create_model("resnet-18", 1, 10, 8)
+    assert "\n" not in str(info.value)
