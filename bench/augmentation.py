@@ -158,7 +158,9 @@ def _color(x: Tensor, u: Tensor, p: DSAParams) -> Tensor:
 def _uniform_int(u: Tensor, low: int, high: int) -> Tensor:
     """Map U[0, 1) to integers in [low, high] (inclusive), like ``randint(low, high + 1)``."""
     span = high - low + 1
-    k = torch.floor(u.double() * span).long().clamp_(0, span - 1)  # clamp: fp rounding at 1
+    # float32 on purpose (float64 is missing on some devices); the clamp catches u * span
+    # rounding up to span for u just below 1
+    k = torch.floor(u.float() * span).long().clamp_(0, span - 1)
     return k + low
 
 
@@ -172,12 +174,13 @@ def _crop(x: Tensor, u: Tensor, p: DSAParams) -> Tensor:
     tw = _uniform_int(u[:, 1], -sw, sw)
     rows = (torch.arange(h, device=x.device)[None, :] + th[:, None] + 1).clamp(0, h + 1)
     cols = (torch.arange(w, device=x.device)[None, :] + tw[:, None] + 1).clamp(0, w + 1)
-    rows, cols = rows.expand(n_img, h), cols.expand(n_img, w)
     x_pad = F.pad(x, (1, 1, 1, 1))
-    batch = torch.arange(n_img, device=x.device)[:, None, None]
-    # advanced indices split by a slice -> result is (N, H, W, C)
-    out = x_pad[batch, :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
+    c = x.shape[1]
+    # two gathers (rows, then columns); gather is differentiable and, unlike advanced
+    # indexing, stays fast on CPU when threads are contended
+    row_idx = rows.view(-1, 1, h, 1).expand(n_img, c, h, w + 2)
+    col_idx = cols.view(-1, 1, 1, w).expand(n_img, c, h, w)
+    return x_pad.gather(2, row_idx).gather(3, col_idx)
 
 
 def _cutout(x: Tensor, u: Tensor, p: DSAParams) -> Tensor:
@@ -382,6 +385,6 @@ def cutmix(x: Tensor, y: Tensor, generator: torch.Generator | None = None,
     x1, x2 = min(max(cx - cut_w // 2, 0), w), min(max(cx + cut_w // 2, 0), w)
     box = torch.zeros(1, 1, h, w, dtype=torch.bool, device=x.device)
     box[..., y1:y2, x1:x2] = True
-    mixed = torch.where(box, x[perm], x)
+    mixed = torch.where(box, x.index_select(0, perm), x)
     lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
-    return mixed, y, y[perm.to(y.device)], lam
+    return mixed, y, y.index_select(0, perm.to(y.device)), lam
