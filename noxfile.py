@@ -6,6 +6,7 @@ Paper-scale runs take arguments after `--`, e.g. `nox -s saturation -- --dataset
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -51,7 +52,8 @@ def quality(session: nox.Session) -> None:
 def plots(session: nox.Session) -> None:
     """Regenerate every table and figure from stored results (no recomputation)."""
     _install(session)
-    targets = session.posargs or [d for d in ("results/demo", "results/digits") if os.path.isdir(d)]
+    targets = session.posargs or [d for d in ("results/demo", "results/digits", "results/cifar10", "results/cifar100")
+                                  if os.path.isdir(d)]
     for target in targets:
         session.run("dasm-bench", "plot", target)
 
@@ -61,3 +63,52 @@ def bench(session: nox.Session) -> None:
     """Speed and memory benchmarks (pytest-benchmark)."""
     _install(session, "[test]")
     session.run("pytest", "tests/benchmarks", "--benchmark-enable", "-m", "", "-q", *session.posargs)
+
+
+def _spec_and_args(session: nox.Session, kind: str) -> tuple[str, list[str]]:
+    """`--dataset NAME` (default digits) picks bench/specs/<kind>-NAME.toml; every other argument
+    goes to `dasm-bench run` (e.g. --device cuda, --workers 4, --data-root ~/data --download)."""
+    args = list(session.posargs)
+    dataset = "digits"
+    for i, arg in enumerate(args):
+        if arg == "--dataset" and i + 1 < len(args):
+            dataset = args[i + 1]
+            del args[i:i + 2]
+            break
+        if arg.startswith("--dataset="):
+            dataset = arg.split("=", 1)[1]
+            del args[i]
+            break
+    spec = Path("bench/specs") / f"{kind}-{dataset}.toml"
+    if not spec.is_file():
+        shipped = sorted(p.stem.removeprefix(f"{kind}-") for p in Path("bench/specs").glob(f"{kind}-*.toml"))
+        session.error(f"no {kind} spec for dataset {dataset!r}; available: {', '.join(shipped)}")
+    return str(spec), args
+
+
+@nox.session(python=PYTHON)
+def saturation(session: nox.Session) -> None:
+    """IPC-saturation experiment (accuracy vs IPC) into results/<dataset>/; `-- --dataset cifar10 --device cuda`."""
+    _install(session)
+    spec, args = _spec_and_args(session, "ipc-saturation")
+    session.run("dasm-bench", "run", spec, *args)
+
+
+@nox.session(name="cross-arch", python=PYTHON)
+def cross_arch(session: nox.Session) -> None:
+    """Unseen-architecture tables (ConvNet-distilled sets on timm models) into results/<dataset>/."""
+    _install(session)
+    spec, args = _spec_and_args(session, "cross-arch")
+    session.run("dasm-bench", "run", spec, *args)
+
+
+@nox.session(python=PYTHON)
+def sweep(session: nox.Session) -> None:
+    """Optuna sweep of DASM's segment schedule (`dasm-bench sweep`); digits IPC 10 unless told otherwise."""
+    _install(session)
+    args = list(session.posargs)
+    if not any(a == "--dataset" or a.startswith("--dataset=") for a in args):
+        args = ["--dataset", "digits", *args]
+    if not any(a == "--ipc" or a.startswith("--ipc=") for a in args):
+        args = ["--ipc", "10", *args]
+    session.run("dasm-bench", "sweep", *args)

@@ -9,6 +9,8 @@ Examples::
     dasm-bench evaluate herding.safetensors --arch convnet --models 5 --results results/mine
     dasm-bench show herding.safetensors --out herding.png
     dasm-bench grid --methods random,herding --dataset digits --ipc 1,10 --seeds 0,1,2 --out results/mine
+    dasm-bench sweep --dataset digits --ipc 10 --base dm --trials 20 --set base_overrides=iterations=50
+    dasm-bench run cross-arch-digits --workers 2          # an experiment spec (bench/specs/*.toml)
 """
 
 from __future__ import annotations
@@ -128,6 +130,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="regenerate tables and figures of a results directory (no recomputation)")
     p.add_argument("results", help="results directory")
+
+    p = sub.add_parser("run", help="run an experiment spec (TOML): every missing cell, then tables and figures")
+    p.add_argument("spec", help="spec file, or the name of a shipped one, e.g. ipc-saturation-digits")
+    p.add_argument("--out", default=None, help="results directory (default: the spec's `out`, else results/<dataset>)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="tasks at once (default: one per CPU core, one per GPU on CUDA, 64 jobs on Slurm; "
+                        "1 = all in this process)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
+    p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
+                   help="local processes (default), submitit's local executor, or Slurm through submitit")
+    p.add_argument("--partition", default=None, help="Slurm partition")
+    p.add_argument("--time", type=int, default=240, help="Slurm time limit per job in minutes (default: 240)")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per Slurm job (default: 0)")
+    p.add_argument("--cpus-per-job", type=int, default=4, help="CPUs per Slurm job (default: 4)")
+    p.add_argument("--mem-gb", type=int, default=None, help="memory per Slurm job in GB")
+    p.add_argument("--methods", type=_str_list, default=None, help="run only these of the spec's methods")
+    p.add_argument("--ipc", type=_int_list, default=None, help="run only these of the spec's IPCs")
+    p.add_argument("--seeds", type=_int_list, default=None, help="replace the spec's seeds")
+    p.add_argument("--arch", type=_str_list, default=None, help="run only these of the spec's architectures")
+    p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
+    p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("sweep", help="Optuna sweep of DASM's segment schedule, scored on the validation split")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--ipc", type=int, required=True, help="images per class")
+    p.add_argument("--base", default="idc", help="the base matcher of every segment (default: idc)")
+    p.add_argument("--trials", type=int, default=20, help="trials THIS worker runs (default: 20)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+    p.add_argument("--study", default=None, help="study name (default: dasm-<base>-<dataset>-ipc<N>)")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db for many workers "
+                        "(default: sqlite:///<out>.db)")
+    p.add_argument("--out", default=None, help="directory for best.json, trials.csv, plots "
+                                               "(default: results/sweeps/<study>)")
+    p.add_argument("--worker", type=int, default=0, help="this worker's index: its own sampler stream (default: 0)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
+    p.add_argument("--max-segments", type=int, default=4, help="largest K sampled (default: 4, at most IPC)")
+    p.add_argument("--max-lo", type=float, default=0.75, help="largest window start sampled (default: 0.75)")
+    p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
+    p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
+    p.add_argument("--lr-factor", type=float, default=10.0,
+                   help="sample lr_img in [default/F, default*F], log scale; 1 = do not sweep it (default: 10)")
+    p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
+    p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the base's own)")
+    p.add_argument("--epochs", type=int, default=None, help="override the evaluation protocol's epochs")
+    p.add_argument("--models", type=int, default=2, help="fresh models per trial evaluation (default: 2)")
+    p.add_argument("--prune-startup", type=int, default=3, help="completed trials before pruning starts (default: 3)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="distillation, evaluation and sampler seed (default: 0)")
+    p.add_argument("--data-root", default=None, help="where real datasets live (default: $DASM_DATA or ~/.cache)")
+    p.add_argument("--download", action="store_true", help="download a missing torchvision dataset")
     return parser
 
 
@@ -282,16 +340,11 @@ def cmd_grid(args: argparse.Namespace) -> None:
 
 
 def write_reports(out: Path, df, full: float | None = None) -> None:
-    """Markdown table + saturation figure (PNG, PDF) from the stored rows."""
-    from bench.plots import markdown_table, saturation_figure
+    """Every table and figure of a results directory, from the stored rows and sets
+    (accuracy tables, saturation figure, cross-architecture tables, set pictures, DASM diagnostics)."""
+    from bench.plots import write_reports as write_all
 
-    if full is None and (out / "full_data.json").exists():
-        full = json.loads((out / "full_data.json").read_text()).get("acc")
-    for metric in ("acc_last", "acc_best"):
-        (out / f"table_{metric}.md").write_text(markdown_table(df, metric))
-    figs = saturation_figure(df, out / "saturation", full_data=full)
-    print(f"table: {out / 'table_acc_last.md'}\nfigure: {', '.join(str(f) for f in figs)}")
-    print((out / "table_acc_last.md").read_text())
+    write_all(out, df, full)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -305,8 +358,39 @@ def cmd_plot(args: argparse.Namespace) -> None:
     write_reports(out, table.load())
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from bench.sweep import SearchSpace, SweepSpec, run_sweep
+
+    space = SearchSpace(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
+                        sample_hi=args.sample_hi, lr_factor=args.lr_factor)
+    spec = SweepSpec(dataset=args.dataset, ipc=args.ipc, base=args.base, trials=args.trials, seed=args.seed,
+                     worker=args.worker, study=args.study, storage=args.storage, out=args.out, timeout=args.timeout,
+                     overrides=_parse_sets(args.set), space=space, arch=args.arch, protocol=args.protocol,
+                     eval_epochs=args.epochs, eval_models=args.models, prune_startup=args.prune_startup,
+                     device=args.device, data_root=args.data_root, download=args.download)
+    run_sweep(spec)
+
+
 COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, "show": cmd_show,
-            "grid": cmd_grid, "plot": cmd_plot}
+            "grid": cmd_grid, "plot": cmd_plot, "sweep": cmd_sweep}
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench.experiment import load_spec, plan_summary, run_experiment
+    from bench.runner import SlurmOptions
+
+    spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
+    if args.plan:
+        print(plan_summary(spec, args.out))
+        return
+    slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
+                         cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
+    run_experiment(spec, args.out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
+                   slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
+                   report=not args.no_report)
+
+
+COMMANDS["run"] = cmd_run  # experiment specs (bench/experiment.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

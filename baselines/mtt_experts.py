@@ -1,0 +1,433 @@
+"""MTT expert trajectories: a resumable on-disk buffer, ZCA whitening and flat-parameter forwards.
+
+MTT (Cazenavette et al., CVPR 2022; GeorgeCazenavette/mtt-distillation ``buffer.py``) first trains
+``num_experts`` networks on the REAL training split and records their parameters after every
+epoch. Facts followed here (anchors.md, buffer.py):
+
+* SGD at ``lr`` (the reference's ``--lr_teacher`` of buffer.py, 0.01), momentum 0, weight decay 0,
+  batch 256, no lr decay (``--decay`` is off by default), ``train_epochs`` epochs (50);
+* DSA on every training batch with per-image parameters (the reference's ``DiffAugment`` with
+  ``Siamese=False``), strategy of the dataset (no flip for digits, see ``strategy_for``);
+* a snapshot before training and after every epoch: ``epochs + 1`` snapshots.
+
+Storage (ours; the reference pickles lists of tensors with ``torch.save``): one safetensors file per
+expert, ``expert_0000.safetensors`` ..., holding ``trajectory`` = float32 ``(epochs + 1, P)`` flat
+parameter vectors in ``model.named_parameters()`` order, written atomically (write a temp file,
+then rename). The directory is keyed by (dataset, arch, lr, zca, epochs), so runs that need the
+same experts share them; settings outside the key (batch, DSA, expert seed) get a hash suffix only
+when they differ from the defaults. A killed build leaves finished experts (kept and skipped on the
+next build) and at most a ``.expert_*.tmp`` file (ignored). A damaged expert file is rebuilt.
+
+ZCA (``zca=True``): the reference fits kornia's ``ZCAWhitening(eps=0.1)`` on the training images
+in [0, 1] pixel space (no mean/std normalisation) and trains experts and distils in whitened space.
+:class:`ZCAWhitening` re-implements that transform (unbiased covariance, ``T = U (S + eps)^-1/2 U^T``)
+and is stored once per buffer as ``zca.safetensors`` (``mean`` 1xD, ``transform`` DxD, ``inverse``
+DxD). Helpers map our normalised images to and from that space.
+
+Example::
+
+    from bench.data import load_dataset
+    from baselines.mtt_experts import ExpertSettings, ExpertBuffer
+
+    data = load_dataset("digits")
+    buf = ExpertBuffer.build(data, ExpertSettings("digits", "convnet", epochs=10), "results/cache/mtt_buffers",
+                             num_experts=5)
+    start, target = buf.load_epochs(0, [2, 4])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.data import Dataset
+from bench.errors import BenchError, DivergedError
+
+EXPERT_FORMAT = "dasm-bench/mtt-expert"
+ZCA_FORMAT = "dasm-bench/zca"
+ZCA_EPS = 0.1  # the reference's kornia ZCAWhitening(eps=0.1)
+
+
+# ----------------------------------------------------------------------------- files
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    A process killed mid-write leaves only a ``.<name>.*.tmp`` file, never a half file at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- ZCA
+
+@dataclass
+class ZCAWhitening:
+    """ZCA whitening of flattened images, as kornia's ``ZCAWhitening`` that the MTT reference uses.
+
+    Fitted on images in [0, 1] pixel space: ``z = (x - mean) @ T`` with
+    ``T = U diag((S + eps)^-1/2) U^T`` from the SVD of the unbiased covariance; ``inverse`` is
+    ``U diag((S + eps)^1/2) U^T`` so ``unwhiten(whiten(x)) == x`` up to rounding.
+
+    Example::
+
+        zca = ZCAWhitening.fit(pixels)              # pixels: N,C,H,W in [0, 1]
+        z = zca.whiten(pixels); x = zca.unwhiten(z)
+    """
+
+    mean: Tensor        # 1 x D
+    transform: Tensor   # D x D
+    inverse: Tensor     # D x D
+    eps: float = ZCA_EPS
+
+    @classmethod
+    def fit(cls, pixels: Tensor, eps: float = ZCA_EPS, chunk: int = 4096) -> "ZCAWhitening":
+        """Fit on N,C,H,W pixel images (float64 accumulation: CIFAR has D = 3072)."""
+        flat = pixels.reshape(len(pixels), -1)
+        n, d = flat.shape
+        if n < 2:
+            raise BenchError("ZCA needs at least two images to fit")
+        mean = flat.double().mean(0, keepdim=True)
+        cov = torch.zeros(d, d, dtype=torch.float64)
+        for s in range(0, n, chunk):
+            centred = flat[s:s + chunk].double() - mean
+            cov += centred.T @ centred
+        cov /= n - 1  # kornia's default unbiased estimate
+        u, s, _ = torch.linalg.svd(cov)
+        transform = u @ torch.diag(torch.rsqrt(s + eps)) @ u.T
+        inverse = u @ torch.diag(torch.sqrt(s + eps)) @ u.T
+        return cls(mean.float(), transform.float(), inverse.float(), float(eps))
+
+    def whiten(self, pixels: Tensor) -> Tensor:
+        shape = pixels.shape
+        flat = pixels.reshape(shape[0], -1)
+        out = (flat - self.mean.to(flat)) @ self.transform.to(flat)
+        return out.reshape(shape)
+
+    def unwhiten(self, z: Tensor) -> Tensor:
+        shape = z.shape
+        out = z.reshape(shape[0], -1) @ self.inverse.to(z) + self.mean.to(z)
+        return out.reshape(shape)
+
+    # Our images live in the dataset's normalised space; the reference fits ZCA on raw pixels.
+    def whiten_normalised(self, x: Tensor, data: Dataset) -> Tensor:
+        """Normalised images (bench convention) -> whitened images (what experts/students see)."""
+        return self.whiten(to_pixels(x, data))
+
+    def unwhiten_to_normalised(self, z: Tensor, data: Dataset) -> Tensor:
+        """Whitened images -> the dataset's normalised space (how a SyntheticSet stores them)."""
+        return from_pixels(self.unwhiten(z), data)
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save as st_save
+
+        blob = st_save({"mean": self.mean.contiguous(), "transform": self.transform.contiguous(),
+                        "inverse": self.inverse.contiguous()},
+                       metadata={"format": ZCA_FORMAT, "eps": repr(self.eps), "space": "pixels in [0, 1]"})
+        write_atomically(path, blob)
+
+    @classmethod
+    def load(cls, path: Path) -> "ZCAWhitening":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != ZCA_FORMAT:
+                    raise BenchError(f"{path} is not a dasm-bench ZCA file")
+                return cls(f.get_tensor("mean"), f.get_tensor("transform"), f.get_tensor("inverse"),
+                           float(meta["eps"]))
+        except BenchError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types
+            raise BenchError(f"ZCA file {path} cannot be read: {str(exc).splitlines()[0]}") from None
+
+
+def to_pixels(x: Tensor, data: Dataset) -> Tensor:
+    """Normalised -> [0, 1]-range pixels (no clamping: the map must stay invertible)."""
+    mean = torch.tensor(data.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x * std + mean
+
+
+def from_pixels(p: Tensor, data: Dataset) -> Tensor:
+    mean = torch.tensor(data.mean, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
+    return (p - mean) / std
+
+
+# ----------------------------------------------------------------------------- flat parameters
+
+class ParamLayout:
+    """How a model's parameters map onto one flat vector (``named_parameters`` order).
+
+    ``forward(flat, x)`` runs the model with the parameters taken from ``flat`` through
+    ``torch.func.functional_call`` (the reference's ``ReparamModule``); gradients flow into ``flat``.
+
+    Example::
+
+        layout = ParamLayout(model)
+        logits = layout.forward(layout.flatten(model), x)
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.names = [n for n, _ in model.named_parameters()]
+        self.shapes = [tuple(p.shape) for _, p in model.named_parameters()]
+        self.numels = [math.prod(s) for s in self.shapes]
+        self.size = sum(self.numels)
+
+    def flatten(self, model: nn.Module | None = None) -> Tensor:
+        params = dict((model or self.model).named_parameters())
+        return torch.cat([params[n].detach().reshape(-1) for n in self.names])
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        if flat.numel() != self.size:
+            raise BenchError(f"flat parameter vector has {flat.numel()} values, the model needs {self.size}")
+        return {n: chunk.view(s) for n, chunk, s in zip(self.names, flat.split(self.numels), self.shapes)}
+
+    def forward(self, flat: Tensor, x: Tensor) -> Tensor:
+        return torch.func.functional_call(self.model, self.unflatten(flat), (x,))
+
+    def describe(self) -> list[list]:
+        return [[n, list(s)] for n, s in zip(self.names, self.shapes)]
+
+
+# ----------------------------------------------------------------------------- experts
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    """Everything that determines an expert trajectory (reference buffer.py defaults).
+
+    ``lr`` is buffer.py's ``--lr_teacher`` (the experts' SGD lr, 0.01 for all reference buffers);
+    it is not the distiller's syn_lr initialisation, which distill.py also calls ``lr_teacher``.
+    """
+
+    dataset: str
+    arch: str = "convnet"
+    lr: float = 0.01
+    zca: bool = False
+    epochs: int = 50
+    batch_size: int = 256
+    dsa: bool = True
+    seed: int = 0
+
+    def key(self) -> str:
+        """Folder name: the (lr, zca, epochs) key plus a hash suffix for non-default extras."""
+        name = f"lr{self.lr:g}_{'zca' if self.zca else 'nozca'}_ep{self.epochs}"
+        extras = {"batch_size": self.batch_size, "dsa": self.dsa, "seed": self.seed}
+        if extras != {"batch_size": 256, "dsa": True, "seed": 0}:
+            name += "_" + hashlib.sha256(json.dumps(extras, sort_keys=True).encode()).hexdigest()[:8]
+        return name
+
+    def directory(self, root: str | os.PathLike) -> Path:
+        return Path(root) / self.dataset / self.arch / self.key()
+
+
+def expert_model(data: Dataset, settings: ExpertSettings, expert: int) -> nn.Module:
+    """The freshly initialised network of expert ``expert`` (seeded: the same on every build)."""
+    from bench.models import create_model
+
+    torch.manual_seed(_expert_seed(settings, expert))
+    return create_model(settings.arch, data.channels, data.num_classes, data.image_size)
+
+
+def _expert_seed(settings: ExpertSettings, expert: int) -> int:
+    return settings.seed * 1_000_003 + expert
+
+
+def _accuracy(model: nn.Module, images: Tensor, labels: Tensor, device: torch.device) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, len(images), 1024):
+            out = model(images[s:s + 1024].to(device))
+            correct += int((out.argmax(1).cpu() == labels[s:s + 1024]).sum())
+    model.train()
+    return 100.0 * correct / max(1, len(images))
+
+
+def train_expert(data: Dataset, settings: ExpertSettings, expert: int, images: Tensor, labels: Tensor,
+                 device: torch.device, val: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, float | None]:
+    """Train one expert on (images, labels) (the whole real training split, already in the expert's
+    input space); returns its ``(epochs + 1, P)`` trajectory and, given ``val``, its final accuracy."""
+    from bench.augmentation import DSA, strategy_for
+
+    model = expert_model(data, settings, expert).to(device).train()
+    layout = ParamLayout(model)
+    gen = torch.Generator()
+    gen.manual_seed(_expert_seed(settings, expert) + 7)
+    # reference buffer.py: SGD(lr_teacher, momentum=0, weight_decay=0), no decay by default
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.0, weight_decay=0.0)
+    aug = DSA(strategy_for(settings.dataset), siamese=False) if settings.dsa else None
+    snapshots = [layout.flatten().cpu()]
+    n = len(images)
+    for epoch in range(settings.epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n, settings.batch_size):
+            idx = order[s:s + settings.batch_size]
+            x, y = images[idx].to(device), labels[idx].to(device)
+            if aug is not None:
+                x = aug(x, gen)
+            loss = F.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                raise DivergedError(f"expert {expert} diverged at epoch {epoch} (lr {settings.lr:g}); "
+                                    f"lower the expert lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        snapshots.append(layout.flatten().cpu())
+    acc = _accuracy(model, val[0], val[1], device) if val is not None else None
+    return torch.stack(snapshots), acc
+
+
+class ExpertBuffer:
+    """A folder of expert trajectories for one :class:`ExpertSettings` (see the module docstring).
+
+    Example::
+
+        buf = ExpertBuffer.build(data, ExpertSettings("digits", epochs=10), root, num_experts=5)
+        pair = buf.load_epochs(expert=3, epochs=[4, 6])   # 2 x P float32
+    """
+
+    def __init__(self, directory: Path, settings: ExpertSettings, layout: ParamLayout,
+                 zca: ZCAWhitening | None) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.layout = layout
+        self.zca = zca
+        self._experts: list[Path] = []
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, data: Dataset, settings: ExpertSettings, root: str | os.PathLike, num_experts: int,
+              device: torch.device | str = "cpu", progress: bool = False) -> "ExpertBuffer":
+        """Open the buffer for ``settings`` under ``root`` and train the experts it lacks.
+
+        Finished experts are kept and skipped; temp files of a killed build are ignored; a file
+        that does not parse or has the wrong shape is rebuilt.
+        """
+        from tqdm.auto import tqdm
+
+        if num_experts < 1:
+            raise BenchError(f"num_experts must be >= 1, got {num_experts}")
+        device = torch.device(device)
+        directory = settings.directory(root)
+        directory.mkdir(parents=True, exist_ok=True)
+        layout = ParamLayout(expert_model(data, settings, 0))
+        zca = cls._zca_for(data, settings, directory)
+        buf = cls(directory, settings, layout, zca)
+        buf._write_manifest()
+        missing = [e for e in range(num_experts) if not buf._is_complete(e)]
+        if missing:
+            images, labels = data.train.images, data.train.labels
+            val = (data.val.images, data.val.labels)
+            if zca is not None:
+                images = zca.whiten_normalised(images, data)
+                val = (zca.whiten_normalised(val[0], data), val[1])
+            bar = tqdm(missing, desc=f"mtt experts {data.name}/{settings.arch}", disable=not progress,
+                       leave=False)
+            for e in bar:
+                trajectory, acc = train_expert(data, settings, e, images, labels, device, val)
+                buf._save_expert(e, trajectory, acc)
+                bar.set_postfix(val_acc=f"{acc:.1f}")
+        buf._experts = [buf.expert_path(e) for e in range(num_experts)]
+        return buf
+
+    @staticmethod
+    def _zca_for(data: Dataset, settings: ExpertSettings, directory: Path) -> ZCAWhitening | None:
+        if not settings.zca:
+            return None
+        path = directory / "zca.safetensors"
+        if path.exists():
+            try:
+                return ZCAWhitening.load(path)
+            except BenchError:
+                pass  # damaged: refit (deterministic) and overwrite
+        zca = ZCAWhitening.fit(to_pixels(data.train.images, data))
+        zca.save(path)
+        return zca
+
+    def _write_manifest(self) -> None:
+        manifest = {"format": EXPERT_FORMAT, "settings": dataclasses.asdict(self.settings),
+                    "parameters": self.layout.describe(), "num_parameters": self.layout.size,
+                    "zca_file": "zca.safetensors" if self.settings.zca else None}
+        path = self.directory / "manifest.json"
+        text = json.dumps(manifest, indent=2, sort_keys=True)
+        if not path.exists() or path.read_text() != text:
+            write_atomically(path, text.encode())
+
+    def expert_path(self, expert: int) -> Path:
+        return self.directory / f"expert_{expert:04d}.safetensors"
+
+    def _is_complete(self, expert: int) -> bool:
+        """A finished, readable expert file of the right shape (anything else is rebuilt)."""
+        from safetensors import safe_open
+
+        path = self.expert_path(expert)
+        if not path.exists():
+            return False
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                shape = tuple(f.get_slice("trajectory").get_shape())
+        except Exception:
+            return False
+        return (meta.get("format") == EXPERT_FORMAT
+                and shape == (self.settings.epochs + 1, self.layout.size)
+                and meta.get("parameters") == json.dumps(self.layout.describe()))
+
+    def _save_expert(self, expert: int, trajectory: Tensor, val_accuracy: float | None) -> None:
+        from safetensors.torch import save as st_save
+
+        meta = {"format": EXPERT_FORMAT, "expert": str(expert),
+                "settings": json.dumps(dataclasses.asdict(self.settings), sort_keys=True),
+                "parameters": json.dumps(self.layout.describe()),
+                "val_accuracy": "" if val_accuracy is None else f"{val_accuracy:.4f}"}
+        write_atomically(self.expert_path(expert), st_save({"trajectory": trajectory.float().contiguous()}, meta))
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def num_experts(self) -> int:
+        return len(self._experts)
+
+    def load_epochs(self, expert: int, epochs: Sequence[int]) -> Tensor:
+        """Snapshots ``epochs`` of one expert as a ``len(epochs) x P`` tensor (reads only those rows)."""
+        from safetensors import safe_open
+
+        with safe_open(str(self._experts[expert]), framework="pt") as f:
+            rows = f.get_slice("trajectory")
+            return torch.stack([rows[e:e + 1][0] for e in epochs])
+
+    def load_trajectory(self, expert: int) -> Tensor:
+        from safetensors import safe_open
+
+        with safe_open(str(self._experts[expert]), framework="pt") as f:
+            return f.get_tensor("trajectory")
+
+    def val_accuracy(self, expert: int) -> float | None:
+        from safetensors import safe_open
+
+        with safe_open(str(self._experts[expert]), framework="pt") as f:
+            value = (f.metadata() or {}).get("val_accuracy", "")
+        return float(value) if value else None

@@ -1,0 +1,190 @@
+"""Unseen-architecture tables from stored results: how well do ConvNet-distilled sets transfer?
+
+One table per (dataset, IPC, metric): a row per method, a column per evaluation architecture with
+``mean ± std`` over seeds (over the models of the one row when there is a single seed), the drop
+from the ConvNet column in brackets, and the mean drop over the unseen architectures. Written as
+Markdown, LaTeX (best per column in bold) and a tidy CSV.
+
+Example::
+
+    df = ResultsTable("results/digits").load()
+    table = cross_arch_summary(df, dataset="digits", ipc=10)
+    paths = write_cross_arch_tables(df, "results/digits")   # cross_arch_digits_ipc10.{md,tex,csv}
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+BASE_ARCH = "convnet"
+
+# how architectures are named in papers; others are shown as given
+PRETTY_ARCH = {
+    "convnet": "ConvNet", "convnet_bn": "ConvNet-BN", "resnet18": "ResNet-18", "resnet50": "ResNet-50",
+    "vgg11": "VGG-11", "vgg11_bn": "VGG-11-BN", "convnext_atto": "ConvNeXt-atto",
+    "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
+    "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
+}
+
+# methods in the order papers list them (coresets, matching baselines, DASM and its ablations)
+METHOD_ORDER = ["random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "idc", "mtt", "seq",
+                "hard-only", "dasm-reverse", "dasm"]
+
+
+def pretty_arch(name: str) -> str:
+    return PRETTY_ARCH.get(name, name)
+
+
+def _method_key(name: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+
+
+def _arch_key(name: str, first: list[str]) -> tuple[int, str]:
+    return (0 if name == BASE_ARCH else 1, f"{first.index(name):04d}" if name in first else name)
+
+
+def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "acc_last",
+                       base_arch: str = BASE_ARCH) -> pd.DataFrame:
+    """Long table: method, arch, mean, std, seeds, drop (base mean - arch mean; NaN without a base row)."""
+    sub = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
+    if sub.empty:
+        return pd.DataFrame(columns=["method", "arch", "mean", "std", "seeds", "drop"])
+    groups = sub.groupby(["method", "arch"], sort=False)
+    rows = []
+    for (method, arch), g in groups:
+        values = g[metric].astype(float)
+        if len(values) > 1:
+            std = float(values.std(ddof=1))
+        else:  # a single seed: the spread over that row's fresh models
+            std = float(g[f"{metric}_std"].iloc[0]) if f"{metric}_std" in g else 0.0
+        rows.append({"method": method, "arch": arch, "mean": float(values.mean()), "std": std,
+                     "seeds": int(len(values))})
+    out = pd.DataFrame(rows)
+    base = out[out["arch"] == base_arch].set_index("method")["mean"]
+    out["drop"] = [base.get(m, math.nan) - v for m, v in zip(out["method"], out["mean"])]
+    arch_order = list(dict.fromkeys(sub["arch"]))
+    out["_m"] = out["method"].map(_method_key)
+    out["_a"] = out["arch"].map(lambda a: _arch_key(a, arch_order))
+    return out.sort_values(["_m", "_a"]).drop(columns=["_m", "_a"]).reset_index(drop=True)
+
+
+def _wide(summary: pd.DataFrame) -> tuple[list[str], list[str], dict]:
+    methods = list(dict.fromkeys(summary["method"]))
+    archs = list(dict.fromkeys(summary["arch"]))
+    cells = {(r.method, r.arch): r for r in summary.itertuples(index=False)}
+    return methods, archs, cells
+
+
+def _mean_drop(cells: dict, method: str, archs: list[str], base_arch: str) -> float:
+    drops = [cells[(method, a)].drop for a in archs if a != base_arch and (method, a) in cells]
+    drops = [d for d in drops if not math.isnan(d)]
+    return sum(drops) / len(drops) if drops else math.nan
+
+
+def _best(values: dict[str, float], higher: bool) -> set[str]:
+    finite = {k: v for k, v in values.items() if not math.isnan(v)}
+    if not finite:
+        return set()
+    target = max(finite.values()) if higher else min(finite.values())
+    return {k for k, v in finite.items() if abs(v - target) < 1e-9}
+
+
+def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], minus: str,
+                 pm: str) -> tuple[list[str], list[list[str]]]:
+    methods, archs, cells = _wide(summary)
+    unseen = [a for a in archs if a != base_arch]
+    header = ["method"] + [pretty_arch(a) for a in archs] + (["mean drop"] if unseen and base_arch in archs else [])
+    best = {a: _best({m: cells[(m, a)].mean for m in methods if (m, a) in cells}, higher=True) for a in archs}
+    drops = {m: _mean_drop(cells, m, archs, base_arch) for m in methods}
+    best_drop = _best(drops, higher=False)
+    body = []
+    for m in methods:
+        row = [m]
+        for a in archs:
+            if (m, a) not in cells:
+                row.append("-")
+                continue
+            c = cells[(m, a)]
+            text = f"{c.mean:.1f} {pm} {c.std:.1f}"
+            if a != base_arch and not math.isnan(c.drop):
+                text += f" ({minus if c.drop > 0 else '+'}{abs(c.drop):.1f})"
+            row.append(f"{bold[0]}{text}{bold[1]}" if m in best[a] else text)
+        if len(header) > len(archs) + 1:
+            d = drops[m]
+            text = "-" if math.isnan(d) else f"{d:.1f}"
+            row.append(f"{bold[0]}{text}{bold[1]}" if m in best_drop else text)
+        body.append(row)
+    return header, body
+
+
+def cross_arch_markdown(summary: pd.DataFrame, base_arch: str = BASE_ARCH) -> str:
+    """GitHub Markdown; the best mean per column (smallest mean drop) in bold."""
+    if summary.empty:
+        return "(no results)\n"
+    header, body = _table_cells(summary, base_arch, ("**", "**"), "−", "±")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
+def cross_arch_latex(summary: pd.DataFrame, base_arch: str = BASE_ARCH, caption: str = "",
+                     label: str = "tab:cross-arch") -> str:
+    """A booktabs table; the best mean per column (smallest mean drop) in bold."""
+    if summary.empty:
+        return "% no results\n"
+    header, body = _table_cells(summary, base_arch, (r"\textbf{", "}"), "$-$", r"$\pm$")
+    cols = "l" + "c" * (len(header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    for row in body:
+        lines.append(" & ".join([_latex_escape(row[0])] + row[1:]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        text = _latex_escape(caption).replace("±", r"$\pm$").replace("−", "$-$")
+        lines.append(rf"\caption{{{text}}}")
+    lines += [rf"\label{{{label}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def cross_arch_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """(dataset, IPC) pairs evaluated on more than one architecture, base architecture included."""
+    settings = []
+    if df.empty:
+        return settings
+    for (dataset, ipc), g in df.groupby(["dataset", "ipc"]):
+        archs = set(g["arch"])
+        if len(archs) > 1 and BASE_ARCH in archs:
+            settings.append((str(dataset), int(ipc)))
+    return sorted(settings)
+
+
+def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric: str = "acc_last") -> list[Path]:
+    """Write ``cross_arch_<dataset>_ipc<N>.{md,tex,csv}`` for every cross-architecture setting."""
+    out = Path(out_dir)
+    written: list[Path] = []
+    label_metric = "last-epoch" if metric == "acc_last" else "best"
+    for dataset, ipc in cross_arch_settings(df):
+        summary = cross_arch_summary(df, dataset, ipc, metric)
+        stem = out / f"cross_arch_{dataset}_ipc{ipc}" if metric == "acc_last" else \
+            out / f"cross_arch_{dataset}_ipc{ipc}_{metric}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        setting = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
+        protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
+        caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
+                   f"mean ± std; (−x) is the drop from ConvNet. Protocol: {protocols}.")
+        md = stem.with_suffix(".md")
+        md.write_text(f"{caption}\n\n{cross_arch_markdown(summary)}")
+        tex = stem.with_suffix(".tex")
+        tex.write_text(cross_arch_latex(summary, caption=caption, label=f"tab:cross-arch-{dataset}-ipc{ipc}"))
+        csv = stem.with_suffix(".csv")
+        summary.assign(dataset=dataset, ipc=ipc, metric=metric).to_csv(csv, index=False)
+        written += [md, tex, csv]
+    return written

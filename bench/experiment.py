@@ -1,0 +1,408 @@
+"""Experiment specs: one TOML file says what a paper table or figure needs, the runner does the rest.
+
+A spec names a dataset, the methods (each with config overrides), the IPC grid, the seeds, the
+evaluation architectures and the evaluation protocol. It is validated completely when loaded
+(unknown keys, methods, config fields, architectures or protocols are one-line errors), so a
+typo never surfaces hours into a run. Only the checks that need the data itself (IPC against the
+smallest class) wait for the run.
+
+Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
+
+    name = "ipc-saturation-digits"
+    dataset = "digits"
+    ipc = [1, 5, 10]
+    seeds = [0, 1, 2]
+    archs = ["convnet"]
+
+    [evaluation]
+    protocol = "default"     # each method's own (config.eval_protocol, else "dc")
+    epochs = 300             # CPU budget; leave out for the protocol's own
+    models = 2
+    full_data_epochs = 100   # or full_data_accuracy = 84.8 (a published number)
+
+    [methods.random]
+    [methods.dm]
+    iterations = 100         # any field of the method's config
+    [methods.idc]
+    protocol = "idc"         # this method's own evaluation protocol
+    [methods.dasm]
+    optional = true          # skipped with a warning while the method is not registered
+
+Example use::
+
+    spec = load_spec("ipc-saturation-digits")          # a name in bench/specs/ or a path
+    grid = spec.grid()                                 # -> bench.runner.GridSpec
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import BenchError
+
+SPECS_DIR = Path(__file__).parent / "specs"
+
+_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods"}
+_EVAL_KEYS = {"protocol", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
+_METHOD_RESERVED = {"optional", "protocol"}
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of a spec: its registered name, the config fields it overrides and, optionally,
+    its own evaluation protocol (e.g. "idc" for IDC-based methods while the rest use "dc")."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
+    protocol: str | None = None
+
+
+@dataclass
+class ExperimentSpec:
+    """A validated experiment: methods x IPC x seeds on one dataset, evaluated on ``archs``."""
+
+    name: str
+    dataset: str
+    methods: list[MethodEntry]
+    ipcs: list[int]
+    seeds: list[int]
+    archs: list[str]
+    protocol: str = "default"
+    epochs: int | None = None
+    num_models: int = 5
+    full_data_epochs: int | None = None      # train on the whole training split for the dashed line
+    full_data_accuracy: float | None = None  # or a published full-data accuracy (%)
+    full_data_arch: str | None = None        # default: the first evaluation architecture
+    description: str = ""
+    out: str | None = None                   # default results directory
+    skipped: list[str] = field(default_factory=list)  # optional methods not registered (yet)
+    source: Path | None = None
+
+    @property
+    def default_out(self) -> Path:
+        return Path(self.out or f"results/{self.dataset}")
+
+    def method_names(self) -> list[str]:
+        return [m.name for m in self.methods]
+
+    def subset(self, methods: list[str] | None = None, ipcs: list[int] | None = None,
+               seeds: list[int] | None = None, archs: list[str] | None = None) -> "ExperimentSpec":
+        """The same spec restricted to some of its methods / IPCs / architectures (``seeds`` may be
+        any list). The kept cells have the same keys as in the whole spec, so parts add up."""
+        where = self.source.name if self.source else self.name
+        entries = self.methods
+        if methods:
+            unknown = [m for m in methods if m not in self.method_names()]
+            if unknown:
+                raise BenchError(f"{where}: method {unknown[0]!r} is not in this spec "
+                                 f"(it has {', '.join(self.method_names())})")
+            entries = [m for m in self.methods if m.name in methods]
+        chosen_ipcs = self.ipcs
+        if ipcs:
+            unknown_ipc = [i for i in ipcs if i not in self.ipcs]
+            if unknown_ipc:
+                raise BenchError(f"{where}: IPC {unknown_ipc[0]} is not in this spec's grid "
+                                 f"({', '.join(map(str, self.ipcs))})")
+            chosen_ipcs = [i for i in self.ipcs if i in ipcs]
+        chosen_archs = self.archs
+        if archs:
+            unknown_arch = [a for a in archs if a not in self.archs]
+            if unknown_arch:
+                raise BenchError(f"{where}: architecture {unknown_arch[0]!r} is not in this spec "
+                                 f"({', '.join(self.archs)})")
+            chosen_archs = [a for a in self.archs if a in archs]
+        if seeds is not None:
+            _check_int_list(seeds, "seeds", where, minimum=0)
+        return dataclasses.replace(self, methods=entries, ipcs=chosen_ipcs, archs=chosen_archs,
+                                   seeds=list(seeds) if seeds is not None else self.seeds)
+
+    def grid(self, data_root: str | None = None, download: bool = False) -> Any:
+        """The :class:`bench.runner.GridSpec` the runner executes."""
+        from bench.runner import GridSpec
+
+        return GridSpec(methods=self.method_names(), dataset=self.dataset, ipcs=list(self.ipcs),
+                        seeds=list(self.seeds), archs=list(self.archs), protocol=self.protocol,
+                        epochs=self.epochs, num_models=self.num_models,
+                        overrides={m.name: dict(m.overrides) for m in self.methods if m.overrides},
+                        method_protocols={m.name: m.protocol for m in self.methods if m.protocol},
+                        data_root=data_root, download=download)
+
+    def count_cells(self) -> tuple[int, int]:
+        """(synthetic sets to distill, evaluation cells) of the full grid."""
+        sets = len(self.methods) * len(self.ipcs) * len(self.seeds)
+        return sets, sets * len(self.archs)
+
+
+def resolve_spec_path(name_or_path: str | Path) -> Path:
+    """A path to a spec file, or the name of a shipped spec (``bench/specs/<name>.toml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SPECS_DIR / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    if shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in SPECS_DIR.glob("*.toml"))
+    close = difflib.get_close_matches(path.stem, known, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"shipped specs: {', '.join(known)}"
+    raise BenchError(f"experiment spec {str(name_or_path)!r} not found; {hint}")
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def load_spec(name_or_path: str | Path, warn: Callable[[str], None] = _warn) -> ExperimentSpec:
+    """Read and validate a spec; every problem is a one-line :class:`BenchError` naming the file.
+
+    Example::
+
+        spec = load_spec("bench/specs/cross-arch-digits.toml")
+    """
+    path = resolve_spec_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path.name}: not valid TOML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{path.name}: cannot be read: {exc}") from None
+    return parse_spec(raw, where=path.name, warn=warn, source=path)
+
+
+def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], None] = _warn,
+               source: Path | None = None) -> ExperimentSpec:
+    """Validate a spec given as a dict (the parsed TOML)."""
+    from bench.data import list_datasets
+
+    _check_keys(raw, _TOP_KEYS, where, "top-level key")
+    for key in ("dataset", "ipc", "methods"):
+        if key not in raw:
+            raise BenchError(f"{where}: missing required key {key!r}")
+    dataset = _expect(raw["dataset"], str, "dataset", where)
+    datasets = list_datasets()
+    if dataset not in datasets:
+        close = difflib.get_close_matches(dataset, list(datasets), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(datasets)}"
+        raise BenchError(f"{where}: unknown dataset {dataset!r}{hint}")
+    ipcs = _check_int_list(raw["ipc"], "ipc", where, minimum=1)
+    seeds = _check_int_list(raw.get("seeds", [0]), "seeds", where, minimum=0)
+    archs = raw.get("archs", ["convnet"])
+    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+        raise BenchError(f"{where}: archs must be a non-empty list of architecture names")
+    if len(set(archs)) != len(archs):
+        raise BenchError(f"{where}: archs lists an architecture twice")
+
+    evaluation = raw.get("evaluation", {})
+    if not isinstance(evaluation, dict):
+        raise BenchError(f"{where}: [evaluation] must be a table")
+    _check_keys(evaluation, _EVAL_KEYS, where, "[evaluation] key")
+    protocol = _expect(evaluation.get("protocol", "default"), str, "evaluation.protocol", where)
+    epochs = _optional_positive_int(evaluation.get("epochs"), "evaluation.epochs", where)
+    models = _optional_positive_int(evaluation.get("models", 5), "evaluation.models", where)
+    full_epochs = _optional_positive_int(evaluation.get("full_data_epochs"), "evaluation.full_data_epochs", where)
+    full_acc = evaluation.get("full_data_accuracy")
+    if full_acc is not None and (isinstance(full_acc, bool) or not isinstance(full_acc, (int, float))
+                                 or not 0 <= full_acc <= 100):
+        raise BenchError(f"{where}: evaluation.full_data_accuracy must be a percentage, got {full_acc!r}")
+    if full_epochs is not None and full_acc is not None:
+        raise BenchError(f"{where}: give full_data_epochs (compute) or full_data_accuracy (published), not both")
+    full_arch = evaluation.get("full_data_arch")
+    if full_arch is not None:
+        _expect(full_arch, str, "evaluation.full_data_arch", where)
+
+    spec = ExperimentSpec(
+        name=_expect(raw.get("name", source.stem if source else "experiment"), str, "name", where),
+        description=_expect(raw.get("description", ""), str, "description", where),
+        dataset=dataset, methods=[], ipcs=ipcs, seeds=seeds, archs=list(archs), protocol=protocol,
+        epochs=epochs, num_models=models or 5, full_data_epochs=full_epochs,
+        full_data_accuracy=None if full_acc is None else float(full_acc), full_data_arch=full_arch,
+        out=raw.get("out"), source=source,
+    )
+    if spec.out is not None:
+        _expect(spec.out, str, "out", where)
+    spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)
+    _check_runnable(spec, where)
+    return spec
+
+
+def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
+                   warn: Callable[[str], None]) -> tuple[list[MethodEntry], list[str]]:
+    from bench.registry import apply_overrides, default_config, list_methods
+
+    if not isinstance(table, dict) or not table:
+        raise BenchError(f"{where}: [methods] must name at least one method, e.g. [methods.random]")
+    registered = list_methods()
+    entries, skipped = [], []
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise BenchError(f"{where}: [methods.{name}] must be a table of config overrides")
+        optional = body.get("optional", False)
+        if not isinstance(optional, bool):
+            raise BenchError(f"{where}: methods.{name}.optional must be true or false")
+        if name not in registered:
+            close = difflib.get_close_matches(name, list(registered), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(registered)}"
+            if optional:
+                warn(f"{where}: method {name!r} is not registered yet; skipping it{hint}")
+                skipped.append(name)
+                continue
+            raise BenchError(f"{where}: unknown method {name!r}{hint}")
+        overrides = {k: v for k, v in body.items() if k not in _METHOD_RESERVED}
+        protocol = body.get("protocol")
+        if protocol is not None:
+            from bench.evaluation import get_protocol
+
+            try:
+                get_protocol(_expect(protocol, str, f"methods.{name}.protocol", where), spec.epochs)
+            except BenchError as exc:
+                raise BenchError(f"{where}: [methods.{name}] {exc}") from None
+        for ipc in spec.ipcs:  # for_setting may differ per IPC: every resolved config must validate
+            try:
+                apply_overrides(default_config(name, spec.dataset, ipc), overrides)
+            except BenchError as exc:
+                raise BenchError(f"{where}: [methods.{name}] at IPC {ipc}: {exc}") from None
+        entries.append(MethodEntry(name, overrides, optional, protocol))
+    if not entries:
+        raise BenchError(f"{where}: none of the spec's methods is registered ({', '.join(skipped)})")
+    return entries, skipped
+
+
+def _check_runnable(spec: ExperimentSpec, where: str) -> None:
+    from bench.evaluation import get_protocol
+    from bench.models import model_name_ok
+
+    for arch in spec.archs + ([spec.full_data_arch] if spec.full_data_arch else []):
+        try:
+            model_name_ok(arch)
+        except BenchError as exc:
+            raise BenchError(f"{where}: {exc}") from None
+    if spec.protocol != "default":
+        try:
+            get_protocol(spec.protocol, spec.epochs)
+        except BenchError as exc:
+            raise BenchError(f"{where}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- small checks
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str, what: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            raise BenchError(f"{where}: unknown {what} {key!r}{hint}")
+
+
+def _expect(value: Any, kind: type, key: str, where: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise BenchError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_int_list(values: Any, key: str, where: str, minimum: int) -> list[int]:
+    if not isinstance(values, list) or not values:
+        raise BenchError(f"{where}: {key} must be a non-empty list of integers, got {values!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise BenchError(f"{where}: {key} must hold integers >= {minimum}, got {v!r}")
+    if len(set(values)) != len(values):
+        raise BenchError(f"{where}: {key} lists a value twice ({values})")
+    return list(values)
+
+
+def _optional_positive_int(value: Any, key: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BenchError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: str = "auto",
+                   workers: int | None = None, executor: str = "local", threads: int | None = None,
+                   slurm: Any = None, progress: bool = True, log: Callable[[str], None] = print,
+                   data_root: str | None = None, download: bool = False, report: bool = True) -> Any:
+    """Run every missing cell of ``spec`` into ``out`` (default ``results/<dataset>``), then
+    regenerate the directory's tables and figures; returns the whole results table.
+
+    Example::
+
+        df = run_experiment(load_spec("cross-arch-digits"), workers=2, device="cpu")
+    """
+    from bench.evaluation import get_protocol
+    from bench.runner import FullDataJob, run_grid, write_full_data
+
+    target = Path(out) if out is not None else spec.default_out
+    full_job = None
+    full_arch = spec.full_data_arch or spec.archs[0]
+    if spec.full_data_accuracy is not None:
+        write_full_data(target, {"dataset": spec.dataset, "arch": full_arch, "protocol": "published",
+                                 "acc": spec.full_data_accuracy, "source": "published"})
+    elif spec.full_data_epochs is not None:
+        # the same protocol as `dasm-bench grid --full-data-epochs`, so both share the cached run
+        protocol = get_protocol("dc-nodsa", spec.full_data_epochs)
+        if not _full_data_current(target, spec.dataset, full_arch, protocol.name):
+            full_job = FullDataJob(spec.dataset, full_arch, protocol, device, str(target.resolve()),
+                                   data_root, download)
+    sets, cells = spec.count_cells()
+    log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
+        f"{sets} sets, {cells} evaluation cells -> {target}")
+    df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
+                  executor=executor, threads=threads, slurm=slurm, full_data=full_job)
+    if report:
+        from bench.plots import write_reports
+
+        write_reports(target, df, log=log)
+    return df
+
+
+def _full_data_current(out: Path, dataset: str, arch: str, protocol: str) -> bool:
+    import json
+
+    path = out / "full_data.json"
+    if not path.exists():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (record.get("dataset"), record.get("arch"), record.get("protocol")) == (dataset, arch, protocol)
+
+
+def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
+    """What a run would do: the grid, and how many of its cells ``out`` already holds."""
+    from bench.results import ResultsTable
+    from bench.runner import distill_key, eval_key, method_protocol, resolved_config
+
+    target = Path(out) if out is not None else spec.default_out
+    grid = spec.grid()
+    done = ResultsTable(target).done_keys()
+    lines = [f"{spec.name} ({spec.source or 'spec'}): {spec.description}".rstrip(": "),
+             f"  dataset {spec.dataset}; IPC {spec.ipcs}; seeds {spec.seeds}; archs {', '.join(spec.archs)}",
+             f"  evaluation: protocol {spec.protocol}, epochs {spec.epochs or 'protocol default'}, "
+             f"{spec.num_models} models"]
+    if spec.skipped:
+        lines.append(f"  skipped (not registered): {', '.join(spec.skipped)}")
+    total_sets = stored = cells = finished = 0
+    for entry in spec.methods:
+        for ipc in spec.ipcs:
+            config = resolved_config(grid, entry.name, ipc)
+            protocol = method_protocol(grid, entry.name, config)
+            for seed in spec.seeds:
+                dkey = distill_key(entry.name, spec.dataset, ipc, seed, config)
+                total_sets += 1
+                stored += (target / "synthetic" / f"{dkey}.safetensors").exists()
+                for arch in spec.archs:
+                    cells += 1
+                    finished += eval_key(dkey, arch, protocol, spec.num_models) in done
+        lines.append(f"  {entry.name:<12} protocol {protocol.name:<14} overrides {entry.overrides or '-'}")
+    lines.append(f"  {total_sets} sets ({stored} stored), {cells} evaluation cells ({finished} done) in {target}")
+    return "\n".join(lines)
