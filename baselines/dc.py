@@ -83,7 +83,7 @@ class DCConfig:
         if dataset == "mnist5k":
             # 28x28 costs ~20x digits per image (~1.2 s per class match on a loaded core):
             # a smoke-scale budget with fewer matching rounds and a small real batch
-            return cls(iterations=8 if outer == 1 else 2, outer_loop=min(outer, 3), inner_loop=min(inner, 2),
+            return cls(iterations=20 if outer == 1 else 2, outer_loop=min(outer, 3), inner_loop=min(inner, 2),
                        batch_real=16, init="real")
         return cls(outer_loop=outer, inner_loop=inner)
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ EMBEDDED = ("digits", "mnist5k")
 class MTTConfig:
     """MTT hyper-parameters; defaults are the reference distill.py / buffer.py defaults (CIFAR scale)."""
 
+    eval_protocol: ClassVar[str] = "mtt"  # evaluated at the learned syn_lr (and in ZCA space if used)
     iterations: int = 5000
     syn_steps: int = 20
     expert_epochs: int = 3

@@ -7,6 +7,8 @@ Protocols differ between the reference papers, so every result row names its pro
 - ``dc-nodsa``: the same without augmentation, 300 epochs.
 - ``idc``  (IDC): DSA without cutout plus CutMix (beta 1, p 0.5), batch 64, lr 0.01 x0.2 at 2/3
            and 5/6 of 1000 epochs.
+- ``mtt``  (MTT): the ``dc`` schedule at the learned synthetic lr stored with the set, in the
+           ZCA-whitened space when the set was distilled with ZCA (reference evaluate_synset).
 
 Both last-epoch and best accuracy (max over evenly spaced test evaluations, as MTT/DD-Ranking
 report) are recorded, labelled. Example::
@@ -54,6 +56,7 @@ class EvalProtocol:
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
     best_evals: int = 10                    # test evaluations spread over training for "best"
+    lr_from_set: bool = False               # MTT: train at the synthetic set's learned lr (metadata "syn_lr")
 
     def with_epochs(self, epochs: int) -> "EvalProtocol":
         """The same protocol at another budget (tests and CPU runs); the name records it."""
@@ -69,6 +72,7 @@ PROTOCOLS: dict[str, EvalProtocol] = {
     "dc-nodsa": EvalProtocol(name="dc-nodsa", epochs=300, dsa=False),
     "idc": EvalProtocol(name="idc", epochs=1000, batch_size=64, milestones=(2 / 3, 5 / 6), gamma=0.2,
                         dsa=True, dsa_cutout=False, cutmix_prob=0.5),
+    "mtt": EvalProtocol(name="mtt", lr_from_set=True),
 }
 
 
@@ -199,10 +203,12 @@ def _eval_points(protocol: EvalProtocol) -> tuple[int, ...]:
 def evaluate_training_set(images: Tensor, labels: Tensor, data: Dataset, arch: str = "convnet",
                           protocol: EvalProtocol = PROTOCOLS["dc"], num_models: int = 5, seed: int = 0,
                           device: torch.device | str = "cpu", split: str = "test",
-                          progress: bool = False) -> EvalResult:
-    """Train ``num_models`` fresh ``arch`` models on (images, labels) and test each on ``split``."""
+                          progress: bool = False, target: ImageSet | None = None) -> EvalResult:
+    """Train ``num_models`` fresh ``arch`` models on (images, labels) and test each on ``split``
+    (or on ``target``, a transformed copy of that split)."""
     device = resolve_device(device)
-    target = {"test": data.test, "val": data.val}[split]
+    if target is None:
+        target = {"test": data.test, "val": data.val}[split]
     lasts, bests = [], []
     start = time.perf_counter()
     iterator = range(num_models)
@@ -236,7 +242,27 @@ def evaluate_synthetic(syn: SyntheticSet, data: Dataset, arch: str = "convnet",
     """
     check_compatible(syn, data)
     images, labels = syn.decode()
-    return evaluate_training_set(images, labels, data, arch, protocol, num_models, seed, device, split, progress)
+    target: ImageSet | None = None
+    if protocol.lr_from_set and "syn_lr" in syn.metadata:
+        protocol = dataclasses.replace(protocol, lr=float(syn.metadata["syn_lr"]))
+    if syn.metadata.get("zca_file"):
+        images, target = _zca_space(syn, data, images, split)
+    return evaluate_training_set(images, labels, data, arch, protocol, num_models, seed, device, split, progress,
+                                 target=target)
+
+
+def _zca_space(syn: SyntheticSet, data: Dataset, images: Tensor, split: str) -> tuple[Tensor, ImageSet]:
+    """A set distilled in ZCA-whitened space (MTT) trains and tests in that space, as its reference does."""
+    from baselines.mtt_experts import ZCAWhitening
+
+    path = Path(syn.metadata["zca_file"])
+    if not path.exists():
+        raise BenchError(f"the synthetic set needs its ZCA transform {path}, which is missing")
+    zca = ZCAWhitening.load(path)
+    real = {"test": data.test, "val": data.val}[split]
+    whitened = zca.whiten_normalised(real.images, data)
+    identity = ((0.0,) * data.channels, (1.0,) * data.channels)
+    return zca.whiten_normalised(images, data), ImageSet(whitened, real.labels, data.num_classes, *identity)
 
 
 def check_compatible(syn: SyntheticSet, data: Dataset) -> None:

@@ -48,3 +48,37 @@ def test_convnet_on_full_digits_reaches_95_percent(digits):
     proto = PROTOCOLS["dc-nodsa"].with_epochs(30)
     res = evaluate_training_set(digits.train.images, digits.train.labels, digits, "convnet", proto, num_models=1)
     assert res.last_mean >= 95.0, res
+
+
+def test_mtt_protocol_trains_at_the_sets_learned_lr(digits):
+    syn = distill("random", DistillRequest(digits, ipc=2, seed=0))
+    proto = get_protocol("mtt", 20)
+    assert proto.lr_from_set and proto.batch_size == 256
+    syn.metadata["syn_lr"] = 1e12  # the learned lr must be used: this one diverges
+    with pytest.raises(DivergedError):
+        evaluate_synthetic(syn, digits, "convnet", dataclasses.replace(proto, dsa=False), num_models=1)
+    syn.metadata["syn_lr"] = 0.01
+    res = evaluate_synthetic(syn, digits, "convnet", dataclasses.replace(proto, dsa=False), num_models=1)
+    assert res.last_mean > 30
+
+
+def test_zca_sets_are_trained_and_tested_in_whitened_space(digits, tmp_path, monkeypatch):
+    from baselines.mtt_experts import ZCAWhitening, to_pixels
+    import bench.evaluation as ev
+
+    zca = ZCAWhitening.fit(to_pixels(digits.train.images, digits))
+    zca.save(tmp_path / "zca.safetensors")
+    syn = distill("random", DistillRequest(digits, ipc=3, seed=0))
+    syn.metadata["zca_file"] = str(tmp_path / "zca.safetensors")
+    seen = {}
+    original = ev.evaluate_training_set
+
+    def record(images, labels, data, *args, target=None, **kw):
+        seen["images"], seen["target"] = images, target
+        return original(images, labels, data, *args, target=target, **kw)
+
+    monkeypatch.setattr(ev, "evaluate_training_set", record)
+    res = ev.evaluate_synthetic(syn, digits, "convnet", PROTOCOLS["dc-nodsa"].with_epochs(5), num_models=1)
+    assert torch.allclose(seen["images"], zca.whiten_normalised(syn.images, digits), atol=1e-5)
+    assert torch.allclose(seen["target"].images, zca.whiten_normalised(digits.test.images, digits), atol=1e-4)
+    assert res.last_mean > 30

@@ -244,7 +244,8 @@ QUALITY_PROTOCOL = PROTOCOLS["dc"].with_epochs(300)  # one protocol for every me
 @pytest.mark.parametrize("ipc", [1, 10])
 def test_digits_quality_against_random(digits, ipc):
     """DC / DSA / IDC at their digits CPU budgets vs random real images, 3 seeds, the same
-    evaluation (DSA, 300 epochs, 2 models). Appends rows to results/matching/digits_quality.csv."""
+    evaluation (DSA, 300 epochs, 2 models). Writes this IPC's rows of
+    results/matching/digits_quality.csv (method, ipc, seed, acc, ...)."""
     seeds = [0, 1, 2]
     rows, accs = [], {}
     for method in ("random", "dc", "dsa", "idc"):
@@ -258,12 +259,14 @@ def test_digits_quality_against_random(digits, ipc):
                          "acc_std": round(res.last_std, 2), "distill_s": round(distill_s, 1),
                          "protocol": res.protocol})
     QUALITY_CSV.parent.mkdir(parents=True, exist_ok=True)
-    new = not QUALITY_CSV.exists()
-    with QUALITY_CSV.open("a", newline="") as f:
+    kept = []
+    if QUALITY_CSV.exists():  # replace this IPC's rows, keep the others
+        with QUALITY_CSV.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["ipc"]) != ipc]
+    with QUALITY_CSV.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+        w.writeheader()
+        w.writerows(kept + rows)
     means = {m: statistics.fmean(v) for m, v in accs.items()}
     print(f"digits IPC {ipc}: " + ", ".join(f"{m} {v:.1f}" for m, v in means.items()))
     for method in ("dc", "dsa", "idc"):
