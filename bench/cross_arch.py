@@ -43,8 +43,10 @@ def _method_key(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
-def _arch_key(name: str, first: list[str]) -> tuple[int, str]:
-    return (0 if name == BASE_ARCH else 1, f"{first.index(name):04d}" if name in first else name)
+def _arch_key(name: str, seen: list[str]) -> tuple[int, int, int]:
+    # ConvNet first, then the paper order above, then architectures in the order they appear
+    known = list(PRETTY_ARCH)
+    return (0 if name == BASE_ARCH else 1, known.index(name) if name in known else len(known), seen.index(name))
 
 
 def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "acc_last",
@@ -74,7 +76,8 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
 
 def _wide(summary: pd.DataFrame) -> tuple[list[str], list[str], dict]:
     methods = list(dict.fromkeys(summary["method"]))
-    archs = list(dict.fromkeys(summary["arch"]))
+    seen = list(dict.fromkeys(summary["arch"]))
+    archs = sorted(seen, key=lambda a: _arch_key(a, seen))
     cells = {(r.method, r.arch): r for r in summary.itertuples(index=False)}
     return methods, archs, cells
 

@@ -144,15 +144,16 @@ def _save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
     return written
 
 
-def _full_data(out: Path) -> tuple[float | None, str]:
+def _full_data(out: Path) -> tuple[float | None, str, str | None]:
+    """(accuracy, source, dataset) of ``full_data.json``; Nones when absent or damaged."""
     path = out / "full_data.json"
     if not path.exists():
-        return None, ""
+        return None, "", None
     try:
         record = json.loads(path.read_text())
-        return float(record["acc"]), str(record.get("source", ""))
+        return float(record["acc"]), str(record.get("source", "")), record.get("dataset")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, ""  # a damaged record only loses the dashed line
+        return None, "", None  # a damaged record only loses the dashed line
 
 
 def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print) -> list[Path]:
@@ -199,12 +200,11 @@ def _dasm_figure(syn, path: Path, log: Callable[[str], None]) -> list[Path]:
         from dasm.diagnostics import diagnostics_figure
     except ImportError:
         return []  # the DASM package is not installed beside the harness
-    from bench.errors import BenchError
-
     try:
         return list(diagnostics_figure(syn, path))
-    except BenchError as exc:
-        log(f"no DASM diagnostics for {path.name}: {exc}")
+    except Exception as exc:  # one unreadable record must not stop regenerating everything else
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log(f"no DASM diagnostics for {path.name}: {message}")
         return []
 
 
@@ -219,8 +219,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     out = Path(out_dir)
     df = ResultsTable(out).load() if df is None else df
     written: list[Path] = []
-    stored_full, source = _full_data(out)
-    full = full_data if full_data is not None else stored_full
+    stored_full, source, full_dataset = _full_data(out)
     datasets = sorted(df["dataset"].astype(str).unique()) if len(df) else []
     for dataset in datasets or [""]:
         sub = df[df["dataset"] == dataset] if dataset else df
@@ -230,7 +229,8 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
             path = out / f"table_{metric}{suffix}.md"
             path.write_text(markdown_table(base, metric))
             written.append(path)
-        line = full if len(datasets) <= 1 else None  # full_data.json describes one dataset
+        line = full_data if full_data is not None else (
+            stored_full if full_dataset in (None, dataset) or not dataset else None)  # it describes one dataset
         written += saturation_figure(base, out / f"saturation{suffix}", full_data=line,
                                      full_data_label="full data, published" if source == "published" else "full data")
     written += write_cross_arch_tables(df, out)

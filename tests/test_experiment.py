@@ -60,8 +60,11 @@ def test_shipped_specs_cover_the_paper_settings():
                           ("cross-arch-cifar10", "cifar10")):
         spec = load_spec(name)
         assert spec.dataset == dataset and spec.seeds == [0, 1, 2] and spec.num_models == 5
-        assert spec.epochs is None and spec.protocol == "dc"  # the reference's 1000 epochs
-        assert next(m for m in spec.methods if m.name == "idc").protocol == "idc"
+        assert spec.epochs is None  # the reference's 1000 epochs
+        grid = spec.grid()  # each method is evaluated under its own reference protocol
+        protocols = {m: method_protocol(grid, m, resolved_config(grid, m, 10)).name for m in spec.method_names()}
+        assert protocols["idc"] == protocols["dasm"] == "idc" and protocols["dm"] == "dc"
+        assert protocols["mtt"] == "mtt"
 
 
 @pytest.mark.parametrize("edit, needle", [
