@@ -274,7 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if protocol_name is None:
         method = meta.get("method")
         cfg_cls = get_method(method).config_cls if method else None
-        protocol_name = getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc"
+        protocol_name = meta.get("eval_protocol") or (getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc")
     protocol = get_protocol(protocol_name, args.epochs)
     if args.lr is not None:
         protocol = dataclasses.replace(protocol, lr=args.lr, name=f"{protocol.name}@lr{args.lr:g}")

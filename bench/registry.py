@@ -235,6 +235,8 @@ def distill(method: str, request: DistillRequest, config: Any | None = None,
         "config": cfg, "config_hash": config_hash({"method": method, "dataset": request.data.name,
                                                    "ipc": request.ipc, "seed": request.seed, "config": cfg}),
         "code_version": code_version(), "seconds": round(seconds, 3),
+        # the protocol the method is evaluated with (DASM's follows its base matcher)
+        "eval_protocol": str(getattr(config, "eval_protocol", "dc")),
         "image_size": request.data.image_size, "channels": request.data.channels,
         "num_classes": request.data.num_classes,
     }

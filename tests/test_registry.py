@@ -55,3 +55,12 @@ def test_overrides_are_typed_and_checked():
     with pytest.raises(BenchError, match="expects int"):
         apply_overrides(_Cfg(), {"iters": "many"})
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})
+
+
+def test_sets_record_the_protocol_they_are_evaluated_with(digits):
+    syn = distill("random", DistillRequest(digits, ipc=1, seed=0))
+    assert syn.metadata["eval_protocol"] == "dc"
+    syn = distill("dasm", DistillRequest(digits, ipc=1, seed=0, progress=False), overrides={"base": "random"})
+    assert syn.metadata["eval_protocol"] == "dc"   # follows its base, not DASM's default base (idc)
+    from bench.registry import default_config
+    assert default_config("dasm", "digits", 1).eval_protocol == "idc"
