@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -53,30 +52,11 @@ from torch import Tensor, nn
 
 from bench.data import Dataset
 from bench.errors import BenchError, DivergedError
+from bench.synthetic import write_atomically
 
 EXPERT_FORMAT = "dasm-bench/mtt-expert"
 ZCA_FORMAT = "dasm-bench/zca"
 ZCA_EPS = 0.1  # the reference's kornia ZCAWhitening(eps=0.1)
-
-
-# ----------------------------------------------------------------------------- files
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
-
-    A process killed mid-write leaves only a ``.<name>.*.tmp`` file, never a half file at ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- ZCA

@@ -137,8 +137,8 @@ class SyntheticSet:
             "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in tensors.items()},
             "metadata": _jsonable(self.metadata),
         }
-        _atomic_write(path, blob)
-        _atomic_write(sidecar_path(path), json.dumps(sidecar, indent=2, sort_keys=True).encode())
+        write_atomically(path, blob)
+        write_atomically(sidecar_path(path), json.dumps(sidecar, indent=2, sort_keys=True).encode())
         return path
 
     @classmethod
@@ -179,8 +179,12 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # write-then-rename: a killed process never leaves a half-written file at `path`
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    A process killed mid-write leaves only a ``.<name>.*.tmp`` file, never a half file at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
