@@ -13,7 +13,6 @@ import difflib
 import functools
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -25,6 +25,21 @@ _COLOURS = {"random": "#7f7f7f", "herding": "#bcbd22", "kcenter": "#17becf", "fo
             "dasm": "#d62728", "seq": "#393b79", "hard-only": "#637939", "dasm-reverse": "#843c39"}
 
 
+def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths."""
+    import matplotlib.pyplot as plt
+
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = base.with_suffix(f".{fmt}")
+        fig.savefig(target, dpi=150)
+        written.append(target)
+    plt.close(fig)
+    return written
+
+
 def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
                       full_data: float | None = None, arch: str = "convnet", title: str | None = None,
                       formats: Sequence[str] = ("png", "pdf"), full_data_label: str = "full data") -> list[Path]:
@@ -59,15 +74,7 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = base.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=150)
-        written.append(target)
-    plt.close(fig)
-    return written
+    return save_figure(fig, path, formats)
 
 
 def markdown_table(df: pd.DataFrame, metric: str = "acc_last") -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.errors import BenchError
+from bench.plots import save_figure
 from bench.synthetic import SyntheticSet
 
 
@@ -96,12 +97,4 @@ def diagnostics_figure(syn: SyntheticSet, path: str | os.PathLike,
                  f"seed {meta.get('seed', '?')}: base {dasm.get('base', '?')}, schedule {dasm.get('schedule', '?')}",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = base.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=150)
-        written.append(target)
-    plt.close(fig)
-    return written
+    return save_figure(fig, path, formats)
