@@ -25,7 +25,7 @@ BASE_ARCH = "convnet"
 # how architectures are named in papers; others are shown as given
 PRETTY_ARCH = {
     "convnet": "ConvNet", "convnet_bn": "ConvNet-BN", "resnet18": "ResNet-18", "resnet50": "ResNet-50",
-    "vgg11": "VGG-11", "vgg11_bn": "VGG-11-BN", "convnext_atto": "ConvNeXt-atto",
+    "vgg11_dc": "VGG-11", "vgg11_dc_bn": "VGG-11-BN", "vgg11": "VGG-11 (timm)", "vgg11_bn": "VGG-11-BN (timm)", "convnext_atto": "ConvNeXt-atto",
     "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
     "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
 }

@@ -5,6 +5,7 @@ Example::
     from bench.models import create_model
     net = create_model("convnet", channels=1, num_classes=10, image_size=8)
     vit = create_model("vit_tiny_patch16_224", channels=3, num_classes=10, image_size=32)
+    vgg = create_model("vgg11_dc", channels=1, num_classes=10, image_size=8)  # resized to 32x32
 """
 
 from __future__ import annotations
@@ -74,6 +75,50 @@ class ConvNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
+# VGG-11 of the DC benchmark (networks.py), the "VGG-11" column of the DC/DSA/DM/IDC/MTT and
+# DASM cross-architecture tables; timm's ImageNet vgg11 differs by its 4096-wide 7x7 head.
+VGG11_LAYERS: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+class VGG11(nn.Module):
+    """VGG-11 as in the DC benchmark: conv3x3 -> norm -> ReLU with max-pooling, then one linear layer.
+
+    It is built for 32x32 inputs (28x28 ones get first-conv padding 3, as in the reference);
+    ``create_model("vgg11_dc", ...)`` resizes smaller inputs up. Larger inputs (64x64) keep their
+    resolution and the last feature map is average-pooled to 1x1, so the head stays 512 wide.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: int = 32,
+                 norm: str = "instancenorm") -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch, size = channels, image_size
+        for i, v in enumerate(VGG11_LAYERS):
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                size //= 2
+                continue
+            pad = 3 if (i == 0 and image_size == 28) else 1
+            layers += [nn.Conv2d(in_ch, int(v), 3, padding=pad), _norm_layer(norm, int(v)), nn.ReLU(inplace=True)]
+            size += 2 * pad - 2
+            in_ch = int(v)
+        if size < 1:
+            raise BenchError(f"vgg11_dc needs inputs of at least 32x32 (or 28x28), got {image_size}x{image_size}")
+        if size > 1:
+            layers.append(nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(in_ch, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+_VGG11S = {"vgg11_dc": {}, "vgg11_dc_bn": {"norm": "batchnorm"}}
+
+
 class ResizeInput(nn.Module):
     """Bilinearly resizes inputs to the size an architecture needs (e.g. 8x8 digits -> 32x32)."""
 
@@ -115,7 +160,7 @@ def list_architectures(timm_filter: str | None = None) -> list[str]:
     """ConvNet variants plus timm model names (optionally filtered by a wildcard)."""
     import timm
 
-    names = list(_CONVNETS)
+    names = list(_CONVNETS) + list(_VGG11S)
     names += timm.list_models(timm_filter) if timm_filter else list(_timm_names())
     return names
 
@@ -129,7 +174,7 @@ def _vit_patch(image_size: int) -> int:
 
 
 def create_model(name: str, channels: int, num_classes: int, image_size: int, **kwargs) -> nn.Module:
-    """Create a ConvNet variant or any timm model (random init, no downloads).
+    """Create a ConvNet variant, the DC benchmark's VGG-11 or any timm model (random init, no downloads).
 
     timm models get ``num_classes`` and ``in_chans``; models that take ``img_size`` (ViTs)
     get it with a patch size fitted to the resolution; inputs smaller than 32x32 are
@@ -138,10 +183,15 @@ def create_model(name: str, channels: int, num_classes: int, image_size: int, **
     key = name.lower()
     if key in _CONVNETS:
         return ConvNet(channels, num_classes, image_size, **{**_CONVNETS[key], **kwargs})
+    if key in _VGG11S:
+        size = image_size if image_size == 28 or image_size >= 32 else 32
+        vgg = VGG11(channels, num_classes, size, **{**_VGG11S[key], **kwargs})
+        return ResizeInput(vgg, size) if size != image_size else vgg
     import timm
 
     if key not in _timm_names():
-        close = difflib.get_close_matches(key, list(_CONVNETS) + list(_timm_names()), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(_CONVNETS) + list(_VGG11S) + list(_timm_names()), n=3,
+                                          cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `dasm-bench list`"
         raise BenchError(f"unknown architecture {name!r}{hint}")
     size = max(image_size, MIN_TIMM_SIZE)
@@ -160,6 +210,6 @@ def create_model(name: str, channels: int, num_classes: int, image_size: int, **
 def model_name_ok(name: str) -> None:
     """Raise the one-line unknown-architecture error early (before any work is done)."""
     key = name.lower()
-    if key in _CONVNETS or key in _timm_names():
+    if key in _CONVNETS or key in _VGG11S or key in _timm_names():
         return
     create_model(name, 1, 2, 32)

@@ -29,7 +29,7 @@ def results():
         _row("random", "resnet18", 0, 70.0), _row("random", "resnet18", 1, 74.0),
         _row("dasm", "convnet", 0, 90.0), _row("dasm", "convnet", 1, 92.0),
         _row("dasm", "resnet18", 0, 88.0), _row("dasm", "resnet18", 1, 86.0),
-        _row("dasm", "vgg11", 0, 60.0),  # a single seed: the std is the spread over that row's models
+        _row("dasm", "vgg11_dc", 0, 60.0),  # a single seed: the std is the spread over that row's models
         _row("random", "convnet", 0, 50.0, ipc=1),  # another IPC on ConvNet only: not a cross-arch setting
     ]
     return pd.DataFrame(rows)
@@ -41,7 +41,7 @@ def test_summary_means_stds_and_drops(results):
     assert s.loc[("random", "resnet18"), "std"] == pytest.approx(math.sqrt(8.0))  # sample std of 70, 74
     assert s.loc[("random", "resnet18"), "drop"] == pytest.approx(81.0 - 72.0)
     assert s.loc[("dasm", "resnet18"), "drop"] == pytest.approx(91.0 - 87.0)
-    assert s.loc[("dasm", "vgg11"), "std"] == 0.5 and s.loc[("dasm", "vgg11"), "seeds"] == 1
+    assert s.loc[("dasm", "vgg11_dc"), "std"] == 0.5 and s.loc[("dasm", "vgg11_dc"), "seeds"] == 1
     assert s.loc[("dasm", "convnet"), "drop"] == 0.0
     # methods in paper order (coresets first), ConvNet first among architectures
     order = cross_arch_summary(results, "digits", 10)

@@ -36,3 +36,20 @@ def test_unknown_architecture_suggests_close_names():
     with pytest.raises(BenchError, match="resnet18") as info:
         create_model("resnet-18", 1, 10, 8)
     assert "\n" not in str(info.value)
+
+
+def test_vgg11_dc_matches_the_reference_layout():
+    # DC benchmark VGG-11: 8 conv3x3 with instance norm, 5 max-pools, one 512 -> classes linear layer
+    net = create_model("vgg11_dc", 3, 10, 32)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == 5
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 8 and all(n.num_groups == n.num_channels for n in norms)
+    assert net.classifier.in_features == 512 and net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert convs[0].padding == (1, 1) and create_model("vgg11_dc", 1, 10, 28).features[0].padding == (3, 3)
+    small = create_model("vgg11_dc", 1, 10, 8)  # digits: resized up to 32x32
+    assert isinstance(small, ResizeInput) and small.size == 32 and small(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    big = create_model("vgg11_dc", 3, 200, 64)  # TinyImageNet keeps 64x64, pooled to a 512-wide head
+    assert big(torch.randn(2, 3, 64, 64)).shape == (2, 200)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("vgg11_dc_bn", 3, 10, 32).modules())
