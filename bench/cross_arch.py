@@ -35,6 +35,19 @@ METHOD_ORDER = ["random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm",
                 "hard-only", "dasm-reverse", "dasm"]
 
 
+# A run whose best test accuracy over training stays below this multiple of chance did not train
+# (e.g. ConvNeXt under plain SGD from an unlucky initialisation); tables count and mark such runs.
+UNTRAINED_FACTOR = 1.5
+
+
+def chance_accuracy(dataset: str) -> float | None:
+    """Chance-level accuracy (%) of a registered dataset with a fixed class count, else None."""
+    from bench.data import registered_num_classes
+
+    n = registered_num_classes(dataset)
+    return 100.0 / n if n else None
+
+
 def pretty_arch(name: str) -> str:
     return PRETTY_ARCH.get(name, name)
 
@@ -51,10 +64,15 @@ def _arch_key(name: str, seen: list[str]) -> tuple[int, int, int]:
 
 def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "acc_last",
                        base_arch: str = BASE_ARCH) -> pd.DataFrame:
-    """Long table: method, arch, mean, std, seeds, drop (base mean - arch mean; NaN without a base row)."""
+    """Long table: method, arch, mean, std, seeds, untrained, drop (base mean - arch mean, NaN without one).
+
+    ``untrained`` counts the seeds whose best accuracy stayed below 1.5x chance (0 when the
+    dataset's class count is not registered).
+    """
     sub = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
     if sub.empty:
-        return pd.DataFrame(columns=["method", "arch", "mean", "std", "seeds", "drop"])
+        return pd.DataFrame(columns=["method", "arch", "mean", "std", "seeds", "untrained", "drop"])
+    chance = chance_accuracy(dataset)
     groups = sub.groupby(["method", "arch"], sort=False)
     rows = []
     for (method, arch), g in groups:
@@ -63,8 +81,11 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
             std = float(values.std(ddof=1))
         else:  # a single seed: the spread over that row's fresh models
             std = float(g[f"{metric}_std"].iloc[0]) if f"{metric}_std" in g else 0.0
+        untrained = 0
+        if chance is not None and "acc_best" in g:
+            untrained = int((g["acc_best"].astype(float) < UNTRAINED_FACTOR * chance).sum())
         rows.append({"method": method, "arch": arch, "mean": float(values.mean()), "std": std,
-                     "seeds": int(len(values))})
+                     "seeds": int(len(values)), "untrained": untrained})
     out = pd.DataFrame(rows)
     base = out[out["arch"] == base_arch].set_index("method")["mean"]
     out["drop"] = [base.get(m, math.nan) - v for m, v in zip(out["method"], out["mean"])]
@@ -97,7 +118,7 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
 
 
 def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], minus: str,
-                 pm: str) -> tuple[list[str], list[list[str]]]:
+                 pm: str, dagger: str = "†") -> tuple[list[str], list[list[str]]]:
     methods, archs, cells = _wide(summary)
     unseen = [a for a in archs if a != base_arch]
     header = ["method"] + [pretty_arch(a) for a in archs] + (["mean drop"] if unseen and base_arch in archs else [])
@@ -115,7 +136,9 @@ def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], m
             text = f"{c.mean:.1f} {pm} {c.std:.1f}"
             if a != base_arch and not math.isnan(c.drop):
                 text += f" ({minus if c.drop > 0 else '+'}{abs(c.drop):.1f})"
-            row.append(f"{bold[0]}{text}{bold[1]}" if m in best[a] else text)
+            text = f"{bold[0]}{text}{bold[1]}" if m in best[a] else text
+            untrained = int(getattr(c, "untrained", 0) or 0)
+            row.append(f"{text} {dagger}{untrained}" if untrained else text)
         if len(header) > len(archs) + 1:
             d = drops[m]
             text = "-" if math.isnan(d) else f"{d:.1f}"
@@ -143,7 +166,7 @@ def cross_arch_latex(summary: pd.DataFrame, base_arch: str = BASE_ARCH, caption:
     """A booktabs table; the best mean per column (smallest mean drop) in bold."""
     if summary.empty:
         return "% no results\n"
-    header, body = _table_cells(summary, base_arch, (r"\textbf{", "}"), "$-$", r"$\pm$")
+    header, body = _table_cells(summary, base_arch, (r"\textbf{", "}"), "$-$", r"$\pm$", r"$^\dagger$")
     cols = "l" + "c" * (len(header) - 1)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
              " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
@@ -151,7 +174,7 @@ def cross_arch_latex(summary: pd.DataFrame, base_arch: str = BASE_ARCH, caption:
         lines.append(" & ".join([_latex_escape(row[0])] + row[1:]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if caption:
-        text = _latex_escape(caption).replace("±", r"$\pm$").replace("−", "$-$")
+        text = _latex_escape(caption).replace("±", r"$\pm$").replace("−", "$-$").replace("†", r"$^\dagger$")
         lines.append(rf"\caption{{{text}}}")
     lines += [rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -183,6 +206,9 @@ def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
         caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
                    f"mean ± std; (−x) is the drop from ConvNet. Protocol: {protocols}.")
+        if summary["untrained"].sum() > 0:
+            caption += (f" †n: n of the seeds did not train (best accuracy below {UNTRAINED_FACTOR:g}x chance); "
+                        "they are kept in the mean.")
         md = stem.with_suffix(".md")
         md.write_text(f"{caption}\n\n{cross_arch_markdown(summary)}")
         tex = stem.with_suffix(".tex")

