@@ -25,7 +25,8 @@ BASE_ARCH = "convnet"
 # how architectures are named in papers; others are shown as given
 PRETTY_ARCH = {
     "convnet": "ConvNet", "convnet_bn": "ConvNet-BN", "resnet18": "ResNet-18", "resnet50": "ResNet-50",
-    "vgg11_dc": "VGG-11", "vgg11_dc_bn": "VGG-11-BN", "vgg11": "VGG-11 (timm)", "vgg11_bn": "VGG-11-BN (timm)", "convnext_atto": "ConvNeXt-atto",
+    "vgg11_dc": "VGG-11", "vgg11_dc_bn": "VGG-11-BN", "vgg11": "VGG-11 (timm)", "vgg11_bn": "VGG-11-BN (timm)",
+    "convnext_atto": "ConvNeXt-atto",
     "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
     "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
 }
@@ -62,6 +63,19 @@ def _arch_key(name: str, seen: list[str]) -> tuple[int, int, int]:
     return (0 if name == BASE_ARCH else 1, known.index(name) if name in known else len(known), seen.index(name))
 
 
+def cross_arch_rows(df: pd.DataFrame, dataset: str, ipc: int, base_arch: str = BASE_ARCH) -> pd.DataFrame:
+    """The rows a cross-architecture table is made of: methods evaluated on at least one unseen
+    architecture, and their base-architecture rows only for the seeds that were (so the drop
+    compares the same synthetic sets). A results directory shared with a saturation run keeps
+    its ConvNet-only methods and extra seeds out of the table."""
+    sub = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
+    unseen = sub[sub["arch"] != base_arch]
+    seeds = unseen.groupby("method")["seed"].agg(set).to_dict()
+    keep = [m in seeds and (a != base_arch or s in seeds[m])
+            for m, a, s in zip(sub["method"], sub["arch"], sub["seed"])]
+    return sub[keep]
+
+
 def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "acc_last",
                        base_arch: str = BASE_ARCH) -> pd.DataFrame:
     """Long table: method, arch, mean, std, seeds, untrained, drop (base mean - arch mean, NaN without one).
@@ -69,7 +83,7 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
     ``untrained`` counts the seeds whose best accuracy stayed below 1.5x chance (0 when the
     dataset's class count is not registered).
     """
-    sub = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
+    sub = cross_arch_rows(df, dataset, ipc, base_arch)
     if sub.empty:
         return pd.DataFrame(columns=["method", "arch", "mean", "std", "seeds", "untrained", "drop"])
     chance = chance_accuracy(dataset)
@@ -202,7 +216,7 @@ def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric
         stem = out / f"cross_arch_{dataset}_ipc{ipc}" if metric == "acc_last" else \
             out / f"cross_arch_{dataset}_ipc{ipc}_{metric}"
         stem.parent.mkdir(parents=True, exist_ok=True)
-        setting = df[(df["dataset"] == dataset) & (df["ipc"] == ipc)]
+        setting = cross_arch_rows(df, dataset, ipc)
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
         caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
                    f"mean ± std; (−x) is the drop from ConvNet. Protocol: {protocols}.")

@@ -31,6 +31,8 @@ def results():
         _row("dasm", "resnet18", 0, 88.0), _row("dasm", "resnet18", 1, 86.0),
         _row("dasm", "vgg11_dc", 0, 60.0),  # a single seed: the std is the spread over that row's models
         _row("random", "convnet", 0, 50.0, ipc=1),  # another IPC on ConvNet only: not a cross-arch setting
+        _row("herding", "convnet", 0, 85.0),  # a saturation-run method on ConvNet only: not in the table
+        _row("random", "convnet", 2, 10.0),  # a seed never evaluated on unseen architectures: left out
     ]
     return pd.DataFrame(rows)
 
@@ -48,6 +50,7 @@ def test_summary_means_stds_and_drops(results):
     assert list(dict.fromkeys(order["method"])) == ["random", "dasm"]
     assert order["arch"].iloc[0] == "convnet"
     assert cross_arch_settings(results) == [("digits", 10)]
+    assert "herding" not in set(order["method"]) and s.loc[("random", "convnet"), "seeds"] == 2
 
 
 def test_markdown_and_latex_bold_the_best_per_column(results):
