@@ -34,7 +34,9 @@ def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "
     written = []
     for fmt in formats:
         target = base.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=150)
+        # no creation date: regenerating a figure from the same results leaves the file unchanged
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
+        fig.savefig(target, dpi=150, metadata=metadata)
         written.append(target)
     plt.close(fig)
     return written
@@ -146,7 +148,9 @@ def _save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
     written = []
     for fmt in formats:
         target = base.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=150)
+        # no creation date: regenerating a figure from the same results leaves the file unchanged
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
+        fig.savefig(target, dpi=150, metadata=metadata)
         written.append(target)
     return written
 
