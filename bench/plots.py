@@ -138,21 +138,7 @@ def synthetic_picture(syn, path: str | os.PathLike, mean: Sequence[float], std: 
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    written = _save(fig, Path(path), formats)
-    plt.close(fig)
-    return written
-
-
-def _save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
-    base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = base.with_suffix(f".{fmt}")
-        # no creation date: regenerating a figure from the same results leaves the file unchanged
-        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
-        fig.savefig(target, dpi=150, metadata=metadata)
-        written.append(target)
-    return written
+    return save_figure(fig, path, formats)
 
 
 def _full_data(out: Path) -> tuple[float | None, str, str | None]:
