@@ -151,8 +151,7 @@ def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], m
             if a != base_arch and not math.isnan(c.drop):
                 text += f" ({minus if c.drop > 0 else '+'}{abs(c.drop):.1f})"
             text = f"{bold[0]}{text}{bold[1]}" if m in best[a] else text
-            untrained = int(getattr(c, "untrained", 0) or 0)
-            row.append(f"{text} {dagger}{untrained}" if untrained else text)
+            row.append(f"{text} {dagger}{c.untrained}" if c.untrained else text)
         if len(header) > len(archs) + 1:
             d = drops[m]
             text = "-" if math.isnan(d) else f"{d:.1f}"
