@@ -296,7 +296,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             "code_version": code_version(), "config_hash": dkey, "synthetic_path": str(args.synthetic),
         })
     if args.results:
-        ResultsTable(args.results).append(rows)
+        table = ResultsTable(args.results)
+        table.append(rows)
+        table.consolidate()
         print(f"results appended to {Path(args.results) / 'results.parquet'} (+ .csv)")
 
 
@@ -353,9 +355,9 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     out = Path(args.results)
     table = ResultsTable(out)
-    if not table.parquet.exists():
-        raise BenchError(f"no results table in {out} (expected {table.parquet.name})")
-    write_reports(out, table.load())
+    if not table.exists():
+        raise BenchError(f"no results table in {out} (expected {table.parquet.name} or {table.cells.name}/)")
+    write_reports(out, table.consolidate())  # a killed run's cells are in the regenerated table too
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:

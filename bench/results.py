@@ -1,110 +1,231 @@
-"""The results table: one tidy pandas table per results directory, stored as Parquet and CSV.
+"""The results table: one tidy pandas table per results directory, stored as cell files, Parquet and CSV.
 
 Every row is one evaluated cell (method, dataset, IPC, seed, evaluation architecture, protocol) with
-last and best accuracy, times, code version and the hash of the resolved config. Writes are atomic
-(write-then-rename) and serialised by a file lock, so a killed run loses at most the cell in flight
-and two writers never corrupt the table.
+last and best accuracy, times, code version and the hash of the resolved config.
+
+Storage. Each finished cell is its own small JSON file, ``<dir>/cells/<cell_key>.json``, written
+once and atomically (temp file + ``link(2)``, see ``bench.synthetic.write_atomically``): appending
+a row costs the same at 10 or 10,000 rows, takes no lock, and a second row for a key already
+written is a no-op (first writer wins), so duplicates cannot exist. ``results.parquet`` and
+``results.csv`` are assembled from the cells by ``consolidate()`` (at the end of a run, by
+``dasm-bench plot`` and ``evaluate``), sorted by (dataset, method, ipc, seed, arch, protocol,
+cell_key), so the same cells always give byte-identical files. ``load()`` assembles the same
+frame in memory, so a reader sees every row even while a run is going or after it was killed.
+
+Why no lock: on NFS/Lustre ``fcntl`` locks may not work, but creating a name with ``link`` and
+replacing one with ``rename`` are atomic there as on a local disk, and that is all this uses. Two
+``consolidate()`` calls racing each write a complete table; the last rename wins.
+
+Directories written before cell files (Parquet only) are migrated lazily: until the first append
+they load from the Parquet (plus any cells); the first append copies every Parquet row into a
+cell file, then drops the marker ``cells/.migrated``, after which the Parquet is only a derived view.
+A kill at any moment loses at most the cell in flight, never a row already written.
 
 Example::
 
     table = ResultsTable("results/demo")
     if not table.has(key):
         table.append([row])
-    df = table.load()
+    df = table.consolidate()   # writes results.parquet + results.csv, returns the table
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import hashlib
+import io
+import json
+import math
+import numbers
 import os
-import tempfile
+import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable
 
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.synthetic import write_atomically
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
     "acc_last", "acc_last_std", "acc_best", "acc_best_std", "distill_seconds", "eval_seconds",
     "code_version", "config_hash", "synthetic_path",
 ]
+SORT_KEYS = ["dataset", "method", "ipc", "seed", "arch", "protocol", "cell_key"]
+MIGRATED = ".migrated"
+# a key is its own file name when it is plainly safe; anything else (slashes, dots first, long) is hashed
+_SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}")
+_HASHED = "_sha256-"
+
+
+def cell_file_name(cell_key: str) -> str:
+    """``<key>.json`` for a safe key, else ``_sha256-<hex>.json`` (safe keys never start with ``_``)."""
+    if _SAFE_KEY.fullmatch(cell_key):
+        return f"{cell_key}.json"
+    return f"{_HASHED}{hashlib.sha256(cell_key.encode()).hexdigest()}.json"
 
 
 class ResultsTable:
-    """Append-only table of evaluated cells at ``<directory>/<name>.parquet`` (+ ``.csv``)."""
+    """Append-only table of evaluated cells under ``<directory>`` (cells + ``<name>.parquet`` / ``.csv``)."""
 
     def __init__(self, directory: str | os.PathLike, name: str = "results") -> None:
         self.directory = Path(directory)
         self.parquet = self.directory / f"{name}.parquet"
         self.csv = self.directory / f"{name}.csv"
-        self._lock_path = self.directory / f".{name}.lock"
+        self.cells = self.directory / ("cells" if name == "results" else f"cells-{name}")
+        self._migrated = False          # this instance saw the marker (it is never removed)
+        self._legacy: tuple[tuple, set[str]] | None = None  # (Parquet stat, its keys) while unmigrated
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    # ------------------------------------------------------------------ reading
+    def exists(self) -> bool:
+        """Whether anything was ever written here (a Parquet or a cell)."""
+        return self.parquet.exists() or any(True for _ in self._cell_names())
 
     def load(self) -> pd.DataFrame:
         """All rows (an empty frame with the standard columns when nothing was written)."""
-        if not self.parquet.exists():
-            return pd.DataFrame(columns=COLUMNS)
-        try:
-            return pd.read_parquet(self.parquet)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
+        legacy = None if self._is_migrated() else self._read_legacy()
+        rows = [self._read_cell(self.cells / name) for name in sorted(self._cell_names())]
+        return assemble(legacy, rows)
 
     def done_keys(self) -> set[str]:
-        df = self.load()
-        return set(df["cell_key"].astype(str)) if "cell_key" in df else set()
+        """Keys of every written cell: file names only (no file is opened unless its key was hashed)."""
+        keys = set()
+        for name in self._cell_names():
+            if name.startswith(_HASHED):
+                keys.add(str(self._read_cell(self.cells / name)["cell_key"]))
+            else:
+                keys.add(name[:-len(".json")])
+        return keys if self._is_migrated() else keys | self._legacy_keys()
 
     def has(self, cell_key: str) -> bool:
-        return cell_key in self.done_keys()
+        """Whether the cell is written: one ``stat``, plus the legacy Parquet's keys until migrated."""
+        if (self.cells / cell_file_name(str(cell_key))).exists():
+            return True
+        return not self._is_migrated() and str(cell_key) in self._legacy_keys()
 
-    def append(self, rows: list[dict]) -> pd.DataFrame:
-        """Add rows whose ``cell_key`` is new (a re-run never duplicates a cell); returns the table."""
-        if not rows:
-            return self.load()
+    # ------------------------------------------------------------------ writing
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Write each row whose ``cell_key`` is new as its own cell file; returns how many were new.
+
+        O(1) per row: nothing else is read or rewritten (call ``consolidate()`` for the Parquet)."""
+        rows = list(rows)
         for row in rows:
             if "cell_key" not in row:
                 raise ValueError("every results row needs a cell_key")
-        with self._locked():
-            df = self.load()
-            done = set(df["cell_key"].astype(str)) if len(df) else set()
-            new = pd.DataFrame([r for r in rows if str(r["cell_key"]) not in done])
-            if new.empty:
-                return df
-            ordered = [c for c in COLUMNS if c in new.columns or c in df.columns]
-            extra = [c for c in list(df.columns) + list(new.columns) if c not in ordered]
-            frames = [f for f in (df, new) if len(f)]
-            out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else new
-            out = out.reindex(columns=ordered + list(dict.fromkeys(extra)))
-            _atomic_frame_write(out, self.parquet, "parquet")
-            _atomic_frame_write(out, self.csv, "csv")
-            return out
+        if not rows:
+            return 0
+        self._migrate()
+        return sum(self._write_cell(row) for row in rows)
+
+    def consolidate(self) -> pd.DataFrame:
+        """Assemble every row and (re)write ``<name>.parquet`` and ``.csv`` atomically; returns the table.
+
+        Deterministic: the same cells give byte-identical files, and files whose bytes would not
+        change are not touched (a read-only, up-to-date directory can still be plotted)."""
+        df = self.load()
+        if df.empty and not self.parquet.exists():
+            return df
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        for path, data in ((self.parquet, buf.getvalue()), (self.csv, df.to_csv(index=False).encode())):
+            if not (path.exists() and path.read_bytes() == data):
+                write_atomically(path, data)
+        return df
+
+    # ------------------------------------------------------------------ internals
+    def _cell_names(self) -> Iterable[str]:
+        try:
+            with os.scandir(self.cells) as it:
+                # temporaries are ``.<name>.*.tmp`` and the marker is hidden: neither ends in .json visibly
+                return [e.name for e in it if e.name.endswith(".json") and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def _read_cell(self, path: Path) -> dict[str, Any]:
+        try:
+            row = json.loads(path.read_bytes())
+            if not isinstance(row, dict) or "cell_key" not in row:
+                raise ValueError("not a results row")
+            return row
+        except (OSError, ValueError) as exc:  # written atomically, so only outside damage gets here
+            raise BenchError(f"results cell {path} cannot be read ({str(exc).splitlines()[0]}); "
+                             "delete it to evaluate that cell again") from None
+
+    def _write_cell(self, row: dict[str, Any]) -> bool:
+        path = self.cells / cell_file_name(str(row["cell_key"]))
+        if path.exists():
+            return False
+        return write_atomically(path, json.dumps(row, default=_plain), exclusive=True)
+
+    def _is_migrated(self) -> bool:
+        if not self._migrated:
+            self._migrated = (self.cells / MIGRATED).exists()
+        return self._migrated
+
+    def _read_legacy(self) -> pd.DataFrame | None:
+        if not self.parquet.exists():
+            return None
+        try:
+            return pd.read_parquet(self.parquet)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
+
+    def _legacy_keys(self) -> set[str]:
+        try:
+            st = self.parquet.stat()
+        except FileNotFoundError:
+            return set()
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._legacy is None or self._legacy[0] != stamp:
+            df = self._read_legacy()
+            keys = set(df["cell_key"].astype(str)) if df is not None and "cell_key" in df else set()
+            self._legacy = (stamp, keys)
+        return self._legacy[1]
+
+    def _migrate(self) -> None:
+        """Copy a Parquet-only table's rows into cell files once, then mark the directory migrated.
+
+        Concurrent migrators write the same rows (first wins); the marker appears only after every
+        row is a cell, so a reader that sees it may ignore the Parquet."""
+        if self._is_migrated():
+            return
+        legacy = self._read_legacy()
+        if legacy is not None and len(legacy):
+            if "cell_key" not in legacy:
+                raise BenchError(f"results table {self.parquet} has no cell_key column")
+            for row in legacy.to_dict("records"):
+                self._write_cell(row)
+        write_atomically(self.cells / MIGRATED, b"")
+        self._migrated = True
 
 
-def _atomic_frame_write(df: pd.DataFrame, path: Path, kind: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if kind == "parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _plain(value: Any) -> Any:
+    """JSON for numpy / pandas scalars (what a row built from a frame holds)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    return column.map(lambda v: (1, "") if v is None or (isinstance(v, float) and math.isnan(v))
+                      else (0, f"{float(v):024.6f}" if isinstance(v, numbers.Real) else str(v)))
+
+
+def assemble(legacy: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One frame from legacy Parquet rows and cell rows: the first row of a key wins, standard
+    columns first (then others as first seen), rows sorted by ``SORT_KEYS``."""
+    frames = [f for f in (legacy, pd.DataFrame(rows) if rows else None) if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df = df.drop_duplicates("cell_key", keep="first")
+    ordered = [c for c in COLUMNS if c in df.columns]
+    df = df[ordered + [c for c in df.columns if c not in ordered]]
+    by = [c for c in SORT_KEYS if c in df.columns]
+    # a per-value key (numbers before text, missing last) sorts any mix of types the same way every time
+    return df.sort_values(by, key=_sort_key, kind="stable").reset_index(drop=True)
 
 
 def summarise(df: pd.DataFrame, metric: str = "acc_last") -> pd.DataFrame:

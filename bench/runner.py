@@ -13,9 +13,11 @@ Work runs on an executor:
 - ``submitit-local`` / ``slurm``: one submitit job per task (``SlurmOptions`` for partition,
   time, GPUs); the parent polls the jobs and writes the rows.
 
-Two runners on one results directory never corrupt it: the table is locked and written
-atomically, and a per-set lock file makes the second runner wait for (then reuse) a set the
-first is distilling instead of distilling it again.
+Two runners on one results directory never corrupt it and never do work twice: each row is its
+own atomically written cell file (``bench.results``), each evaluation cell is claimed before it is
+submitted (``bench.claims``: a runner skips cells another live runner holds and comes back to them
+at the end, taking over claims a killed runner left), and a per-set lock file makes the second
+runner wait for (then reuse) a set the first is distilling instead of distilling it again.
 
 Example::
 
@@ -41,6 +43,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import torch
 
+from bench.claims import CellClaims
 from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, evaluate_synthetic, get_protocol, resolve_device
@@ -403,27 +406,48 @@ class Task:
     priority: int
     on_done: Callable[[Any], list["Task"]] = lambda result: []
     dependents: int = 0    # evaluation cells lost if this task fails
+    claim: str | None = None  # an evaluation cell's key: claimed before submitting (see CellGate)
 
 
 def execute(tasks: list[Task], executor: Any, max_in_flight: int,
-            log: Callable[[str], None] = print) -> list[str]:
+            log: Callable[[str], None] = print, gate: "CellGate | None" = None) -> list[str]:
     """Run tasks (and the tasks their completions add) with at most ``max_in_flight`` submitted at
-    once; returns one line per failure. Ctrl-C stops submitting and cancels queued local work."""
+    once; returns one line per failure. Ctrl-C stops submitting and cancels queued local work.
+
+    ``gate``: claims each task's cell before submitting it; a cell another runner holds is set
+    aside and retried every ``gate.poll_seconds`` until it is written (or its claim goes stale)."""
     ready: list[deque[Task]] = [deque(), deque()]
     for t in tasks:
         ready[t.priority].append(t)
     in_flight: dict[_Handle, Task] = {}
     failures: list[str] = []
+    deferred: list[Task] = []
+    retry_at = 0.0
     try:
-        while in_flight or any(ready):
+        while in_flight or any(ready) or deferred:
+            if deferred and time.monotonic() >= retry_at:
+                ready[0].extend(deferred)
+                deferred.clear()
             while len(in_flight) < max_in_flight and any(ready):
                 task = (ready[0] or ready[1]).popleft()
-                in_flight[executor.submit(task.fn, task.job)] = task
+                state = gate.take(task) if gate is not None else "run"
+                if state == "busy":
+                    if not deferred:
+                        retry_at = time.monotonic() + gate.poll_seconds
+                    deferred.append(task)
+                elif state == "run":
+                    in_flight[executor.submit(task.fn, task.job)] = task
+            if not in_flight:
+                if deferred:  # only cells other runners hold are left: wait for them
+                    time.sleep(max(0.0, retry_at - time.monotonic()))
+                continue
             for handle in executor.wait(list(in_flight)):
                 task = in_flight.pop(handle)
                 try:
                     result = executor.result(handle)
                 except Exception as exc:  # one failed cell must not stop a long grid
+                    if gate is not None:
+                        gate.release(task)  # unwritten: another runner (or a rerun) may try it
                     lost = f" ({task.dependents} evaluation cells skipped)" if task.dependents else ""
                     failures.append(f"{task.label}: {one_line(exc)}{lost}")
                     log(f"FAILED {failures[-1]}")
@@ -431,10 +455,17 @@ def execute(tasks: list[Task], executor: Any, max_in_flight: int,
                         raise BenchError(f"a worker process died (out of memory?) while running {task.label}; "
                                          "finished cells are kept, rerun (with fewer --workers) to continue") from None
                     continue
-                for follow in task.on_done(result):
+                try:
+                    follows = task.on_done(result)  # writes the cell's row ...
+                finally:
+                    if gate is not None:
+                        gate.release(task)          # ... before its claim goes
+                for follow in follows:
                     ready[follow.priority].append(follow)
     finally:
         executor.shutdown()
+        if gate is not None:
+            gate.close()
     return failures
 
 
@@ -501,7 +532,7 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
                 evals = [Task(run_eval_job, EvalJob(djob, a, protocol, spec.num_models,
                                                     eval_key(dkey, a, protocol, spec.num_models), str(out)),
                               f"{method} ipc={ipc} seed={seed} {a}", priority=0,
-                              on_done=_writer(table, progress))
+                              on_done=_writer(table, progress), claim=eval_key(dkey, a, protocol, spec.num_models))
                          for a in todo]
                 if Path(djob.syn_path).exists():
                     tasks.extend(evals)  # stored already: straight to evaluation
@@ -511,9 +542,38 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
     return tasks, already
 
 
+class CellGate:
+    """Claims an evaluation task's cell before it is submitted (``bench.claims``), so concurrent
+    runners on one results directory evaluate each cell once: ``take`` answers "run" (claimed),
+    "done" (its row exists) or "busy" (a live runner holds it; ask again later)."""
+
+    def __init__(self, table: ResultsTable, claims: CellClaims, progress: "_Progress",
+                 poll_seconds: float = 2.0) -> None:
+        self.table, self.claims, self.progress, self.poll_seconds = table, claims, progress, poll_seconds
+
+    def take(self, task: Task) -> str:
+        if task.claim is None:
+            return "run"
+        if not self.table.has(task.claim):
+            if not self.claims.acquire(task.claim):
+                return "busy"
+            if not self.table.has(task.claim):  # written between the check and the claim: done
+                return "run"
+            self.claims.release(task.claim)
+        self.progress.advance(1, f"{task.label}: written by another runner")
+        return "done"
+
+    def release(self, task: Task) -> None:
+        if task.claim is not None:
+            self.claims.release(task.claim)
+
+    def close(self) -> None:
+        self.claims.close()
+
+
 def _writer(table: ResultsTable, progress: _Progress) -> Callable[[dict[str, Any]], list[Task]]:
     def write(row: dict[str, Any]) -> list[Task]:
-        table.append([row])  # locked + atomic: a kill never leaves a half-written table
+        table.append([row])  # its own cell file, written atomically: O(1), a kill loses no other row
         progress.advance(1, f"{row['method']:>10} ipc={row['ipc']:<3} seed={row['seed']} {row['arch']}: "
                             f"{row['acc_last']:.1f}% (best {row['acc_best']:.1f}%)")
         return []
@@ -556,13 +616,15 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
     failures: list[str] = []
     try:
         if tasks:
-            failures = execute(tasks, make_executor(executor, workers, threads, out, slurm), workers, log)
+            failures = execute(tasks, make_executor(executor, workers, threads, out, slurm), workers, log,
+                               gate=CellGate(table, CellClaims(out), bar))
     finally:
         bar.close()
+    df = table.consolidate()  # results.parquet / .csv from every cell (a killed run's too)
     if failures:
         raise BenchError(f"{len(failures)} task(s) failed, first: {failures[0]}; "
                          "finished cells are kept, rerun to retry the rest")
-    return table.load()
+    return df
 
 
 def _write_full_data(out: Path, record: dict[str, Any]) -> list[Task]:

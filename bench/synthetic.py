@@ -179,22 +179,40 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+def write_atomically(path: Path, data: bytes | str, exclusive: bool = False) -> bool:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename; returns whether it wrote.
 
     A process killed mid-write leaves only a ``.<name>.*.tmp`` file, never a half file at ``path``.
+    ``exclusive``: first writer wins: if ``path`` exists nothing is written and False is returned.
+    That publish step is ``link(2)``, not ``O_EXCL``, because link is atomic on NFS too; a lost NFS
+    reply is recognised by the temp file's link count reaching 2 (the lock-file recipe of open(2)).
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if not exclusive:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return os.stat(tmp).st_nlink == 2
+        except OSError:  # a file system without hard links: check, then rename (a narrow last-wins race)
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        if exclusive:
+            Path(tmp).unlink(missing_ok=True)  # the published name (if any) is a second link to the data
 
 
 def _jsonable(obj: Any) -> Any:

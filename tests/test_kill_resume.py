@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.experiment import load_spec
+from bench.results import ResultsTable
 from bench.runner import distill_key, eval_key, method_protocol, resolved_config
 from bench.synthetic import SyntheticSet
 
@@ -48,8 +49,9 @@ def _expected_cells(spec) -> set[str]:
 
 
 def _rows(table: Path) -> int:
+    """Rows written so far: a running grid writes cell files; results.parquet is assembled at its end."""
     try:
-        return len(pd.read_parquet(table))
+        return len(ResultsTable(table.parent).load())
     except Exception:  # not written yet
         return 0
 
@@ -107,3 +109,4 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
         assert len(syn) == syn.metadata["ipc"] * 10
     assert len(list((out / "synthetic").glob("*.safetensors"))) == 8
     assert not list((out / "synthetic").glob("*.tmp"))  # a killed maker's temporaries are swept
+    assert not list((out / ".claims").glob("*.claim"))  # the killed runner's claims were taken over

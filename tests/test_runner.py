@@ -168,3 +168,100 @@ def test_unknown_executor_and_missing_submitit_are_one_line(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails as if it were not installed
     with pytest.raises(BenchError, match="pip install submitit"):
         run_grid(spec, tmp_path, device="cpu", executor="slurm", **QUIET)
+
+
+# ----------------------------------------------------------------------------- claims on evaluation cells
+
+def _counting_runner(out, counter, barrier, spec):
+    """One runner process whose evaluations are counted (a line per evaluation) and take 0.4 s."""
+    import os
+
+    import bench.runner as runner
+    from bench.evaluation import EvalResult
+
+    def fake_evaluate(syn, data, arch, protocol, num_models, seed, device, **kwargs):
+        with open(counter, "a") as fh:  # O_APPEND: whole lines from both processes
+            fh.write(f"{os.getpid()} {syn.metadata['ipc']} {syn.metadata['seed']} {arch}\n")
+        time.sleep(0.4)
+        return EvalResult(arch, protocol.name, [50.0], [51.0], 0.4)
+
+    runner.evaluate_synthetic = fake_evaluate
+    barrier.wait(120)
+    run_grid(spec, out, device="cpu", progress=False, log=lambda s: None)
+
+
+def test_two_runner_processes_evaluate_each_cell_once(tmp_path):
+    import multiprocessing as mp
+
+    spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1, 2], seeds=[0, 1, 2], archs=["convnet", "convnet_bn"],
+                    protocol="dc-nodsa", epochs=1, num_models=1)
+    counter = tmp_path / "evaluations.txt"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_counting_runner, args=(str(tmp_path / "res"), str(counter), barrier, spec))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    lines = [ln.split() for ln in counter.read_text().splitlines()]
+    cells = [tuple(ln[1:]) for ln in lines]
+    assert len(cells) == 12 and len(set(cells)) == 12  # every cell evaluated, none twice
+    assert len({ln[0] for ln in lines}) == 2  # and the two runners split the work
+    df = pd.read_parquet(tmp_path / "res" / "results.parquet")
+    assert len(df) == 12 and df["cell_key"].is_unique
+    assert not list((tmp_path / "res" / ".claims").glob("*.claim"))  # every claim was released
+
+
+def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bench.claims import CellClaims
+
+    mine, other = CellClaims(tmp_path), CellClaims(tmp_path)
+    assert mine.acquire("k") and not other.acquire("k")  # a live holder (this pid) keeps its claim
+    mine.release("k")
+    assert other.acquire("k")
+    other.close()
+    # a claim whose process is gone (pid of a finished child) is stale at once on its host
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = mine.path("dead")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": mine.host, "pid": int(dead.stdout), "token": "x"}))
+    assert mine.acquire("dead") and json.loads(path.read_text())["pid"] == os.getpid()
+    # a claim from another host is stale once nobody touched it for stale_seconds
+    remote = mine.path("remote")
+    remote.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "y"}))
+    assert not mine.acquire("remote")
+    old = time.time() - 400
+    os.utime(remote, (old, old))
+    assert mine.acquire("remote")
+    mine.close()
+    assert not list(path.parent.glob("*.claim")) and not list(path.parent.glob(".*"))
+
+
+def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
+    from bench.claims import CellClaims
+    from bench.results import ResultsTable
+    from bench.runner import CellGate, _Progress
+
+    table = ResultsTable(tmp_path)
+    other = CellClaims(tmp_path)
+    assert other.acquire("held")
+    ran = []
+
+    def finish_elsewhere():  # the other runner writes the row, then lets its claim go
+        time.sleep(0.6)
+        table.append([{"cell_key": "held", "method": "random"}])
+        other.release("held")
+
+    threading.Thread(target=finish_elsewhere).start()
+    tasks = [Task(ran.append, name, name, priority=0, claim=name) for name in ("held", "free")]
+    gate = CellGate(table, CellClaims(tmp_path), _Progress(2, False, "", lambda s: None), poll_seconds=0.1)
+    start = time.monotonic()
+    assert execute(tasks, InlineExecutor(), max_in_flight=1, log=lambda s: None, gate=gate) == []
+    assert ran == ["free"] and time.monotonic() - start >= 0.5  # it waited for the held cell, ran only its own
