@@ -557,9 +557,9 @@ class CellGate:
         if not self.table.has(task.claim):
             if not self.claims.acquire(task.claim):
                 return "busy"
-            if not self.table.has(task.claim):  # written between the check and the claim: done
+            if not self.table.has(task.claim):  # rows are written before claims go, so this is final
                 return "run"
-            self.claims.release(task.claim)
+            self.claims.release(task.claim)  # its holder finished between the check and the claim
         self.progress.advance(1, f"{task.label}: written by another runner")
         return "done"
 
