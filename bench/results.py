@@ -166,11 +166,14 @@ class ResultsTable:
         if not self.parquet.exists():
             return None
         try:
-            return pd.read_parquet(self.parquet)
+            df = pd.read_parquet(self.parquet)
         except FileNotFoundError:
             return None
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
+        if "cell_key" not in df.columns:
+            raise BenchError(f"results table {self.parquet} cannot be read: it has no cell_key column")
+        return df
 
     def _legacy_keys(self) -> set[str]:
         try:
@@ -180,7 +183,7 @@ class ResultsTable:
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._legacy is None or self._legacy[0] != stamp:
             df = self._read_legacy()
-            keys = set(df["cell_key"].astype(str)) if df is not None and "cell_key" in df else set()
+            keys = set(df["cell_key"].astype(str)) if df is not None else set()
             self._legacy = (stamp, keys)
         return self._legacy[1]
 
@@ -192,9 +195,7 @@ class ResultsTable:
         if self._is_migrated():
             return
         legacy = self._read_legacy()
-        if legacy is not None and len(legacy):
-            if "cell_key" not in legacy:
-                raise BenchError(f"results table {self.parquet} has no cell_key column")
+        if legacy is not None:
             for row in legacy.to_dict("records"):
                 self._write_cell(row)
         write_atomically(self.cells / MIGRATED, b"")

@@ -110,6 +110,9 @@ def test_damaged_files_are_a_clear_error(tmp_path):
         t.load()
     with pytest.raises(BenchError, match="cannot be read"):
         t.append([_row("a")])
+    pd.DataFrame({"x": [1]}).to_parquet(t.parquet)  # some other table
+    with pytest.raises(BenchError, match="no cell_key column"):
+        t.load()
     c = ResultsTable(tmp_path / "cells")
     c.append([_row("a")])
     (c.cells / "a.json").write_text("{half")
