@@ -25,6 +25,7 @@ from typing import Iterator
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.paths import give_default_mode
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
@@ -91,8 +92,40 @@ class ResultsTable:
             return out
 
 
+# what every reader (runner, reports, cross-architecture tables) indexes without checking
+REQUIRED_COLUMNS = ["cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "acc_last", "acc_best"]
+
+
+def check_schema(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``df`` itself, or a one-line error when a stored table lacks the standard columns (a file
+    written by another tool, or by hand) - before anything is computed or appended to it."""
+    if df.empty and not len(df.columns):
+        return df
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise BenchError(f"results table {path} is not a dasm-bench table: it lacks column(s) "
+                         f"{', '.join(missing)}; move it away or point at another directory")
+    return df
+
+
+def repair_csv(table: "ResultsTable", df: pd.DataFrame) -> bool:
+    """The CSV is a copy of the Parquet for people and spreadsheets: when it is missing, damaged or
+    holds another number of rows, rewrite it from the Parquet (the table of record). True if rewritten."""
+    if not table.parquet.exists():
+        return False
+    try:
+        current = pd.read_csv(table.csv)
+        if len(current) == len(df) and list(current.columns) == [str(c) for c in df.columns]:
+            return False
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        pass
+    _atomic_frame_write(df, table.csv, "csv")
+    return True
+
+
 def _atomic_frame_write(df: pd.DataFrame, path: Path, kind: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    give_default_mode(fd)  # mkstemp makes 0600; the table gets the umask's mode like any tool's output
     os.close(fd)
     try:
         if kind == "parquet":
