@@ -231,7 +231,7 @@ def load_svhn(data_root: str | None = None, download: bool = False, verify: bool
     cls = _tv()["SVHN"]
     splits = []
     for split in ("train", "test"):
-        filename, _url_name, md5 = cls.split_list[split]
+        _url, filename, md5 = cls.split_list[split]
         path = os.path.join(root, filename)
         if checksums_verified(verify) and not download and os.path.isfile(path) and not md5_matches(path, md5):
             raise _checksum_mismatch("svhn", path)
