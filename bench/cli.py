@@ -275,7 +275,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from bench.data import load_dataset
     from bench.evaluation import resolve_device
     from bench.paths import check_writable, safe_slug
-    from bench.registry import DistillRequest, distill, get_method
+    from bench.registry import DistillRequest, apply_overrides, default_config, distill, get_method
     from bench.synthetic import save_picture
 
     get_method(args.method)
@@ -288,6 +288,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     check_writable(out, "--out")  # before any compute
     data = load_dataset(args.dataset, args.data_root, args.download)
     data.check_ipc(args.ipc)
+    apply_overrides(default_config(args.method, args.dataset, args.ipc), overrides)  # a bad field: before any compute
     device = resolve_device(args.device)
     request = DistillRequest(data, args.ipc, args.seed, device, progress=not args.no_progress)
     syn = distill(args.method, request, overrides=overrides)
@@ -320,7 +321,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     from bench.data import load_dataset
     from bench.errors import BenchError
-    from bench.evaluation import evaluate_synthetic, get_protocol, resolve_device
+    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, resolve_device
     from bench.models import model_name_ok
     from bench.paths import check_writable
     from bench.registry import get_method
@@ -341,6 +342,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         table = ResultsTable(args.results)
         check_schema(table.load(), table.parquet)
     data = load_dataset(dataset, args.data_root, args.download)
+    check_compatible(syn, data)
     protocol_name = args.protocol
     if protocol_name is None:
         method = meta.get("method")
@@ -452,6 +454,25 @@ def cmd_plot(args: argparse.Namespace) -> None:
     write_reports(out, df)
 
 
+def _check_slurm() -> None:
+    """One line, before anything is planned or submitted, when no Slurm cluster answers here
+    (no ``sbatch`` on PATH, or a client without a reachable controller)."""
+    import subprocess
+
+    from bench.errors import BenchError
+
+    hint = "run on a Slurm login node, or use --executor local / submitit-local"
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        raise BenchError(f"--executor slurm needs Slurm, but sbatch/sinfo are not on PATH here; {hint}")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"--executor slurm: the Slurm controller does not answer ({exc}); {hint}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise BenchError(f"--executor slurm: no reachable Slurm cluster here (sinfo: {said}); {hint}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.sweep import SearchSpace, SweepSpec, run_sweep
@@ -487,9 +508,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(plan_summary(spec, args.out))
         return
     check_writable(out, "--out", directory=True)
-    if args.executor == "slurm" and shutil.which("sbatch") is None:
-        raise BenchError("--executor slurm needs Slurm, but sbatch is not on PATH here; run on a Slurm "
-                         "login node, or use --executor local / submitit-local")
+    if args.executor == "slurm":
+        _check_slurm()
     slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
     run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,

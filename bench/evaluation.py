@@ -283,6 +283,8 @@ def check_compatible(syn: SyntheticSet, data: Dataset) -> None:
                          f"{data.channels}x{data.image_size}x{data.image_size}")
     if int(syn.hard_labels.max()) >= data.num_classes:
         raise BenchError(f"synthetic labels exceed the {data.num_classes} classes of {data.name}")
+    if syn.labels.ndim == 2 and syn.labels.shape[1] != data.num_classes:
+        raise BenchError(f"soft labels have {syn.labels.shape[1]} columns but {data.name} has {data.num_classes} classes")
 
 
 def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProtocol = PROTOCOLS["dc"],
