@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from bench.cli_checks import (check_slurm, int_list, non_negative_int, positive_float, positive_int, read_config,
+                              seed, seed_list, str_list, sync_csv)
+
 EXIT_BAD_INPUT = 2
-MAX_SEED = 2**32 - 1  # seeds are mixed into torch/numpy seeds (seed * 1_000_003 + stream): keep them in range
 
 
 def _check_torchvision() -> None:
@@ -43,62 +43,6 @@ def _check_torchvision() -> None:
         ) from None
 
 
-def _int(text: str, minimum: int, what: str, maximum: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{what}" + (f" up to {maximum}" if maximum is not None else "")
-        raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _int(text, 1, "a positive integer")
-
-
-def _non_negative_int(text: str) -> int:
-    return _int(text, 0, "an integer >= 0")
-
-
-def _seed(text: str) -> int:
-    return _int(text, 0, "a seed: an integer >= 0", MAX_SEED)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def _listed(text: str, parse) -> list:
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list with at least one value, got {text!r}")
-    values = [parse(v) for v in items]
-    if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"lists a value twice: {text!r}")
-    return values
-
-
-def _int_list(text: str) -> list[int]:
-    """Comma-separated positive integers (IPCs), at least one, none twice."""
-    return _listed(text, _positive_int)
-
-
-def _seed_list(text: str) -> list[int]:
-    return _listed(text, _seed)
-
-
-def _str_list(text: str) -> list[str]:
-    return _listed(text, str)
-
-
 def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
     from bench.errors import BenchError
 
@@ -113,7 +57,7 @@ def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     _add_data(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -145,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a synthetic set and save it (safetensors + JSON)")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=_positive_int, required=True, help="images per class")
+    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
     p.add_argument("--out", default=None, help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
@@ -154,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="train fresh models on a synthetic set, test on the real test split")
     p.add_argument("synthetic", help="path of a .safetensors synthetic set")
-    p.add_argument("--arch", default="convnet", type=_str_list, help="comma-separated architectures")
+    p.add_argument("--arch", default="convnet", type=str_list, help="comma-separated architectures")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the method's own)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="override the protocol's epochs")
-    p.add_argument("--lr", type=_positive_float, default=None, help="override the protocol's learning rate")
-    p.add_argument("--models", type=_positive_int, default=5, help="number of fresh models (default: 5)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the protocol's epochs")
+    p.add_argument("--lr", type=positive_float, default=None, help="override the protocol's learning rate")
+    p.add_argument("--models", type=positive_int, default=5, help="number of fresh models (default: 5)")
     p.add_argument("--results", default=None, help="append rows to the results table in this directory")
     _add_common(p)
 
@@ -166,18 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("synthetic")
     p.add_argument("--out", default=None, help="PNG path (default: next to the set)")
     p.add_argument("--decoded", action="store_true", help="show decoded (multi-formation) images")
-    p.add_argument("--max-per-class", type=_positive_int, default=20)
+    p.add_argument("--max-per-class", type=positive_int, default=20)
 
     p = sub.add_parser("grid", help="distill and evaluate a methods x IPC x seeds grid, then plot it")
-    p.add_argument("--methods", type=_str_list, required=True)
+    p.add_argument("--methods", type=str_list, required=True)
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=_int_list, required=True)
-    p.add_argument("--seeds", type=_seed_list, default=[0])
-    p.add_argument("--arch", type=_str_list, default=["convnet"])
+    p.add_argument("--ipc", type=int_list, required=True)
+    p.add_argument("--seeds", type=seed_list, default=[0])
+    p.add_argument("--arch", type=str_list, default=["convnet"])
     p.add_argument("--protocol", default="default")
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--models", type=_positive_int, default=5)
-    p.add_argument("--full-data-epochs", type=_positive_int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--models", type=positive_int, default=5)
+    p.add_argument("--full-data-epochs", type=positive_int, default=None,
                    help="epochs of the full-data reference line")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--device", default="auto")
@@ -190,22 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment spec (TOML): every missing cell, then tables and figures")
     p.add_argument("spec", help="spec file, or the name of a shipped one, e.g. ipc-saturation-digits")
     p.add_argument("--out", default=None, help="results directory (default: the spec's `out`, else results/<dataset>)")
-    p.add_argument("--workers", type=_positive_int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="tasks at once (default: one per CPU core, one per GPU on CUDA, 64 jobs on Slurm; "
                         "1 = all in this process)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per worker (default: cores / workers)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
                    help="local processes (default), submitit's local executor, or Slurm through submitit")
     p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--time", type=_positive_int, default=240, help="Slurm time limit per job in minutes (default: 240)")
-    p.add_argument("--gpus-per-job", type=_non_negative_int, default=0, help="GPUs per Slurm job (default: 0)")
-    p.add_argument("--cpus-per-job", type=_positive_int, default=4, help="CPUs per Slurm job (default: 4)")
-    p.add_argument("--mem-gb", type=_positive_int, default=None, help="memory per Slurm job in GB")
-    p.add_argument("--methods", type=_str_list, default=None, help="run only these of the spec's methods")
-    p.add_argument("--ipc", type=_int_list, default=None, help="run only these of the spec's IPCs")
-    p.add_argument("--seeds", type=_seed_list, default=None, help="replace the spec's seeds")
-    p.add_argument("--arch", type=_str_list, default=None, help="run only these of the spec's architectures")
+    p.add_argument("--time", type=positive_int, default=240, help="Slurm time limit per job in minutes (default: 240)")
+    p.add_argument("--gpus-per-job", type=non_negative_int, default=0, help="GPUs per Slurm job (default: 0)")
+    p.add_argument("--cpus-per-job", type=positive_int, default=4, help="CPUs per Slurm job (default: 4)")
+    p.add_argument("--mem-gb", type=positive_int, default=None, help="memory per Slurm job in GB")
+    p.add_argument("--methods", type=str_list, default=None, help="run only these of the spec's methods")
+    p.add_argument("--ipc", type=int_list, default=None, help="run only these of the spec's IPCs")
+    p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
+    p.add_argument("--arch", type=str_list, default=None, help="run only these of the spec's architectures")
     p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -214,20 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="Optuna sweep of DASM's segment schedule, scored on the validation split")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=_positive_int, required=True, help="images per class")
+    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
     p.add_argument("--base", default="idc", help="the base matcher of every segment (default: idc)")
-    p.add_argument("--trials", type=_positive_int, default=20, help="trials THIS worker runs (default: 20)")
-    p.add_argument("--timeout", type=_positive_float, default=None, help="stop starting trials after S seconds")
+    p.add_argument("--trials", type=positive_int, default=20, help="trials THIS worker runs (default: 20)")
+    p.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after S seconds")
     p.add_argument("--study", default=None, help="study name (default: dasm-<base>-<dataset>-ipc<N>)")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db for many workers "
                         "(default: sqlite:///<out>.db)")
     p.add_argument("--out", default=None, help="directory for best.json, trials.csv, plots "
                                                "(default: results/sweeps/<study>)")
-    p.add_argument("--worker", type=_non_negative_int, default=0, help="this worker's index: its own sampler stream (default: 0)")
+    p.add_argument("--worker", type=non_negative_int, default=0, help="this worker's index: its own sampler stream (default: 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
-    p.add_argument("--max-segments", type=_positive_int, default=4, help="largest K sampled (default: 4, at most IPC)")
+    p.add_argument("--max-segments", type=positive_int, default=4, help="largest K sampled (default: 4, at most IPC)")
     p.add_argument("--max-lo", type=float, default=0.75, help="largest window start sampled (default: 0.75)")
     p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
     p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
@@ -235,11 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample lr_img in [default/F, default*F], log scale; 1 = do not sweep it (default: 10)")
     p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the base's own)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="override the evaluation protocol's epochs")
-    p.add_argument("--models", type=_positive_int, default=2, help="fresh models per trial evaluation (default: 2)")
-    p.add_argument("--prune-startup", type=_non_negative_int, default=3, help="completed trials before pruning starts (default: 3)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the evaluation protocol's epochs")
+    p.add_argument("--models", type=positive_int, default=2, help="fresh models per trial evaluation (default: 2)")
+    p.add_argument("--prune-startup", type=non_negative_int, default=3, help="completed trials before pruning starts (default: 3)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--seed", type=_seed, default=0, help="distillation, evaluation and sampler seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="distillation, evaluation and sampler seed (default: 0)")
     _add_data(p)
     return parser
 
@@ -279,7 +223,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from bench.synthetic import save_picture
 
     get_method(args.method)
-    overrides = _read_config(args.config) if args.config else {}
+    overrides = read_config(args.config) if args.config else {}
     overrides.update(_parse_sets(args.set))
     out = Path(args.out or f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
                            f"-s{args.seed}.safetensors")
@@ -299,21 +243,6 @@ def cmd_distill(args: argparse.Namespace) -> None:
         png = save_picture(syn, path.with_suffix(".png"), data.mean, data.std, data.class_names,
                            title=f"{args.method} IPC {args.ipc}")
         print(f"picture: {png}")
-
-
-def _read_config(path: str) -> dict:
-    """``--config``: a JSON object of config fields, or an exported sweep result ``{"config": {...}}``."""
-    from bench.errors import BenchError
-
-    try:
-        loaded = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read config {path}: {exc}") from None
-    fields = loaded.get("config", loaded) if isinstance(loaded, dict) else loaded
-    if not isinstance(fields, dict):
-        raise BenchError(f"config {path} must hold a JSON object of config fields "
-                         f"(or {{\"config\": {{...}}}}), got {type(fields).__name__}")
-    return dict(fields)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -370,17 +299,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         })
     if args.results:
         ResultsTable(args.results).append(rows)
-        _sync_csv(Path(args.results))
+        sync_csv(Path(args.results))
         print(f"results appended to {Path(args.results) / 'results.parquet'} (+ .csv)")
-
-
-def _sync_csv(out: Path) -> None:
-    """A damaged ``results.csv`` beside a good Parquet is rewritten even when no row was added."""
-    from bench.results import ResultsTable, repair_csv
-
-    table = ResultsTable(out)
-    if table.parquet.exists():
-        repair_csv(table, table.load())
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -415,7 +335,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
                     protocol=args.protocol, epochs=args.epochs, num_models=args.models,
                     data_root=args.data_root, download=args.download)
     df = run_grid(spec, args.out, args.device, progress=not args.no_progress)
-    _sync_csv(Path(args.out))
+    sync_csv(Path(args.out))
     full = None
     if args.full_data_epochs:
         from bench.data import load_dataset
@@ -454,25 +374,6 @@ def cmd_plot(args: argparse.Namespace) -> None:
     write_reports(out, df)
 
 
-def _check_slurm() -> None:
-    """One line, before anything is planned or submitted, when no Slurm cluster answers here
-    (no ``sbatch`` on PATH, or a client without a reachable controller)."""
-    import subprocess
-
-    from bench.errors import BenchError
-
-    hint = "run on a Slurm login node, or use --executor local / submitit-local"
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        raise BenchError(f"--executor slurm needs Slurm, but sbatch/sinfo are not on PATH here; {hint}")
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BenchError(f"--executor slurm: the Slurm controller does not answer ({exc}); {hint}") from None
-    if proc.returncode != 0:
-        said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise BenchError(f"--executor slurm: no reachable Slurm cluster here (sinfo: {said}); {hint}")
-
-
 def cmd_sweep(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.sweep import SearchSpace, SweepSpec, run_sweep
@@ -509,13 +410,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     check_writable(out, "--out", directory=True)
     if args.executor == "slurm":
-        _check_slurm()
+        check_slurm()
     slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
     run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
                    slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
                    report=not args.no_report)
-    _sync_csv(out)
+    sync_csv(out)
 
 
 COMMANDS["run"] = cmd_run  # experiment specs (bench/experiment.py)

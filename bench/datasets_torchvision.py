@@ -1,5 +1,6 @@
-"""File-backed datasets: MNIST, FashionMNIST, SVHN, CIFAR-10/100 (via torchvision),
-TinyImageNet and a generic image folder.
+"""File-backed datasets: MNIST, FashionMNIST, SVHN (via torchvision), CIFAR-10/100 (our own
+reader, :mod:`bench.cifar_files`, which runs no code from the pickled batches), TinyImageNet and a
+generic image folder.
 
 Importing this module registers the loaders; ``bench.data`` does so on first use. Each loader
 has the registry signature ``loader(data_root=None, download=False) -> Dataset`` and returns
@@ -16,7 +17,10 @@ in torchvision's own layout::
     <root>/cifar-100-python/train, test, meta        cifar100
     <root>/tiny-imagenet-200/{wnids.txt,train,val}   tinyimagenet
 
-A missing dataset (or a failed ``--download``) is a one-line :class:`BenchError`.
+A missing dataset (or a failed ``--download``) is a one-line :class:`BenchError`. The published
+MD5s of the CIFAR-10/100 and SVHN files are checked on every load; ``verify=False`` (or
+``$DASM_VERIFY_CHECKSUMS=0``, which ``--no-verify-checksums`` sets) skips only that check, for
+re-packed copies. No file is ever unpickled with plain ``pickle`` or ``torch.load``.
 
 Example::
 
