@@ -259,3 +259,19 @@ def test_corrupt_csv_beside_good_parquet_is_rewritten(fixtures, tmp_path, capsys
     assert (res / "results.parquet").read_bytes() == parquet
     assert pd.read_csv(res / "results.csv").equals(pd.read_parquet(res / "results.parquet").pipe(
         lambda df: pd.read_csv(__import__("io").StringIO(df.to_csv(index=False)))))
+
+
+@pytest.mark.parametrize("kwargs, spec_kwargs, needle", [
+    ({}, {"seeds": [-1]}, "seeds must be integers >= 0"),
+    ({}, {"methods": []}, "at least one of methods"),
+    ({}, {"ipcs": []}, "at least one of ipcs"),
+    ({"workers": 2, "threads": -1}, {}, "threads must be >= 1"),
+])
+def test_grid_api_rejects_what_the_cli_rejects(tmp_path, no_compute, kwargs, spec_kwargs, needle):
+    from bench.errors import BenchError
+    from bench.runner import GridSpec, run_grid
+
+    spec = GridSpec(**{"methods": ["random"], "dataset": "digits", "ipcs": [1], **spec_kwargs})
+    with pytest.raises(BenchError, match=needle):
+        run_grid(spec, tmp_path / "g", "cpu", progress=False, **kwargs)
+    assert not (tmp_path / "g").exists()
