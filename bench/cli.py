@@ -395,7 +395,6 @@ COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, 
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from bench.errors import BenchError
     from bench.experiment import load_spec, plan_summary, run_experiment
     from bench.paths import check_writable
     from bench.results import ResultsTable, check_schema
@@ -431,7 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         main(["distill", "--method", "random", "--ipc", "1", "--out", "r.safetensors"])   # -> 0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed) or --help: a code, like any command
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT if exc.code else 0
     try:
         from bench.datasets_torchvision import VERIFY_ENV
         from bench.errors import BenchError

@@ -65,7 +65,10 @@ def default_file_mode() -> int:
 def give_default_mode(fd: int) -> None:
     """Give a file created by ``tempfile.mkstemp`` (mode 0600) the usual mode before it is renamed
     into place, so results are readable by the group/others exactly as the umask allows."""
-    os.fchmod(fd, default_file_mode())
+    try:
+        os.fchmod(fd, default_file_mode())
+    except OSError:  # a file system without modes (some CIFS/FUSE mounts): the write must still succeed
+        pass
 
 
 def check_writable(path: str | os.PathLike, what: str = "output", directory: bool = False) -> Path:
