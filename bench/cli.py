@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from bench.cli_checks import (check_slurm, int_list, non_negative_int, positive_float, positive_int, read_config,
-                              seed, seed_list, str_list, sync_csv)
+from bench.cli_checks import (check_slurm, finite_float, int_list, non_negative_int, positive_float, positive_int,
+                              read_config, seed, seed_list, str_list, sync_csv)
 
 EXIT_BAD_INPUT = 2
 
@@ -172,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
     p.add_argument("--max-segments", type=positive_int, default=4, help="largest K sampled (default: 4, at most IPC)")
-    p.add_argument("--max-lo", type=float, default=0.75, help="largest window start sampled (default: 0.75)")
+    p.add_argument("--max-lo", type=finite_float, default=0.75, help="largest window start sampled (default: 0.75)")
     p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
     p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
-    p.add_argument("--lr-factor", type=float, default=10.0,
+    p.add_argument("--lr-factor", type=finite_float, default=10.0,
                    help="sample lr_img in [default/F, default*F], log scale; 1 = do not sweep it (default: 10)")
     p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the base's own)")

@@ -103,6 +103,8 @@ CASES = [
     ("run-wrong-schema", ["run", "{spec}", "--out", "{res_schema}"], "lacks column"),
     ("sweep-trials-zero", ["sweep", "--ipc", "1", "--trials", "0"], "positive integer"),
     ("sweep-timeout-nan", ["sweep", "--ipc", "1", "--timeout", "nan"], "positive finite"),
+    ("sweep-lr-factor-nan", ["sweep", "--ipc", "1", "--lr-factor", "nan"], "finite number"),
+    ("sweep-lr-factor-small", ["sweep", "--ipc", "1", "--lr-factor", "0.5"], "lr_factor must be >= 1"),
     ("sweep-out-under-file", ["sweep", "--ipc", "1", "--out", "{afile}/s"], "not a directory"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
 ]
