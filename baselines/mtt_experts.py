@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from bench.data import Dataset
 from bench.errors import BenchError, DivergedError
+from bench.paths import safe_slug
 from bench.synthetic import write_atomically
 
 EXPERT_FORMAT = "dasm-bench/mtt-expert"
@@ -221,7 +222,7 @@ class ExpertSettings:
         return name
 
     def directory(self, root: str | os.PathLike) -> Path:
-        return Path(root) / self.dataset / self.arch / self.key()
+        return Path(root) / safe_slug(self.dataset) / safe_slug(self.arch) / self.key()
 
 
 def expert_model(data: Dataset, settings: ExpertSettings, expert: int) -> nn.Module:

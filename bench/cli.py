@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from bench.cli_checks import (check_slurm, finite_float, int_list, non_negative_int, positive_float, positive_int,
+                              read_config, seed, seed_list, str_list, sync_csv)
 
 EXIT_BAD_INPUT = 2
 
@@ -39,17 +43,6 @@ def _check_torchvision() -> None:
         ) from None
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
     from bench.errors import BenchError
 
@@ -64,10 +57,17 @@ def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    _add_data(p)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="where real datasets live (default: $DASM_DATA or ~/.cache)")
     p.add_argument("--download", action="store_true", help="download a missing torchvision dataset")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-verify-checksums", action="store_true",
+                   help="skip comparing CIFAR-10/100 and SVHN files with their published MD5s (for re-packed "
+                        "copies); the files are still parsed without running any code from them")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a synthetic set and save it (safetensors + JSON)")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=int, required=True, help="images per class")
+    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
     p.add_argument("--out", default=None, help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
@@ -98,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="train fresh models on a synthetic set, test on the real test split")
     p.add_argument("synthetic", help="path of a .safetensors synthetic set")
-    p.add_argument("--arch", default="convnet", type=_str_list, help="comma-separated architectures")
+    p.add_argument("--arch", default="convnet", type=str_list, help="comma-separated architectures")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the method's own)")
-    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
-    p.add_argument("--lr", type=float, default=None, help="override the protocol's learning rate")
-    p.add_argument("--models", type=int, default=5, help="number of fresh models (default: 5)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the protocol's epochs")
+    p.add_argument("--lr", type=positive_float, default=None, help="override the protocol's learning rate")
+    p.add_argument("--models", type=positive_int, default=5, help="number of fresh models (default: 5)")
     p.add_argument("--results", default=None, help="append rows to the results table in this directory")
     _add_common(p)
 
@@ -110,22 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("synthetic")
     p.add_argument("--out", default=None, help="PNG path (default: next to the set)")
     p.add_argument("--decoded", action="store_true", help="show decoded (multi-formation) images")
-    p.add_argument("--max-per-class", type=int, default=20)
+    p.add_argument("--max-per-class", type=positive_int, default=20)
 
     p = sub.add_parser("grid", help="distill and evaluate a methods x IPC x seeds grid, then plot it")
-    p.add_argument("--methods", type=_str_list, required=True)
+    p.add_argument("--methods", type=str_list, required=True)
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=_int_list, required=True)
-    p.add_argument("--seeds", type=_int_list, default=[0])
-    p.add_argument("--arch", type=_str_list, default=["convnet"])
+    p.add_argument("--ipc", type=int_list, required=True)
+    p.add_argument("--seeds", type=seed_list, default=[0])
+    p.add_argument("--arch", type=str_list, default=["convnet"])
     p.add_argument("--protocol", default="default")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--models", type=int, default=5)
-    p.add_argument("--full-data-epochs", type=int, default=None, help="epochs of the full-data reference line")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--models", type=positive_int, default=5)
+    p.add_argument("--full-data-epochs", type=positive_int, default=None,
+                   help="epochs of the full-data reference line")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--device", default="auto")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--download", action="store_true")
+    _add_data(p)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("plot", help="regenerate tables and figures of a results directory (no recomputation)")
@@ -134,58 +134,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment spec (TOML): every missing cell, then tables and figures")
     p.add_argument("spec", help="spec file, or the name of a shipped one, e.g. ipc-saturation-digits")
     p.add_argument("--out", default=None, help="results directory (default: the spec's `out`, else results/<dataset>)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="tasks at once (default: one per CPU core, one per GPU on CUDA, 64 jobs on Slurm; "
                         "1 = all in this process)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads per worker (default: cores / workers)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
                    help="local processes (default), submitit's local executor, or Slurm through submitit")
     p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--time", type=int, default=240, help="Slurm time limit per job in minutes (default: 240)")
-    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per Slurm job (default: 0)")
-    p.add_argument("--cpus-per-job", type=int, default=4, help="CPUs per Slurm job (default: 4)")
-    p.add_argument("--mem-gb", type=int, default=None, help="memory per Slurm job in GB")
-    p.add_argument("--methods", type=_str_list, default=None, help="run only these of the spec's methods")
-    p.add_argument("--ipc", type=_int_list, default=None, help="run only these of the spec's IPCs")
-    p.add_argument("--seeds", type=_int_list, default=None, help="replace the spec's seeds")
-    p.add_argument("--arch", type=_str_list, default=None, help="run only these of the spec's architectures")
+    p.add_argument("--time", type=positive_int, default=240, help="Slurm time limit per job in minutes (default: 240)")
+    p.add_argument("--gpus-per-job", type=non_negative_int, default=0, help="GPUs per Slurm job (default: 0)")
+    p.add_argument("--cpus-per-job", type=positive_int, default=4, help="CPUs per Slurm job (default: 4)")
+    p.add_argument("--mem-gb", type=positive_int, default=None, help="memory per Slurm job in GB")
+    p.add_argument("--methods", type=str_list, default=None, help="run only these of the spec's methods")
+    p.add_argument("--ipc", type=int_list, default=None, help="run only these of the spec's IPCs")
+    p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
+    p.add_argument("--arch", type=str_list, default=None, help="run only these of the spec's architectures")
     p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--download", action="store_true")
+    _add_data(p)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("sweep", help="Optuna sweep of DASM's segment schedule, scored on the validation split")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=int, required=True, help="images per class")
+    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
     p.add_argument("--base", default="idc", help="the base matcher of every segment (default: idc)")
-    p.add_argument("--trials", type=int, default=20, help="trials THIS worker runs (default: 20)")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+    p.add_argument("--trials", type=positive_int, default=20, help="trials THIS worker runs (default: 20)")
+    p.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after S seconds")
     p.add_argument("--study", default=None, help="study name (default: dasm-<base>-<dataset>-ipc<N>)")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db for many workers "
                         "(default: sqlite:///<out>.db)")
     p.add_argument("--out", default=None, help="directory for best.json, trials.csv, plots "
                                                "(default: results/sweeps/<study>)")
-    p.add_argument("--worker", type=int, default=0, help="this worker's index: its own sampler stream (default: 0)")
+    p.add_argument("--worker", type=non_negative_int, default=0, help="this worker's index: its own sampler stream (default: 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
-    p.add_argument("--max-segments", type=int, default=4, help="largest K sampled (default: 4, at most IPC)")
-    p.add_argument("--max-lo", type=float, default=0.75, help="largest window start sampled (default: 0.75)")
+    p.add_argument("--max-segments", type=positive_int, default=4, help="largest K sampled (default: 4, at most IPC)")
+    p.add_argument("--max-lo", type=finite_float, default=0.75, help="largest window start sampled (default: 0.75)")
     p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
     p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
-    p.add_argument("--lr-factor", type=float, default=10.0,
+    p.add_argument("--lr-factor", type=finite_float, default=10.0,
                    help="sample lr_img in [default/F, default*F], log scale; 1 = do not sweep it (default: 10)")
     p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the base's own)")
-    p.add_argument("--epochs", type=int, default=None, help="override the evaluation protocol's epochs")
-    p.add_argument("--models", type=int, default=2, help="fresh models per trial evaluation (default: 2)")
-    p.add_argument("--prune-startup", type=int, default=3, help="completed trials before pruning starts (default: 3)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the evaluation protocol's epochs")
+    p.add_argument("--models", type=positive_int, default=2, help="fresh models per trial evaluation (default: 2)")
+    p.add_argument("--prune-startup", type=non_negative_int, default=3, help="completed trials before pruning starts (default: 3)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="distillation, evaluation and sampler seed (default: 0)")
-    p.add_argument("--data-root", default=None, help="where real datasets live (default: $DASM_DATA or ~/.cache)")
-    p.add_argument("--download", action="store_true", help="download a missing torchvision dataset")
+    p.add_argument("--seed", type=seed, default=0, help="distillation, evaluation and sampler seed (default: 0)")
+    _add_data(p)
     return parser
 
 
@@ -218,24 +217,23 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from bench.data import load_dataset
-    from bench.errors import BenchError
     from bench.evaluation import resolve_device
-    from bench.registry import DistillRequest, distill, get_method
+    from bench.paths import check_writable, safe_slug
+    from bench.registry import DistillRequest, apply_overrides, default_config, distill, get_method
     from bench.synthetic import save_picture
 
     get_method(args.method)
+    overrides = read_config(args.config) if args.config else {}
+    overrides.update(_parse_sets(args.set))
+    out = Path(args.out or f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
+                           f"-s{args.seed}.safetensors")
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    check_writable(out, "--out")  # before any compute
     data = load_dataset(args.dataset, args.data_root, args.download)
     data.check_ipc(args.ipc)
-    overrides: dict = {}
-    if args.config:
-        try:
-            loaded = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BenchError(f"cannot read config {args.config}: {exc}") from None
-        overrides.update(loaded.get("config", loaded))
-    overrides.update(_parse_sets(args.set))
+    apply_overrides(default_config(args.method, args.dataset, args.ipc), overrides)  # a bad field: before any compute
     device = resolve_device(args.device)
-    out = Path(args.out or f"results/synthetic/{args.method}-{args.dataset}-ipc{args.ipc}-s{args.seed}.safetensors")
     request = DistillRequest(data, args.ipc, args.seed, device, progress=not args.no_progress)
     syn = distill(args.method, request, overrides=overrides)
     path = syn.save(out)
@@ -252,10 +250,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     from bench.data import load_dataset
     from bench.errors import BenchError
-    from bench.evaluation import evaluate_synthetic, get_protocol, resolve_device
+    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, resolve_device
     from bench.models import model_name_ok
+    from bench.paths import check_writable
     from bench.registry import get_method
-    from bench.results import ResultsTable
+    from bench.results import ResultsTable, check_schema
     from bench.runner import eval_key
     from bench.synthetic import SyntheticSet
     from bench.version import code_version
@@ -267,9 +266,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise BenchError(f"{args.synthetic} does not record its dataset")
     for arch in args.arch:
         model_name_ok(arch)
-    if args.models < 1:
-        raise BenchError(f"--models must be >= 1, got {args.models}")
+    if args.results:  # what will be written to is checked before any compute is spent
+        check_writable(args.results, "--results", directory=True)
+        table = ResultsTable(args.results)
+        check_schema(table.load(), table.parquet)
     data = load_dataset(dataset, args.data_root, args.download)
+    check_compatible(syn, data)
     protocol_name = args.protocol
     if protocol_name is None:
         method = meta.get("method")
@@ -304,9 +306,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_show(args: argparse.Namespace) -> None:
     from bench.data import load_dataset
+    from bench.paths import check_writable
     from bench.synthetic import SyntheticSet, save_picture
 
     syn = SyntheticSet.load(args.synthetic)
+    check_writable(Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png"), "--out")
     meta = syn.metadata
     if meta.get("dataset"):
         data = load_dataset(meta["dataset"])
@@ -321,12 +325,18 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_grid(args: argparse.Namespace) -> None:
+    from bench.paths import check_writable
+    from bench.results import ResultsTable, check_schema
     from bench.runner import GridSpec, run_grid
 
+    check_writable(args.out, "--out", directory=True)
+    table = ResultsTable(args.out)
+    check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
                     protocol=args.protocol, epochs=args.epochs, num_models=args.models,
                     data_root=args.data_root, download=args.download)
     df = run_grid(spec, args.out, args.device, progress=not args.no_progress)
+    sync_csv(Path(args.out))
     full = None
     if args.full_data_epochs:
         from bench.data import load_dataset
@@ -351,18 +361,26 @@ def write_reports(out: Path, df, full: float | None = None) -> None:
 
 def cmd_plot(args: argparse.Namespace) -> None:
     from bench.errors import BenchError
-    from bench.results import ResultsTable
+    from bench.paths import check_writable
+    from bench.results import ResultsTable, check_schema, repair_csv
 
     out = Path(args.results)
     table = ResultsTable(out)
     if not table.exists():
         raise BenchError(f"no results table in {out} (expected {table.parquet.name} or {table.cells.name}/)")
+    check_writable(out, "results directory", directory=True)
+    df = check_schema(table.load(), table.parquet)
+    if repair_csv(table, df):
+        print(f"{table.csv.name} was unreadable or stale: rewritten from the stored rows")
     write_reports(out, table.consolidate())  # a killed run's cells are in the regenerated table too
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    from bench.paths import check_writable
     from bench.sweep import SearchSpace, SweepSpec, run_sweep
 
+    if args.out:
+        check_writable(args.out, "--out", directory=True)
     space = SearchSpace(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
                         sample_hi=args.sample_hi, lr_factor=args.lr_factor)
     spec = SweepSpec(dataset=args.dataset, ipc=args.ipc, base=args.base, trials=args.trials, seed=args.seed,
@@ -379,40 +397,79 @@ COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from bench.experiment import load_spec, plan_summary, run_experiment
+    from bench.paths import check_writable
+    from bench.results import ResultsTable, check_schema
     from bench.runner import SlurmOptions
 
     spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
+    out = Path(args.out) if args.out is not None else spec.default_out
+    table = ResultsTable(out)
+    check_schema(table.load(), table.parquet)
     if args.plan:
         print(plan_summary(spec, args.out))
         return
+    check_writable(out, "--out", directory=True)
+    if args.executor == "slurm":
+        check_slurm()
     slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
-    run_experiment(spec, args.out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
+    run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
                    slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
                    report=not args.no_report)
+    sync_csv(out)
 
 
 COMMANDS["run"] = cmd_run  # experiment specs (bench/experiment.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; bad input (a :class:`BenchError`, or an OSError such as a read-only
+    file system or a permission) is one line ``error: ...`` and exit 2, never a traceback.
+
+    Example::
+
+        main(["distill", "--method", "random", "--ipc", "1", "--out", "r.safetensors"])   # -> 0
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed) or --help: a code, like any command
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT if exc.code else 0
+    try:
+        from bench.datasets_torchvision import VERIFY_ENV
         from bench.errors import BenchError
+        from bench.paths import describe_os_error
     except Exception as exc:  # pragma: no cover - a broken install
         print(f"error: dasm-bench cannot start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # --no-verify-checksums reaches the loaders through the environment, so that worker processes
+    # (spawned, submitit, Slurm) see it too; restored afterwards for in-process callers (tests)
+    saved = os.environ.get(VERIFY_ENV)
+    if getattr(args, "no_verify_checksums", False):
+        os.environ[VERIFY_ENV] = "0"
     try:
         _check_torchvision()
         COMMANDS[args.command](args)
     except BenchError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a read-only file system, a permission, a path through a file, a full disk
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted; finished cells are kept, rerun to continue", file=sys.stderr)
         return 130
+    finally:
+        if saved is None:
+            os.environ.pop(VERIFY_ENV, None)
+        else:
+            os.environ[VERIFY_ENV] = saved
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

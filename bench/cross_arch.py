@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.paths import safe_slug
+
 BASE_ARCH = "convnet"
 
 # how architectures are named in papers; others are shown as given
@@ -212,8 +214,8 @@ def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric
     label_metric = "last-epoch" if metric == "acc_last" else "best"
     for dataset, ipc in cross_arch_settings(df):
         summary = cross_arch_summary(df, dataset, ipc, metric)
-        stem = out / f"cross_arch_{dataset}_ipc{ipc}" if metric == "acc_last" else \
-            out / f"cross_arch_{dataset}_ipc{ipc}_{metric}"
+        name = f"cross_arch_{safe_slug(dataset)}_ipc{safe_slug(ipc)}"  # slugs: values come from result rows
+        stem = out / name if metric == "acc_last" else out / f"{name}_{metric}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         setting = cross_arch_rows(df, dataset, ipc)
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))

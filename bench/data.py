@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -179,7 +180,8 @@ def load_dataset(name: str, data_root: str | None = None, download: bool = False
         close = difflib.get_close_matches(name, list(_DATASETS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_DATASETS))}"
         raise BenchError(f"unknown dataset {name!r}{hint}")
-    key = (name, data_root, download)
+    # the checksum setting is part of the key: a copy loaded unverified is not reused as verified
+    key = (name, data_root, download, os.environ.get("DASM_VERIFY_CHECKSUMS"))
     if key not in _CACHE:
         _CACHE[key] = _DATASETS[name](data_root=data_root, download=download)
     return _CACHE[key]

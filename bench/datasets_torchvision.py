@@ -1,5 +1,6 @@
-"""File-backed datasets: MNIST, FashionMNIST, SVHN, CIFAR-10/100 (via torchvision),
-TinyImageNet and a generic image folder.
+"""File-backed datasets: MNIST, FashionMNIST, SVHN (via torchvision), CIFAR-10/100 (our own
+reader, :mod:`bench.cifar_files`, which runs no code from the pickled batches), TinyImageNet and a
+generic image folder.
 
 Importing this module registers the loaders; ``bench.data`` does so on first use. Each loader
 has the registry signature ``loader(data_root=None, download=False) -> Dataset`` and returns
@@ -16,7 +17,10 @@ in torchvision's own layout::
     <root>/cifar-100-python/train, test, meta        cifar100
     <root>/tiny-imagenet-200/{wnids.txt,train,val}   tinyimagenet
 
-A missing dataset (or a failed ``--download``) is a one-line :class:`BenchError`.
+A missing dataset (or a failed ``--download``) is a one-line :class:`BenchError`. The published
+MD5s of the CIFAR-10/100 and SVHN files are checked on every load; ``verify=False`` (or
+``$DASM_VERIFY_CHECKSUMS=0``, which ``--no-verify-checksums`` sets) skips only that check, for
+re-packed copies. No file is ever unpickled with plain ``pickle`` or ``torch.load``.
 
 Example::
 
@@ -40,6 +44,7 @@ from bench.data import Dataset, make_dataset, register_dataset
 from bench.errors import BenchError
 
 DEFAULT_DATA_ROOT = os.path.join("~", ".cache", "dasm-bench", "data")
+VERIFY_ENV = "DASM_VERIFY_CHECKSUMS"
 
 MNIST_STATS = ((0.1307,), (0.3081,))
 FASHIONMNIST_STATS = ((0.2861,), (0.3530,))
@@ -110,19 +115,17 @@ def _open(name: str, root: str, build: Callable[[], object], download: bool) -> 
 def _tv() -> dict[str, type]:
     """torchvision dataset classes, adapted (built on first use: torchvision imports lazily).
 
-    Two adaptations, nothing else; parsing stays torchvision's own code:
-
     * ``download`` wraps any failure in :class:`_DownloadFailed`, so a network error is reported
       as a failed download and not as a missing dataset.
-    * CIFAR-10/100 and SVHN: torchvision 0.29 verifies hard-coded MD5 checksums of the
-      extracted files on *every* construction (``CIFAR10._check_integrity`` over all
-      ``train_list + test_list`` batches, ``CIFAR10._load_meta`` on ``batches.meta``/``meta``,
-      ``SVHN._check_integrity`` on ``<split>_32x32.mat``). With ``download=False`` we only check
-      that the files are present: that skips hashing ~170 MB on every load, and lets files written
-      in the same format by other tools (and by our tests) load. With ``download=True`` the
-      original checksum checks run, so a corrupt or partial file is fetched again and a
-      download is verified. MNIST/FashionMNIST only check presence already
-      (``MNIST._check_exists``), so they need no override.
+    * SVHN: torchvision verifies the MD5 of ``<split>_32x32.mat`` on every construction; we check
+      presence only there, because :func:`load_svhn` has already compared the MD5 itself (unless
+      ``--no-verify-checksums``), with an error that says so. With ``download=True`` torchvision's
+      own check runs, so a corrupt or partial file is fetched again.
+    * MNIST/FashionMNIST: never the legacy ``processed/*.pt`` files (``torch.load``); always the
+      raw IDX files, which torchvision parses as plain bytes.
+
+    CIFAR is not read through torchvision at all: its ``CIFAR10`` unpickles the batches with
+    ``pickle.load``, which can run code; see :mod:`bench.cifar_files`.
     """
     from torchvision import datasets as tvd
     from torchvision.datasets.utils import check_integrity
@@ -134,48 +137,45 @@ def _tv() -> dict[str, type]:
             except Exception as exc:
                 raise _DownloadFailed(_one_line(exc)) from exc
 
-    class _PresenceCheckUnlessDownloading(_DownloadErrors):
-        # Set before torchvision's __init__ runs, since that is where the checks happen.
+    class SVHN(_DownloadErrors, tvd.SVHN):
+        # Set before torchvision's __init__ runs, since that is where the check happens.
         def __init__(self, *args, download: bool = False, **kwargs) -> None:
             self._verify_md5 = bool(download)
-            super().__init__(*args, download=download, **kwargs)  # type: ignore[call-arg]
+            super().__init__(*args, download=download, **kwargs)
 
-    class _CIFARMixin(_PresenceCheckUnlessDownloading):
-        def _check_integrity(self) -> bool:
-            if self._verify_md5:
-                return super()._check_integrity()  # type: ignore[misc]
-            return all(os.path.isfile(os.path.join(self.root, self.base_folder, f))  # type: ignore[attr-defined]
-                       for f, _md5 in self.train_list + self.test_list)  # type: ignore[attr-defined]
-
-        def _load_meta(self) -> None:
-            if not self._verify_md5:
-                # torchvision's _load_meta calls check_integrity(path, meta["md5"]); with
-                # md5=None that is a presence check. Instance-level copy: the class is untouched.
-                self.meta = {**self.meta, "md5": None}  # type: ignore[has-type]
-            super()._load_meta()  # type: ignore[misc]
-
-    class CIFAR10(_CIFARMixin, tvd.CIFAR10):
-        pass
-
-    class CIFAR100(_CIFARMixin, tvd.CIFAR100):
-        pass
-
-    class SVHN(_PresenceCheckUnlessDownloading, tvd.SVHN):
         def _check_integrity(self) -> bool:
             if self._verify_md5:
                 return super()._check_integrity()
             return check_integrity(os.path.join(self.root, self.filename))  # md5=None: presence
 
+    class _RawFilesOnly:
+        def _check_legacy_exist(self) -> bool:
+            return False  # legacy files would be read with torch.load: use the raw IDX files only
+
     # torchvision derives the MNIST folders from the class name (<root>/<ClassName>/raw), so
     # these subclasses must keep the exact names MNIST and FashionMNIST.
-    class MNIST(_DownloadErrors, tvd.MNIST):
+    class MNIST(_RawFilesOnly, _DownloadErrors, tvd.MNIST):
         pass
 
-    class FashionMNIST(_DownloadErrors, tvd.FashionMNIST):
+    class FashionMNIST(_RawFilesOnly, _DownloadErrors, tvd.FashionMNIST):
         pass
 
-    return {"CIFAR10": CIFAR10, "CIFAR100": CIFAR100, "SVHN": SVHN,
-            "MNIST": MNIST, "FashionMNIST": FashionMNIST}
+    return {"SVHN": SVHN, "MNIST": MNIST, "FashionMNIST": FashionMNIST}
+
+
+def checksums_verified(verify: bool | None = None) -> bool:
+    """``verify``, else ``$DASM_VERIFY_CHECKSUMS`` (``0`` is what ``--no-verify-checksums`` sets,
+    so spawned workers inherit it), else True: published MD5s are checked by default."""
+    if verify is not None:
+        return bool(verify)
+    return os.environ.get(VERIFY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _checksum_mismatch(name: str, path: str) -> BenchError:
+    return BenchError(f"{name}: {path} does not match its published MD5 (a corrupt, partial or re-packed "
+                      f"copy); delete it and pass --download to fetch it again, or pass "
+                      f"--no-verify-checksums to skip only this check (files are still parsed without "
+                      f"running code from them)")
 
 
 def _labels(values) -> Tensor:
@@ -226,12 +226,19 @@ def load_fashionmnist(data_root: str | None = None, download: bool = False) -> D
 
 @register_dataset("svhn", "SVHN: 99,289 32x32 RGB house-number digits, 10 classes (torchvision, no 'extra')",
                   num_classes=10)
-def load_svhn(data_root: str | None = None, download: bool = False) -> Dataset:
-    """SVHN train (73,257) / test (26,032); digit 0 is label 0 (torchvision remaps 10 -> 0)."""
+def load_svhn(data_root: str | None = None, download: bool = False, verify: bool | None = None) -> Dataset:
+    """SVHN train (73,257) / test (26,032); digit 0 is label 0 (torchvision remaps 10 -> 0).
+    ``verify=False`` skips the published-MD5 check (default: ``checksums_verified()``)."""
+    from bench.cifar_files import md5_matches
+
     root = resolve_data_root(data_root)
     cls = _tv()["SVHN"]
     splits = []
     for split in ("train", "test"):
+        _url, filename, md5 = cls.split_list[split]
+        path = os.path.join(root, filename)
+        if checksums_verified(verify) and not download and os.path.isfile(path) and not md5_matches(path, md5):
+            raise _checksum_mismatch("svhn", path)
         ds = _open("svhn", root, lambda: cls(root, split=split, download=download), download)
         x = torch.from_numpy(np.ascontiguousarray(ds.data, dtype=np.uint8))  # torchvision: N,C,H,W
         splits.append((x, _labels(ds.labels)))
@@ -242,30 +249,72 @@ def load_svhn(data_root: str | None = None, download: bool = False) -> Dataset:
 
 # ----------------------------------------------------------------------------- CIFAR
 
-def _load_cifar(name: str, cls_name: str, stats, data_root, download) -> Dataset:
+def _load_cifar(name: str, cls_name: str, stats, data_root, download, verify: bool | None) -> Dataset:
+    """Read the python batches ourselves, through :mod:`bench.cifar_files` (no code runs from a file).
+
+    torchvision's class is used for its published file list, MD5s and URL only (never instantiated:
+    its constructor unpickles with ``pickle.load``)."""
+    from torchvision import datasets as tvd
+
+    from bench.cifar_files import md5_matches, read_batch, read_names
+
+    tv = getattr(tvd, cls_name)
     root = resolve_data_root(data_root)
-    cls = _tv()[cls_name]
-    splits = []
-    for train in (True, False):
-        ds = _open(name, root, lambda: cls(root, train=train, download=download), download)
-        x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # N,H,W,C -> N,C,H,W
-        splits.append((x, _labels(ds.targets)))
-    return _assemble(name, splits[0], splits[1], list(ds.classes), stats, root,
-                     source=f"torchvision.datasets.{cls_name}")
+    folder = os.path.join(root, tv.base_folder)
+    files = list(tv.train_list) + list(tv.test_list) + [(tv.meta["filename"], tv.meta["md5"])]
+    verify = checksums_verified(verify)
+
+    def bad() -> list[str]:
+        absent = [f for f, _ in files if not os.path.isfile(os.path.join(folder, f))]
+        if absent or not verify:
+            return absent
+        return [f for f, md5 in files if not md5_matches(os.path.join(folder, f), md5)]
+
+    problems = bad()
+    if problems and download:
+        from torchvision.datasets import utils as tv_utils
+
+        try:
+            tv_utils.download_and_extract_archive(tv.url, root, filename=tv.filename, md5=tv.tgz_md5)
+        except Exception as exc:
+            raise _download_failed(name, root, exc) from exc
+        problems = bad()
+        if problems:
+            raise _download_failed(name, root, RuntimeError(f"{problems[0]} is missing or corrupt after extracting"))
+    if problems:
+        if os.path.isfile(os.path.join(folder, problems[0])):
+            raise _checksum_mismatch(name, os.path.join(folder, problems[0]))
+        raise _not_found(name, root)
+
+    label_key = "labels" if cls_name == "CIFAR10" else "fine_labels"
+    try:
+        splits = []
+        for batch_list in (tv.train_list, tv.test_list):
+            parts = [read_batch(os.path.join(folder, f), label_key) for f, _ in batch_list]
+            x = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            splits.append((torch.from_numpy(np.ascontiguousarray(x)), _labels(y)))
+        names = read_names(os.path.join(folder, tv.meta["filename"]), tv.meta["key"])
+    except Exception as exc:  # UnpicklingError (truncated or refused), EOFError, ValueError, OSError...
+        raise _unreadable(name, root, exc) from exc
+    return _assemble(name, splits[0], splits[1], names, stats, root,
+                     source=f"{tv.base_folder} python batches (torchvision's file list and MD5s)")
 
 
 @register_dataset("cifar10", "CIFAR-10: 60,000 32x32 RGB images, 10 classes (torchvision)",
                   num_classes=10)
-def load_cifar10(data_root: str | None = None, download: bool = False) -> Dataset:
-    """CIFAR-10 (50k train / 10k test); 10% of train held out as validation."""
-    return _load_cifar("cifar10", "CIFAR10", CIFAR10_STATS, data_root, download)
+def load_cifar10(data_root: str | None = None, download: bool = False, verify: bool | None = None) -> Dataset:
+    """CIFAR-10 (50k train / 10k test); 10% of train held out as validation. ``verify=False``
+    skips the published-MD5 check (default: ``checksums_verified()``, i.e. checked)."""
+    return _load_cifar("cifar10", "CIFAR10", CIFAR10_STATS, data_root, download, verify)
 
 
 @register_dataset("cifar100", "CIFAR-100: 60,000 32x32 RGB images, 100 fine classes (torchvision)",
                   num_classes=100)
-def load_cifar100(data_root: str | None = None, download: bool = False) -> Dataset:
-    """CIFAR-100 fine labels (50k train / 10k test); 10% of train held out as validation."""
-    return _load_cifar("cifar100", "CIFAR100", CIFAR100_STATS, data_root, download)
+def load_cifar100(data_root: str | None = None, download: bool = False, verify: bool | None = None) -> Dataset:
+    """CIFAR-100 fine labels (50k train / 10k test); 10% of train held out as validation.
+    ``verify=False`` skips the published-MD5 check (default: checked)."""
+    return _load_cifar("cifar100", "CIFAR100", CIFAR100_STATS, data_root, download, verify)
 
 
 # ----------------------------------------------------------------------------- image files

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from bench.data import Dataset, ImageSet
 from bench.errors import BenchError, DivergedError
 from bench.models import create_model
+from bench.paths import safe_slug
 from bench.synthetic import SyntheticSet
 
 
@@ -77,13 +78,23 @@ PROTOCOLS: dict[str, EvalProtocol] = {
 
 
 def get_protocol(name: str, epochs: int | None = None) -> EvalProtocol:
-    base = name.split("@")[0]
+    """A protocol by name, optionally at a budget: ``dc``, ``dc-nodsa@300ep``; ``epochs`` wins
+    over a budget in the name. A malformed name or a budget below 1 epoch is a one-line error."""
+    if not isinstance(name, str):
+        raise BenchError(f"an evaluation protocol is a name such as 'dc', got {name!r}")
+    base, at, budget = name.partition("@")
     if base not in PROTOCOLS:
         raise BenchError(f"unknown evaluation protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-    proto = PROTOCOLS[base]
-    if epochs is None and "@" in name:
-        epochs = int(name.split("@")[1].rstrip("ep"))
-    return proto.with_epochs(epochs) if epochs else proto
+    if at:
+        digits = budget[:-2] if budget.endswith("ep") else ""
+        if not digits.isdigit() or not digits.isascii():
+            raise BenchError(f"evaluation protocol {name!r}: expected <protocol>@<N>ep, e.g. {base}@300ep")
+        epochs = int(digits) if epochs is None else epochs
+    if epochs is None:
+        return PROTOCOLS[base]
+    if isinstance(epochs, bool) or not isinstance(epochs, int):
+        raise BenchError(f"epochs must be a positive integer, got {epochs!r}")
+    return PROTOCOLS[base].with_epochs(epochs)  # raises for epochs < 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -272,13 +283,15 @@ def check_compatible(syn: SyntheticSet, data: Dataset) -> None:
                          f"{data.channels}x{data.image_size}x{data.image_size}")
     if int(syn.hard_labels.max()) >= data.num_classes:
         raise BenchError(f"synthetic labels exceed the {data.num_classes} classes of {data.name}")
+    if syn.labels.ndim == 2 and syn.labels.shape[1] != data.num_classes:
+        raise BenchError(f"soft labels have {syn.labels.shape[1]} columns but {data.name} has {data.num_classes} classes")
 
 
 def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProtocol = PROTOCOLS["dc"],
                        num_models: int = 1, seed: int = 0, device: torch.device | str = "cpu",
                        cache_dir: str | os.PathLike = "results/cache") -> EvalResult:
     """Accuracy of ``arch`` trained on the whole training split: computed once, cached as JSON."""
-    key = f"{data.name}__{arch}__{protocol.name}__m{num_models}__s{seed}"
+    key = "__".join([safe_slug(data.name), safe_slug(arch), safe_slug(protocol.name), f"m{num_models}", f"s{seed}"])
     path = Path(cache_dir) / "full_data" / f"{key}.json"
     if path.exists():
         try:

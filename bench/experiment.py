@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.errors import BenchError
+from bench.paths import safe_slug
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
@@ -87,7 +88,7 @@ class ExperimentSpec:
 
     @property
     def default_out(self) -> Path:
-        return Path(self.out or f"results/{self.dataset}")
+        return Path(self.out or f"results/{safe_slug(self.dataset)}")
 
     def method_names(self) -> list[str]:
         return [m.name for m in self.methods]

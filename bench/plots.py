@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from bench.paths import safe_slug
 from bench.results import summarise
 
 # a fixed colour per method keeps figures comparable across papers and runs
@@ -167,7 +168,10 @@ def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print)
     firsts = df.sort_values("seed", kind="stable").drop_duplicates(["method", "dataset", "ipc"])
     for r in firsts.itertuples(index=False):
         src = out / str(r.synthetic_path)
-        stem = f"{r.method}-{r.dataset}-ipc{r.ipc}-s{r.seed}-{str(r.config_hash)[:8]}"
+        # every part comes from a results row (ultimately a set's sidecar): slugs, so no value
+        # such as "../../x" can place a figure outside ``out``
+        stem = "-".join([safe_slug(r.method), safe_slug(r.dataset), f"ipc{safe_slug(r.ipc)}", f"s{safe_slug(r.seed)}",
+                         safe_slug(str(r.config_hash)[:8])])
         picture = out / "figures" / "synthetic" / stem
         dasm_fig = out / "figures" / "dasm" / stem
         need_picture = not picture.with_suffix(".png").exists()
@@ -221,7 +225,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     for dataset in datasets or [""]:
         sub = df[df["dataset"] == dataset] if dataset else df
         base = sub[sub["arch"] == BASE_ARCH] if (sub["arch"] == BASE_ARCH).any() else sub
-        suffix = f"_{dataset}" if len(datasets) > 1 else ""
+        suffix = f"_{safe_slug(dataset)}" if len(datasets) > 1 else ""
         for metric in ("acc_last", "acc_best"):
             path = out / f"table_{metric}{suffix}.md"
             path.write_text(markdown_table(base, metric))

@@ -171,9 +171,7 @@ class ResultsTable:
             return None
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
-        if "cell_key" not in df.columns:
-            raise BenchError(f"results table {self.parquet} cannot be read: it has no cell_key column")
-        return df
+        return check_schema(df, self.parquet)
 
     def _legacy_keys(self) -> set[str]:
         try:
@@ -227,6 +225,34 @@ def assemble(legacy: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.Data
     by = [c for c in SORT_KEYS if c in df.columns]
     # a per-value key (numbers before text, missing last) sorts any mix of types the same way every time
     return df.sort_values(by, key=_sort_key, kind="stable").reset_index(drop=True)
+
+
+# what every reader (runner, reports, cross-architecture tables) indexes without checking
+REQUIRED_COLUMNS = ["cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "acc_last", "acc_best"]
+
+
+def check_schema(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``df`` itself, or a one-line error when a stored table lacks the standard columns (a file
+    written by another tool, or by hand) - before anything is computed or appended to it."""
+    if df.empty and not len(df.columns):
+        return df
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise BenchError(f"results table {path} is not a dasm-bench table: it lacks column(s) "
+                         f"{', '.join(missing)}; move it away or point at another directory")
+    return df
+
+
+def repair_csv(table: "ResultsTable", df: pd.DataFrame) -> bool:
+    """The CSV is a copy of the table for people and spreadsheets: when it is missing, damaged or
+    stale, rewrite it from ``df`` (the rows of record). True if it was rewritten."""
+    if not table.exists():
+        return False
+    data = df.to_csv(index=False).encode()
+    if table.csv.exists() and table.csv.read_bytes() == data:
+        return False
+    write_atomically(table.csv, data)
+    return True
 
 
 def summarise(df: pd.DataFrame, metric: str = "acc_last") -> pd.DataFrame:

@@ -75,6 +75,11 @@ class GridSpec:
     download: bool = False
 
     def validate(self) -> None:
+        for key in ("methods", "ipcs", "seeds", "archs"):  # the same rules as a spec's (bench.experiment)
+            if not getattr(self, key):
+                raise BenchError(f"the grid needs at least one of {key}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise BenchError(f"seeds must be integers >= 0, got {self.seeds}")
         for m in self.methods:
             get_method(m)
         data = load_dataset(self.dataset, self.data_root, self.download)
@@ -598,6 +603,8 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
         workers = default_workers(device_name) if executor == "local" else 64
     if workers < 1:
         raise BenchError(f"workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:  # before any worker is spawned
+        raise BenchError(f"threads must be >= 1, got {threads}")
     if threads is None:  # a submitit job gets its own cores; local workers share this machine's
         threads = ((slurm or SlurmOptions()).cpus_per_job if executor != "local"
                    else max(1, (os.cpu_count() or 1) // workers))

@@ -61,6 +61,7 @@ from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluation import evaluate_synthetic, get_protocol, resolve_device
 from bench.models import model_name_ok
+from bench.paths import safe_slug
 from bench.registry import DistillRequest, apply_overrides, default_config, get_method
 from dasm.segment_schedule import SegmentSchedule
 
@@ -255,7 +256,8 @@ class SweepSpec:
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("results/sweeps") / self.study_name
+        # the study name is free text (``--study``): a slug, so "../../x" stays under results/sweeps
+        return Path(self.out) if self.out else Path("results/sweeps") / safe_slug(self.study_name)
 
     @property
     def storage_url(self) -> str:
@@ -400,9 +402,9 @@ def best_config(study: optuna.Study, spec: SweepSpec, protocol: str) -> dict[str
 
 def _write_atomic(path: Path, text: str) -> None:
     # several workers may export at once: readers see the old or the new file, never half of one
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from bench.synthetic import write_atomically
+
+    write_atomically(path, text.encode())
 
 
 def save_plots(study: optuna.Study, out: Path) -> tuple[list[Path], list[str]]:

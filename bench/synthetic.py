@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.errors import BenchError
+from bench.paths import give_default_mode
 
 FORMAT = "dasm-bench/synthetic-set"
 FORMAT_VERSION = 1
@@ -76,6 +77,10 @@ class SyntheticSet:
             raise BenchError(f"hard labels must be int64, got {self.labels.dtype}")
         if self.labels.ndim == 2 and not self.labels.is_floating_point():
             raise BenchError(f"soft labels must be floating point, got {self.labels.dtype}")
+        if self.labels.ndim == 1 and k and int(self.labels.min()) < 0:
+            raise BenchError(f"hard labels must be class indices >= 0, got {int(self.labels.min())}")
+        if self.labels.ndim == 2 and not torch.isfinite(self.labels).all():
+            raise BenchError("soft labels contain NaN or inf")
         if self.segment_ids is not None and tuple(self.segment_ids.shape) != (k,):
             raise BenchError(f"segment_ids shape {tuple(self.segment_ids.shape)} does not fit {k} images")
         if not isinstance(self.factor, int) or self.factor < 1:
@@ -149,15 +154,16 @@ class SyntheticSet:
         path = Path(path)
         if not path.exists():
             raise BenchError(f"synthetic set {path} does not exist")
+        if not path.is_file():
+            raise BenchError(f"synthetic set {path} is not a file")
         side = sidecar_path(path)
-        if not side.exists():
+        if not side.is_file():
             raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
         try:
             meta = json.loads(side.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-        if meta.get("format") != FORMAT:
-            raise BenchError(f"{side} is not a dasm-bench synthetic-set sidecar")
+        _check_sidecar(meta, side)
         blob = path.read_bytes()
         if len(blob) != meta.get("bytes") or hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
             raise BenchError(f"synthetic set {path} is corrupt or truncated (checksum mismatch)")
@@ -171,8 +177,28 @@ class SyntheticSet:
         for key, t in tensors.items():
             if list(t.shape) != meta["shapes"].get(key) or str(t.dtype).replace("torch.", "") != meta["dtypes"].get(key):
                 raise BenchError(f"synthetic set {path}: tensor {key!r} does not match its sidecar")
-        return cls(tensors["images"], tensors["labels"], int(meta["factor"]), tensors.get("segment_ids"),
+        return cls(tensors["images"], tensors["labels"], meta.get("factor", 1), tensors.get("segment_ids"),
                    meta.get("metadata", {}))
+
+
+def _check_sidecar(meta: Any, side: Path) -> None:
+    """The sidecar's checksum covers only the tensor bytes: every field read from it is checked
+    here, so a hand-edited sidecar is a one-line error, never a traceback or a wrong result."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BenchError(f"{side} is not a dasm-bench synthetic-set sidecar")
+    for key in ("shapes", "dtypes"):
+        if not isinstance(meta.get(key), dict):
+            raise BenchError(f"sidecar {side} lacks its {key!r} table")
+    factor = meta.get("factor", 1)
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise BenchError(f"sidecar {side}: factor must be a positive integer, got {factor!r}")
+    metadata = meta.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise BenchError(f"sidecar {side}: metadata must be a JSON object")
+    for key, kinds in (("method", str), ("dataset", str), ("eval_protocol", str), ("ipc", int), ("seed", int)):
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise BenchError(f"sidecar {side}: metadata {key!r} must be a {kinds.__name__}, got {value!r}")
 
 
 def sidecar_path(path: Path) -> Path:
@@ -191,6 +217,7 @@ def write_atomically(path: Path, data: bytes | str, exclusive: bool = False) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        give_default_mode(fd)  # mkstemp makes 0600; outputs get the umask's mode like any tool's
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

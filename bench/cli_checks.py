@@ -1,0 +1,130 @@
+"""Argument types and pre-flight checks of the ``dasm-bench`` command line.
+
+Every value is checked where it is parsed (argparse ``type=``) or before any compute is spent, so
+a mistake is one line ``error: ...`` and exit 2 - never a traceback, never hours into a run.
+
+Example::
+
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--seeds", type=seed_list)        # "0,1,2" -> [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from pathlib import Path
+
+MAX_SEED = 2**32 - 1  # seeds are mixed into torch/numpy seeds (seed * 1_000_003 + stream): keep them in range
+
+
+def _int(text: str, minimum: int, what: str, maximum: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{what}" + (f" up to {maximum}" if maximum is not None else "")
+        raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int(text, 0, "an integer >= 0")
+
+
+def seed(text: str) -> int:
+    return _int(text, 0, "a seed: an integer >= 0", MAX_SEED)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _listed(text: str, parse) -> list:
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list with at least one value, got {text!r}")
+    values = [parse(v) for v in items]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"lists a value twice: {text!r}")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated positive integers (IPCs), at least one, none twice."""
+    return _listed(text, positive_int)
+
+
+def seed_list(text: str) -> list[int]:
+    return _listed(text, seed)
+
+
+def str_list(text: str) -> list[str]:
+    return _listed(text, str)
+
+
+def read_config(path: str) -> dict:
+    """``--config``: a JSON object of config fields, or an exported sweep result ``{"config": {...}}``."""
+    from bench.errors import BenchError
+
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read config {path}: {exc}") from None
+    fields = loaded.get("config", loaded) if isinstance(loaded, dict) else loaded
+    if not isinstance(fields, dict):
+        raise BenchError(f"config {path} must hold a JSON object of config fields "
+                         f"(or {{\"config\": {{...}}}}), got {type(fields).__name__}")
+    return dict(fields)
+
+
+def sync_csv(out: Path) -> None:
+    """The Parquet and CSV are rebuilt from the stored rows; a damaged ``results.csv`` is rewritten
+    even when no row was added."""
+    from bench.results import ResultsTable
+
+    table = ResultsTable(out)
+    if table.exists():
+        table.consolidate()
+
+
+def check_slurm() -> None:
+    """One line, before anything is planned or submitted, when no Slurm cluster answers here
+    (no ``sbatch`` on PATH, or a client without a reachable controller)."""
+    import subprocess
+
+    from bench.errors import BenchError
+
+    hint = "run on a Slurm login node, or use --executor local / submitit-local"
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        raise BenchError(f"--executor slurm needs Slurm, but sbatch/sinfo are not on PATH here; {hint}")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"--executor slurm: the Slurm controller does not answer ({exc}); {hint}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise BenchError(f"--executor slurm: no reachable Slurm cluster here (sinfo: {said}); {hint}")
