@@ -140,11 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
                    help="local processes (default), submitit's local executor, or Slurm through submitit")
-    p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--time", type=int, default=240, help="Slurm time limit per job in minutes (default: 240)")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default partition)")
+    p.add_argument("--time", type=int, default=None,
+                   help="Slurm time limit per job in minutes (default: 240, or the partition's limit if lower)")
     p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per Slurm job (default: 0)")
-    p.add_argument("--cpus-per-job", type=int, default=4, help="CPUs per Slurm job (default: 4)")
-    p.add_argument("--mem-gb", type=int, default=None, help="memory per Slurm job in GB")
+    p.add_argument("--cpus-per-job", type=int, default=None,
+                   help="CPUs (and torch threads) per Slurm job (default: 4, or a node's CPUs if fewer)")
+    p.add_argument("--mem-gb", type=int, default=None, help="memory per Slurm job in GB (default: Slurm's)")
     p.add_argument("--methods", type=_str_list, default=None, help="run only these of the spec's methods")
     p.add_argument("--ipc", type=_int_list, default=None, help="run only these of the spec's IPCs")
     p.add_argument("--seeds", type=_int_list, default=None, help="replace the spec's seeds")
@@ -377,7 +379,7 @@ COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from bench.experiment import load_spec, plan_summary, run_experiment
-    from bench.runner import SlurmOptions
+    from bench.executors import SlurmOptions
 
     spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
     if args.plan:
