@@ -251,10 +251,10 @@ class SlurmExecutor(SubmititExecutor):
             now = time.monotonic()
             if not done and now - self._last_poll >= self._poll and self._poll_queue(now):
                 done = [h for h in handles if self._lost(h, now)]
+            for h in done:
+                self._jobs.pop(h.inner.job_id, None)
             self._report(len(done))
             if done:
-                for h in done:
-                    self._jobs.pop(h.inner.job_id, None)
                 return done
             time.sleep(1.0)
 
@@ -298,10 +298,11 @@ class SlurmExecutor(SubmititExecutor):
 
     def _report(self, newly_done: int) -> None:
         self.finished += newly_done
-        counts = Counter(s.state for jid, s in self._states.items() if jid in self._jobs)
-        queued = counts.get("PENDING", 0) + counts.get("CONFIGURING", 0)
-        running = counts.get("RUNNING", 0) + counts.get("COMPLETING", 0)
-        reasons = Counter(s.reason for s in self._states.values() if s.state == "PENDING" and s.reason != "None")
+        # a job submitted since the last poll counts as queued; one that ended but is not collected yet as running
+        states = [self._states.get(jid) for jid in self._jobs]
+        queued = sum(s is None or s.state in ("PENDING", "CONFIGURING", "REQUEUED") for s in states)
+        running = len(states) - queued
+        reasons = Counter(s.reason for s in states if s is not None and s.state == "PENDING" and s.reason != "None")
         why = f" ({reasons.most_common(1)[0][0]})" if reasons else ""
         line = f"slurm jobs: {queued} queued{why}, {running} running, {self.finished} done"
         if self._poll_error:

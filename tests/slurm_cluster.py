@@ -92,22 +92,30 @@ def _pid(path: Path) -> int | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a daemon whose parent (init) does not reap it lingers as a zombie: that is stopped too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _stop(pid_files: list[Path]) -> None:
-    for path in reversed(pid_files):  # slurmd, slurmctld, munged: the reverse of starting
-        pid = _pid(path)
-        if pid is None:
-            continue
+    """SIGTERM the daemons we started (by the pids they wrote), SIGKILL what is left after 10 s."""
+    pids = [pid for pid in (_pid(p) for p in pid_files) if pid is not None]
+    for pid in reversed(pids):  # slurmd, slurmctld, munged: the reverse of starting
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            continue
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
+            pass
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
