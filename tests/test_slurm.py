@@ -214,3 +214,46 @@ def test_two_slurm_jobs_share_one_postgres_study(slurm_cluster, postgres_url, tm
             break
         time.sleep(0.5)
     assert states == ["COMPLETED", "COMPLETED"]
+
+
+# ----------------------------------------------------------------------------- without a cluster
+
+@pytest.mark.parametrize("text, minutes", [("UNLIMITED", None), ("30", 30), ("30:00", 30), ("04:00:00", 240),
+                                           ("1-00:00:00", 1440), ("2-12", 3600), ("1-01:30", 1530),
+                                           ("00:00:30", 1)])
+def test_slurm_time_formats(text, minutes):
+    assert slurm_queue.parse_minutes(text) == minutes
+
+
+def test_gpus_counted_from_gres():
+    assert slurm_queue.gpu_count("gpu:a100:4(S:0-1),gpu:v100:1") == 5
+    assert slurm_queue.gpu_count("gpu:2,shard:8") == 2
+    assert slurm_queue.gpu_count("(null)") == 0
+
+
+def test_defaults_fit_the_partition_and_bad_requests_name_the_flag():
+    small = slurm_queue.PartitionOffer("small", (slurm_queue.NodeOffer("a", 2, 8192, 0),
+                                                 slurm_queue.NodeOffer("g", 16, 65536, 2)), 120)
+    fitted = slurm_queue.fit_request(slurm_queue.SlurmRequest(None, None, 0, None), small)
+    assert (fitted.cpus, fitted.time_min) == (4, 120)          # 4 CPUs fit node g; 240 min > the 120 limit
+    only_small = slurm_queue.PartitionOffer("tiny", (slurm_queue.NodeOffer("a", 2, 8192, 0),), None)
+    assert slurm_queue.fit_request(slurm_queue.SlurmRequest(None, None, 0, None), only_small).cpus == 2
+    with pytest.raises(BenchError, match="--gpus-per-job 4 > 2; lower --gpus-per-job"):
+        slurm_queue.fit_request(slurm_queue.SlurmRequest(1, None, 4, 60), small)
+    with pytest.raises(BenchError, match="--mem-gb 100 > 64; lower --mem-gb"):
+        slurm_queue.fit_request(slurm_queue.SlurmRequest(1, 100, 0, 60), small)
+    with pytest.raises(BenchError, match="no single node has all of it"):
+        slurm_queue.fit_request(slurm_queue.SlurmRequest(8, 10, 0, 60), slurm_queue.PartitionOffer(
+            "split", (slurm_queue.NodeOffer("c", 16, 4096, 0), slurm_queue.NodeOffer("m", 2, 65536, 0)), None))
+    with pytest.raises(BenchError, match="--cpus-per-job must be >= 1, got 0"):
+        slurm_queue.fit_request(slurm_queue.SlurmRequest(0, None, 0, 60), small)
+
+
+@pytest.mark.parametrize("reason, fatal", [("PartitionConfig", True), ("QOSMaxCpuPerJobLimit", True),
+                                           ("AssocMaxWallDurationPerJobLimit", True), ("Resources", False),
+                                           ("Priority", False), ("QOSMaxJobsPerUserLimit", False),
+                                           ("ReqNodeNotAvail, UnavailableNodes:n1", False),
+                                           ("ReqNodeNotAvail, UnavailableNodes:ghost", True)])
+def test_pending_reasons_that_never_clear(reason, fatal, monkeypatch):
+    monkeypatch.setattr(slurm_queue, "_hostnames", lambda hostlist: hostlist.split(","))
+    assert slurm_queue.never_clears(reason, {"n1", "n2"}) is fatal
