@@ -141,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads per worker (default: cores / workers)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
                    help="local processes (default), submitit's local executor, or Slurm through submitit")
-    p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--time", type=positive_int, default=240, help="Slurm time limit per job in minutes (default: 240)")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default partition)")
+    p.add_argument("--time", type=positive_int, default=None,
+                   help="Slurm time limit per job in minutes (default: 240, or the partition's limit if lower)")
     p.add_argument("--gpus-per-job", type=non_negative_int, default=0, help="GPUs per Slurm job (default: 0)")
-    p.add_argument("--cpus-per-job", type=positive_int, default=4, help="CPUs per Slurm job (default: 4)")
-    p.add_argument("--mem-gb", type=positive_int, default=None, help="memory per Slurm job in GB")
+    p.add_argument("--cpus-per-job", type=positive_int, default=None,
+                   help="CPUs (and torch threads) per Slurm job (default: 4, or a node's CPUs if fewer)")
+    p.add_argument("--mem-gb", type=positive_int, default=None, help="memory per Slurm job in GB (default: Slurm's)")
     p.add_argument("--methods", type=str_list, default=None, help="run only these of the spec's methods")
     p.add_argument("--ipc", type=int_list, default=None, help="run only these of the spec's IPCs")
     p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
@@ -397,9 +399,9 @@ COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from bench.experiment import load_spec, plan_summary, run_experiment
+    from bench.executors import SlurmOptions
     from bench.paths import check_writable
     from bench.results import ResultsTable, check_schema
-    from bench.runner import SlurmOptions
 
     spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
     out = Path(args.out) if args.out is not None else spec.default_out

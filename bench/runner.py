@@ -33,8 +33,6 @@ import fcntl
 import json
 import os
 import re
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,15 +45,15 @@ from bench.claims import CellClaims
 from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, evaluate_synthetic, get_protocol, resolve_device
+# the executors live in bench.executors; re-exported here for callers that import them from the runner
+from bench.executors import (EXECUTORS, InlineExecutor, PoolExecutor, SlurmOptions,  # noqa: F401
+                             SubmititExecutor, _Handle, default_workers, make_executor, prepare_slurm)
 from bench.models import model_name_ok
 from bench.registry import (DistillRequest, apply_overrides, config_dict, config_hash, default_config, distill,
                             get_method)
 from bench.results import ResultsTable
 from bench.synthetic import SyntheticSet
 from bench.version import code_version
-
-EXECUTORS = ("local", "submitit-local", "slurm")
-
 
 @dataclass
 class GridSpec:
@@ -93,18 +91,6 @@ class GridSpec:
             get_protocol(self.protocol, self.epochs)
         for name in self.method_protocols.values():
             get_protocol(name, self.epochs)
-
-
-@dataclass
-class SlurmOptions:
-    """What each submitit job asks the scheduler for (``timeout_min`` is Slurm's --time)."""
-
-    partition: str | None = None
-    timeout_min: int = 240
-    gpus_per_job: int = 0
-    cpus_per_job: int = 4
-    mem_gb: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # further slurm_* parameters, e.g. {"account": "x"}
 
 
 def method_protocol(spec: GridSpec, method: str, config: Any) -> EvalProtocol:
@@ -252,152 +238,6 @@ def run_full_data_job(job: FullDataJob) -> dict[str, Any]:
             "acc_best": res.best_mean, "source": "computed"}
 
 
-# ----------------------------------------------------------------------------- executors
-
-class _Handle:
-    """A submitted task: a Future, a submitit Job or an inline result."""
-
-    def __init__(self, inner: Any = None) -> None:
-        self.inner = inner
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-
-class InlineExecutor:
-    """Runs each task in this process when waited for (``workers=1``)."""
-
-    name = "inline"
-
-    def __init__(self) -> None:
-        self._queue: deque[tuple[_Handle, Callable, Any]] = deque()
-
-    def submit(self, fn: Callable, job: Any) -> _Handle:
-        handle = _Handle()
-        self._queue.append((handle, fn, job))
-        return handle
-
-    def wait(self, handles: list[_Handle]) -> list[_Handle]:
-        handle, fn, job = self._queue.popleft()
-        try:
-            handle.value = fn(job)
-        except Exception as exc:  # reported by the scheduler, the grid goes on
-            handle.error = exc
-        return [handle]
-
-    @staticmethod
-    def result(handle: _Handle) -> Any:
-        if handle.error is not None:
-            raise handle.error
-        return handle.value
-
-    def shutdown(self) -> None:
-        self._queue.clear()
-
-
-def _worker_init(threads: int, parent_pid: int) -> None:
-    torch.set_num_threads(threads)
-
-    # A SIGKILLed parent cannot stop its pool: each worker leaves by itself once it is orphaned,
-    # instead of blocking forever on a queue nobody feeds (and holding a set's lock meanwhile).
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
-
-
-class PoolExecutor:
-    """``workers`` spawned processes with ``threads`` torch threads each."""
-
-    name = "local"
-
-    def __init__(self, workers: int, threads: int) -> None:
-        import concurrent.futures
-        import multiprocessing
-
-        self._futures = concurrent.futures
-        # spawn, not fork: forking a process that already ran torch (threads, CUDA) can deadlock
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init, initargs=(threads, os.getpid()))
-
-    def submit(self, fn: Callable, job: Any) -> _Handle:
-        return _Handle(self._pool.submit(fn, job))
-
-    def wait(self, handles: list[_Handle]) -> list[_Handle]:
-        by_future = {h.inner: h for h in handles}
-        done, _ = self._futures.wait(list(by_future), return_when=self._futures.FIRST_COMPLETED)
-        return [by_future[f] for f in done]
-
-    @staticmethod
-    def result(handle: _Handle) -> Any:
-        return handle.inner.result()
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class SubmititExecutor:
-    """One submitit job per task, on Slurm (``cluster="slurm"``) or as local processes ("local")."""
-
-    def __init__(self, cluster: str, folder: Path, options: SlurmOptions, poll_seconds: float) -> None:
-        try:
-            import submitit
-        except ImportError:
-            raise BenchError("the slurm / submitit-local executors need submitit: pip install submitit") from None
-        self.name = "slurm" if cluster == "slurm" else "submitit-local"
-        self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-        params: dict[str, Any] = {"timeout_min": options.timeout_min, "cpus_per_task": options.cpus_per_job,
-                                  "gpus_per_node": options.gpus_per_job, "name": "dasm-bench"}
-        if options.mem_gb is not None:
-            params["mem_gb"] = options.mem_gb
-        if options.partition:
-            params["slurm_partition"] = options.partition
-        params.update({f"slurm_{k}": v for k, v in options.extra.items()})
-        try:
-            self._executor.update_parameters(**params)
-        except (NameError, AssertionError, ValueError) as exc:
-            raise BenchError(f"bad submitit parameters: {str(exc).splitlines()[0]}") from None
-        self._poll = poll_seconds
-
-    def submit(self, fn: Callable, job: Any) -> _Handle:
-        return _Handle(self._executor.submit(fn, job))
-
-    def wait(self, handles: list[_Handle]) -> list[_Handle]:
-        while True:
-            done = [h for h in handles if h.inner.done()]
-            if done:
-                return done
-            time.sleep(self._poll)
-
-    @staticmethod
-    def result(handle: _Handle) -> Any:
-        return handle.inner.result()
-
-    def shutdown(self) -> None:
-        pass  # submitted jobs keep running (on Slurm that is the point); a rerun skips what they finish
-
-
-def make_executor(executor: str, workers: int, threads: int, out: Path,
-                  slurm: SlurmOptions | None = None) -> Any:
-    if executor == "local":
-        return InlineExecutor() if workers <= 1 else PoolExecutor(workers, threads)
-    if executor in ("slurm", "submitit-local"):
-        cluster = "slurm" if executor == "slurm" else "local"
-        return SubmititExecutor(cluster, out / "submitit", slurm or SlurmOptions(),
-                                poll_seconds=30.0 if cluster == "slurm" else 0.5)
-    raise BenchError(f"unknown executor {executor!r}; use {', '.join(EXECUTORS)}")
-
-
-def default_workers(device: str) -> int:
-    """One worker per GPU on CUDA, else one per CPU core up to 8 (small CPU models scale better
-    across processes than across threads; each worker holds its own copy of the dataset)."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return max(1, torch.cuda.device_count()) if device == "cuda" else 1
-    return max(1, min(8, os.cpu_count() or 1))
-
-
 # ----------------------------------------------------------------------------- scheduling
 
 @dataclass
@@ -505,6 +345,13 @@ class _Progress:
         elif line:
             self.log(line)
 
+    def status(self, line: str) -> None:
+        """The executor's queue summary (Slurm: queued / running / done jobs), shown when it changes."""
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.desc} [{line}]")
+        else:
+            self.log(line)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -605,9 +452,10 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
         raise BenchError(f"workers must be >= 1, got {workers}")
     if threads is not None and threads < 1:  # before any worker is spawned
         raise BenchError(f"threads must be >= 1, got {threads}")
+    if executor != "local":  # defaults that fit the partition; a request that can never run fails here
+        slurm = prepare_slurm(executor, slurm)
     if threads is None:  # a submitit job gets its own cores; local workers share this machine's
-        threads = ((slurm or SlurmOptions()).cpus_per_job if executor != "local"
-                   else max(1, (os.cpu_count() or 1) // workers))
+        threads = slurm.cpus_per_job if executor != "local" else max(1, (os.cpu_count() or 1) // workers)
     out = Path(out_dir)
     table = ResultsTable(out)
     gpu_count = torch.cuda.device_count() if device_name == "cuda" and executor == "local" else 0
@@ -623,8 +471,8 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
     failures: list[str] = []
     try:
         if tasks:
-            failures = execute(tasks, make_executor(executor, workers, threads, out, slurm), workers, log,
-                               gate=CellGate(table, CellClaims(out), bar))
+            failures = execute(tasks, make_executor(executor, workers, threads, out, slurm, bar.status),
+                               workers, log, gate=CellGate(table, CellClaims(out), bar))
     finally:
         bar.close()
     df = table.consolidate()  # results.parquet / .csv from every cell (a killed run's too)
