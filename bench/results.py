@@ -1,7 +1,9 @@
 """The results table: one tidy pandas table per results directory, stored as Parquet and CSV.
 
 Every row is one evaluated cell (method, dataset, IPC, seed, evaluation architecture, protocol) with
-last and best accuracy, times, code version and the hash of the resolved config. Writes are atomic
+last-epoch accuracy (``acc_best`` is NaN in new rows: see :mod:`bench.evaluation`), the training
+split it was distilled from (``train_split``), times, code version and the hash of the resolved config.
+Writes are atomic
 (write-then-rename) and serialised by a file lock, so a killed run loses at most the cell in flight
 and two writers never corrupt the table.
 
@@ -29,8 +31,10 @@ from bench.errors import BenchError
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
     "acc_last", "acc_last_std", "acc_best", "acc_best_std", "distill_seconds", "eval_seconds",
-    "code_version", "config_hash", "synthetic_path",
+    "code_version", "config_hash", "synthetic_path", "train_split",
 ]
+# Rows written before the training split was recorded were distilled from the train-val split.
+LEGACY_TRAIN_SPLIT = "train-val"
 
 
 class ResultsTable:
@@ -57,9 +61,10 @@ class ResultsTable:
         if not self.parquet.exists():
             return pd.DataFrame(columns=COLUMNS)
         try:
-            return pd.read_parquet(self.parquet)
+            df = pd.read_parquet(self.parquet)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
+        return with_train_split(df)
 
     def done_keys(self) -> set[str]:
         df = self.load()
@@ -89,6 +94,15 @@ class ResultsTable:
             _atomic_frame_write(out, self.parquet, "parquet")
             _atomic_frame_write(out, self.csv, "csv")
             return out
+
+
+def with_train_split(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``train_split`` column; legacy rows (no column, or empty) read as "train-val"."""
+    if "train_split" not in df.columns:
+        df = df.assign(train_split=LEGACY_TRAIN_SPLIT)
+    elif df["train_split"].isna().any():
+        df = df.assign(train_split=df["train_split"].fillna(LEGACY_TRAIN_SPLIT))
+    return df
 
 
 def _atomic_frame_write(df: pd.DataFrame, path: Path, kind: str) -> None:

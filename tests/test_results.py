@@ -52,3 +52,17 @@ def test_summarise_mean_std_over_seeds():
     s = summarise(df)
     one = s[s.ipc == 1].iloc[0]
     assert one["mean"] == 15 and abs(one["std"] - 7.0710678) < 1e-5 and one["seeds"] == 2
+
+
+def test_train_split_column_legacy_rows_read_as_train_val(tmp_path):
+    # a table written before the column existed: its rows were distilled from the train-val split
+    legacy = pd.DataFrame([_row("old")])
+    assert "train_split" not in legacy.columns
+    tmp_path.mkdir(exist_ok=True)
+    legacy.to_parquet(tmp_path / "results.parquet", index=False)
+    t = ResultsTable(tmp_path)
+    assert t.load()["train_split"].tolist() == ["train-val"]
+    t.append([_row("new") | {"train_split": "full"}])
+    df = t.load().set_index("cell_key")
+    assert df.loc["old", "train_split"] == "train-val" and df.loc["new", "train_split"] == "full"
+    assert list(df.reset_index().columns)[-1] == "train_split"

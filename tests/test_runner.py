@@ -168,3 +168,20 @@ def test_unknown_executor_and_missing_submitit_are_one_line(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails as if it were not installed
     with pytest.raises(BenchError, match="pip install submitit"):
         run_grid(spec, tmp_path, device="cpu", executor="slurm", **QUIET)
+
+
+def test_rows_record_the_training_split_and_no_test_selected_best(tmp_path):
+    from bench.runner import distill_key, resolved_config
+
+    spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=2,
+                    num_models=1)
+    df = run_grid(spec, tmp_path / "full", device="cpu", **QUIET)
+    assert df["train_split"].tolist() == ["full"] and df["acc_best"].isna().all()
+    held = GridSpec(**{**spec.__dict__, "train_split": "train-val"})
+    df_held = run_grid(held, tmp_path / "held", device="cpu", **QUIET)
+    assert df_held["train_split"].tolist() == ["train-val"]
+    # the data differ, so the keys differ; a train-val key is what it was before the split existed
+    assert df["config_hash"].iloc[0] != df_held["config_hash"].iloc[0]
+    config = resolved_config(spec, "random", 1)
+    assert distill_key("random", "digits", 1, 0, config, "train-val") == registry.config_hash(
+        {"method": "random", "dataset": "digits", "ipc": 1, "seed": 0, "config": registry.config_dict(config)})
