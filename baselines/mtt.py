@@ -98,21 +98,20 @@ class MTTConfig:
     batch_train: int = 256
     expert_seed: int = 0
     buffer_dir: str = "results/cache/mtt_buffers"
+    no_reference: str = ""                     # set by for_setting: why this setting has no published values
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "MTTConfig":
-        """Short CPU budgets for the embedded datasets; the reference per-IPC values for CIFAR.
-
-        CIFAR-10 (anchors.md, MTT paper Table 6): IPC 1/10/50 -> syn_steps 50/30/30,
-        expert_epochs 2, max_start_epoch 2/20/40, lr_img 100/100/1000, lr_teacher 0.01/0.001/0.001,
-        ZCA yes/yes/no. CIFAR-100 IPC 1: the reference README command (syn_steps 20,
-        expert_epochs 3, max_start 20, lr_img 1000, lr_lr 1e-5, lr_teacher 0.01, ZCA); IPC 10/50:
-        MTT paper Table 6 as recalled (20/2/20 and 80/2/40 with batch_syn 125), not verified here.
+        """Short CPU budgets for the embedded datasets; the published per-setting values for CIFAR
+        (each row cites its command in :mod:`baselines.mtt_settings`); a refusal (``no_reference``)
+        for a CIFAR IPC above 50 that neither MTT nor DATM publishes.
         """
+        from baselines.mtt_settings import PAPER_SCALE, reference_setting, refusal
+
         name = dataset.lower()
         if name in EMBEDDED:
             # 5 experts x 10 epochs; start windows scaled from CIFAR's 50-epoch experts. Expert batch
-            # 32, not 256: digits has 1,132 training images, so a 256-batch epoch is only 5 SGD steps
+            # 32, not 256: digits has 1,258 training images (1,132 without val), so a 256-batch epoch is only 5 SGD steps
             # and 2 expert epochs move the weights less than 20 student steps on 10 images (initial
             # loss ~4); 32 gives 36 steps per epoch and an initial loss ~0.6, the reference's regime.
             # Windows follow DATM's finding that larger IPC needs later (harder) expert epochs; on
@@ -123,27 +122,14 @@ class MTTConfig:
                        lr_img=100.0, lr_lr=1e-5, lr_teacher=0.01,
                        batch_syn=None if ipc <= 2 else 20,
                        num_experts=5, train_epochs=10, batch_train=32)
-        if name == "cifar10":
-            if ipc <= 1:
-                return cls(syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=100.0, lr_teacher=0.01,
-                           zca=True)
-            if ipc <= 10:
-                return cls(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=100.0, lr_teacher=0.001,
-                           zca=True)
-            return cls(syn_steps=30, expert_epochs=2, max_start_epoch=40, lr_img=1000.0, lr_teacher=0.001,
-                       zca=False)
-        if name == "cifar100":
-            if ipc <= 1:
-                return cls(syn_steps=20, expert_epochs=3, max_start_epoch=20, lr_img=1000.0, lr_teacher=0.01,
-                           zca=True)
-            if ipc <= 10:
-                return cls(syn_steps=20, expert_epochs=2, max_start_epoch=20, lr_img=1000.0, lr_teacher=0.01,
-                           zca=True)
-            return cls(syn_steps=80, expert_epochs=2, max_start_epoch=40, lr_img=1000.0, lr_teacher=0.01,
-                       zca=True, batch_syn=125)
+        if name in PAPER_SCALE:
+            values = reference_setting(name, ipc)
+            return cls(**values) if values is not None else cls(no_reference=refusal(name, ipc))
         return cls()
 
     def validate(self) -> None:
+        if self.no_reference:
+            raise BenchError(f"mtt: {self.no_reference}")
         positive = {"syn_steps": self.syn_steps, "expert_epochs": self.expert_epochs,
                     "num_experts": self.num_experts, "train_epochs": self.train_epochs,
                     "batch_train": self.batch_train}
@@ -178,10 +164,10 @@ class MTTConfig:
             raise BenchError(f"mtt: start epochs up to {highest - self.expert_epochs} plus expert_epochs "
                              f"{self.expert_epochs} exceed the experts' {self.train_epochs} epochs")
 
-    def expert_settings(self, dataset: str) -> ExpertSettings:
+    def expert_settings(self, dataset: str, train_split: str = "full") -> ExpertSettings:
         return ExpertSettings(dataset=dataset, arch=self.arch, lr=self.expert_lr, zca=self.zca,
                               epochs=self.train_epochs, batch_size=self.batch_train, dsa=self.dsa,
-                              seed=self.expert_seed)
+                              seed=self.expert_seed, train_split=train_split)
 
 
 def start_epoch_upper_bound(config: MTTConfig, iteration: int) -> int:
@@ -362,8 +348,10 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     from tqdm.auto import tqdm
 
     data, device = request.data, request.device
-    buffer = ExpertBuffer.build(data, config.expert_settings(data.name), config.buffer_dir, config.num_experts,
-                                device, request.progress)
+    # experts and ZCA come from the same training split as the request's dataset (the references
+    # train them on the whole training set: load_dataset's default "full")
+    buffer = ExpertBuffer.build(data, config.expert_settings(data.name, data.train_split), config.buffer_dir,
+                                config.num_experts, device, request.progress)
     zca = buffer.zca
     layout: ParamLayout = buffer.layout
     layout.model.to(device).train()
@@ -392,6 +380,8 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     batches = request.generator(2)   # student minibatches and DSA
 
     losses: list[float] = []
+    # `iterations` updates: mtt-distillation distill.py loops range(Iteration+1) but evaluates/saves the
+    # images of iteration `it` before its update, so its final set has had exactly Iteration updates
     bar = tqdm(range(config.iterations), desc=f"mtt {data.name} ipc{request.ipc}", disable=not request.progress)
     for it in bar:
         expert = int(torch.randint(buffer.num_experts, (1,), generator=sampler))

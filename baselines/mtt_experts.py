@@ -212,11 +212,15 @@ class ExpertSettings:
     batch_size: int = 256
     dsa: bool = True
     seed: int = 0
+    train_split: str = "full"  # bench.data: the references train experts on the whole training set
 
     def key(self) -> str:
         """Folder name: the (lr, zca, epochs) key plus a hash suffix for non-default extras."""
         name = f"lr{self.lr:g}_{'zca' if self.zca else 'nozca'}_ep{self.epochs}"
         extras = {"batch_size": self.batch_size, "dsa": self.dsa, "seed": self.seed}
+        if self.train_split != "train-val":
+            # folders without this suffix were built before the split existed, on "train-val"
+            extras["train_split"] = self.train_split
         if extras != {"batch_size": 256, "dsa": True, "seed": 0}:
             name += "_" + hashlib.sha256(json.dumps(extras, sort_keys=True).encode()).hexdigest()[:8]
         return name
@@ -312,6 +316,9 @@ class ExpertBuffer:
 
         if num_experts < 1:
             raise BenchError(f"num_experts must be >= 1, got {num_experts}")
+        if getattr(data, "train_split", "train-val") != settings.train_split:
+            raise BenchError(f"experts on the {settings.train_split!r} training split need a dataset loaded with "
+                             f"train_split={settings.train_split!r}")
         device = torch.device(device)
         directory = settings.directory(root)
         directory.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ class RealNetConfig:
         """This budget as an :class:`EvalProtocol` for ``train_network`` (no augmentation, constant lr)."""
         return EvalProtocol(name=f"real-net@{self.epochs}ep", epochs=self.epochs, batch_size=self.batch_size,
                             lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                            milestones=(), dsa=False, best_evals=1)
+                            schedule="multistep", milestones=(), dsa=False)
 
 
 # ----------------------------------------------------------------------------- pools
@@ -138,8 +138,7 @@ def train_real_network(request: DistillRequest, config: RealNetConfig, desc: str
     with tqdm(total=config.epochs, desc=desc, disable=not request.progress, leave=False) as bar:
         train_network(model, data.train.get(indices), data.train.labels[indices], config.protocol(),
                       request.generator(STREAM_TRAIN), request.device, data.name,
-                      on_checkpoint=lambda epoch, net: bar.update(1),
-                      checkpoints=tuple(range(1, config.epochs + 1)))
+                      on_epoch=lambda epoch, net, opt: bar.update(1))
     return model
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,8 @@ __all__ = [
     "DSA",
     "DSAParams",
     "DSATransform",
+    "ComposedDSA",
+    "PerImageChoice",
     "cutmix",
     "strategy_for",
 ]
@@ -342,6 +344,89 @@ class DSA:
 
     def __repr__(self) -> str:
         return f"DSA(strategy={self.strategy!r}, siamese={self.siamese}, mode={self.mode!r})"
+
+
+class ComposedDSA:
+    """IDC's ``DiffAug`` order (snu-mllab/Efficient-Dataset-Condensation, ``misc/augment.py``
+    ``DiffAug.__call__``): flip (if listed) and color (if listed) on EVERY call, then ONE of the
+    remaining ops drawn per call (``np.random.randint(len(self.strategy))``), then cutout (if
+    listed). With ``siamese=False`` (IDC's ``batch=False``) every image gets its own parameters.
+    DC's ``DiffAugment`` (mode 'S') instead draws one op of the whole strategy: use :class:`DSA`.
+
+    Example::
+
+        aug = ComposedDSA("color_crop_cutout", siamese=True)
+        t = aug.sample(g); xr, xs = t(x_real), t(x_syn)
+        x_train = ComposedDSA("color_crop_flip_scale_rotate", siamese=False)(x, g)
+    """
+
+    _FIXED_FIRST = ("flip", "color")
+    _FIXED_LAST = ("cutout",)
+
+    def __init__(self, strategy: str, siamese: bool, params: DSAParams = DSAParams()) -> None:
+        ops = _parse_strategy(strategy)
+        self.strategy = strategy
+        self.siamese = siamese
+        middle = "_".join(op for op in ops if op not in self._FIXED_FIRST + self._FIXED_LAST)
+        parts = [op for op in self._FIXED_FIRST if op in ops]
+        self.parts = [DSA(op, params, siamese=siamese) for op in parts]
+        if middle:
+            self.parts.append(DSA(middle, params, siamese=siamese, mode="S"))
+        self.parts += [DSA(op, params, siamese=siamese) for op in self._FIXED_LAST if op in ops]
+
+    def sample(self, generator: torch.Generator | None, batch_size: int | None = None) -> Callable[[Tensor], Tensor]:
+        transforms: list[DSATransform] = [p.sample(generator, batch_size) for p in self.parts]
+
+        def apply(x: Tensor) -> Tensor:
+            for t in transforms:
+                x = t(x)
+            return x
+
+        return apply
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.sample(generator, batch_size=x.shape[0])(x)
+
+    def __repr__(self) -> str:
+        return f"ComposedDSA(strategy={self.strategy!r}, siamese={self.siamese})"
+
+
+class PerImageChoice:
+    """DC's non-differentiable evaluation augmentation (VICO-UoE/DatasetCondensation, ``utils.py``
+    ``augment``): for EACH image, one op drawn from the strategy (``np.random.permutation(augs)[0]``
+    per image). ``get_daparam`` sets it to ``crop_scale_rotate`` for MNIST with crop 4 px, scale
+    0.2 and rotate 45 degrees; the ops here are our DSA ops at those magnitudes (see
+    :func:`dc_mnist_params`), so the fill is zero (the normalised mean) rather than the batch mean.
+
+    Example::
+
+        x_train = PerImageChoice("crop_scale_rotate", dc_mnist_params(28))(x, g)
+    """
+
+    def __init__(self, strategy: str, params: DSAParams = DSAParams()) -> None:
+        self.strategy = strategy
+        self.ops = [DSA(op, params, siamese=False) for op in _parse_strategy(strategy)]
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if not self.ops:
+            return x
+        dev = generator.device if generator is not None else torch.device("cpu")
+        choice = torch.randint(len(self.ops), (x.shape[0],), generator=generator, device=dev).to(x.device)
+        out = x.clone()
+        for k, op in enumerate(self.ops):
+            sel = torch.nonzero(choice == k, as_tuple=False).flatten()
+            if len(sel):
+                out[sel] = op(x[sel], generator)
+        return out
+
+    def __repr__(self) -> str:
+        return f"PerImageChoice(strategy={self.strategy!r})"
+
+
+def dc_mnist_params(image_size: int) -> DSAParams:
+    """DC's MNIST augmentation magnitudes (``get_daparam``: crop 4 px of 28, scale 0.2, rotate 45)
+    expressed as :class:`DSAParams`: pad ratio 4/28, scale factor 1.2, 45 degrees."""
+    return DSAParams(ratio_crop_pad=4 / 28, ratio_scale=1.2, ratio_rotate=45.0)
 
 
 def cutmix(x: Tensor, y: Tensor, generator: torch.Generator | None = None,

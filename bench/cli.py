@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
     p.add_argument("--out", default=None, help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
     p.add_argument("--picture", action="store_true", help="also save a PNG grid next to the set")
+    p.add_argument("--train-split", choices=["full", "train-val"], default="full",
+                   help="full: the whole training set (reproduction, default); train-val: hold out val (tuning)")
     _add_common(p)
 
     p = sub.add_parser("evaluate", help="train fresh models on a synthetic set, test on the real test split")
@@ -232,7 +234,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     check_writable(out, "--out")  # before any compute
-    data = load_dataset(args.dataset, args.data_root, args.download)
+    data = load_dataset(args.dataset, args.data_root, args.download, args.train_split)
     data.check_ipc(args.ipc)
     apply_overrides(default_config(args.method, args.dataset, args.ipc), overrides)  # a bad field: before any compute
     device = resolve_device(args.device)
@@ -252,7 +254,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     from bench.data import load_dataset
     from bench.errors import BenchError
-    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, resolve_device
+    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, reference_protocol, resolve_device
     from bench.models import model_name_ok
     from bench.paths import check_writable
     from bench.registry import get_method
@@ -279,6 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         method = meta.get("method")
         cfg_cls = get_method(method).config_cls if method else None
         protocol_name = meta.get("eval_protocol") or (getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc")
+        protocol_name = reference_protocol(protocol_name, dataset)  # DC on MNIST: dc-aug
     protocol = get_protocol(protocol_name, args.epochs)
     if args.lr is not None:
         protocol = dataclasses.replace(protocol, lr=args.lr, name=f"{protocol.name}@lr{args.lr:g}")
@@ -288,7 +291,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         res = evaluate_synthetic(syn, data, arch, protocol, args.models, args.seed, device,
                                  progress=not args.no_progress)
         print(f"{meta.get('method', '?')} {dataset} IPC {meta.get('ipc', '?')} on {arch} ({protocol.name}): "
-              f"last {res.last_mean:.2f} ± {res.last_std:.2f}%  best {res.best_mean:.2f} ± {res.best_std:.2f}%  "
+              f"last {res.last_mean:.2f} ± {res.last_std:.2f}%  "
               f"({args.models} models, {res.seconds:.1f}s)")
         dkey = meta.get("config_hash", "unknown")
         rows.append({
@@ -298,6 +301,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             "acc_last": res.last_mean, "acc_last_std": res.last_std, "acc_best": res.best_mean,
             "acc_best_std": res.best_std, "distill_seconds": meta.get("seconds"), "eval_seconds": res.seconds,
             "code_version": code_version(), "config_hash": dkey, "synthetic_path": str(args.synthetic),
+            # sets written before the split was recorded were distilled from the train-val split
+            "train_split": meta.get("train_split", "train-val"),
         })
     if args.results:
         table = ResultsTable(args.results)

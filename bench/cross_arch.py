@@ -98,8 +98,10 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
         else:  # a single seed: the spread over that row's fresh models
             std = float(g[f"{metric}_std"].iloc[0]) if f"{metric}_std" in g else 0.0
         untrained = 0
-        if chance is not None and "acc_best" in g:
-            untrained = int((g["acc_best"].astype(float) < UNTRAINED_FACTOR * chance).sum())
+        if chance is not None:
+            # legacy rows: their best accuracy; new rows hold no best (NaN): their last-epoch accuracy
+            reached = g["acc_best"].astype(float).fillna(values) if "acc_best" in g else values
+            untrained = int((reached < UNTRAINED_FACTOR * chance).sum())
         rows.append({"method": method, "arch": arch, "mean": float(values.mean()), "std": std,
                      "seeds": int(len(values)), "untrained": untrained})
     out = pd.DataFrame(rows)

@@ -1,18 +1,25 @@
 """Datasets: one typed object for every dataset, a registry, and the two embedded datasets.
 
-Every loader returns a :class:`Dataset` with fixed, stratified, seeded ``train`` / ``val`` /
-``test`` splits. ``val`` is carved from the training data and is what tuning sees; sweeps
-must never look at ``test``.
+Every loader returns a :class:`Dataset` with fixed, stratified, seeded splits; ``test`` never
+changes. The training side comes in two modes (``train_split``):
+
+- ``"full"`` (default; reproduction: distilling, expert training, ZCA fitting, full-data models):
+  ``train`` is the WHOLE training set, as every reference uses it (CIFAR-10: 50,000 images).
+  ``val`` is still the fixed 10% hold-out, which is then part of ``train``: do not select on it.
+- ``"train-val"`` (tuning: sweeps, DASM's own choices): ``train`` is the other 90% and ``val``
+  is disjoint from it. :meth:`Dataset.holdout_view` gives this view of a ``"full"`` dataset.
 
 Example::
 
     from bench.data import load_dataset
-    data = load_dataset("digits")
+    data = load_dataset("digits")                          # full training set
+    tune = load_dataset("digits", train_split="train-val")  # for selections on tune.val
     x, y = data.train.get(data.train.indices_by_class[3][:5]), 3
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -26,6 +33,8 @@ from torch import Tensor
 from bench.errors import BenchError
 
 SPLIT_SEED = 0  # the splits are part of the benchmark: fixed, never the experiment seed
+TRAIN_SPLITS = ("full", "train-val")
+LEGACY_TRAIN_SPLIT = "train-val"  # what rows and sets from before the split was recorded used
 
 
 class ImageSet:
@@ -98,6 +107,8 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     extra: dict = field(default_factory=dict)
+    train_split: str = "train-val"
+    _holdout: "Dataset | None" = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -108,6 +119,11 @@ class Dataset:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp(0, 1)
+
+    def holdout_view(self) -> "Dataset":
+        """The ``"train-val"`` view (``train`` without ``val``), for selections on ``val``; a
+        ``"train-val"`` dataset is its own view."""
+        return self if self._holdout is None else self._holdout
 
     def smallest_class_size(self) -> int:
         return min(self.train.class_counts())
@@ -167,14 +183,20 @@ def _import_builtin_loaders() -> None:
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, data_root: str | None = None, download: bool = False) -> Dataset:
+def load_dataset(name: str, data_root: str | None = None, download: bool = False,
+                 train_split: str = "full") -> Dataset:
     """Load a registered dataset by name (cached per process).
+
+    ``train_split="full"`` trains on the whole training set (reproduction); ``"train-val"``
+    holds the validation split out of it (tuning). See the module docstring.
 
     Example::
 
         data = load_dataset("digits")          # embedded, no files needed
         data = load_dataset("cifar10", data_root="~/data", download=True)
+        tune = load_dataset("digits", train_split="train-val")
     """
+    check_train_split(train_split)
     _import_builtin_loaders()
     if name not in _DATASETS:
         close = difflib.get_close_matches(name, list(_DATASETS), n=3)
@@ -184,7 +206,26 @@ def load_dataset(name: str, data_root: str | None = None, download: bool = False
     key = (name, data_root, download, os.environ.get("DASM_VERIFY_CHECKSUMS"))
     if key not in _CACHE:
         _CACHE[key] = _DATASETS[name](data_root=data_root, download=download)
-    return _CACHE[key]
+    held_out = _CACHE[key]
+    if train_split == "train-val":
+        return held_out
+    if key + ("full",) not in _CACHE:
+        _CACHE[key + ("full",)] = _full_view(held_out)
+    return _CACHE[key + ("full",)]
+
+
+def check_train_split(train_split: str) -> None:
+    if train_split not in TRAIN_SPLITS:
+        raise BenchError(f"unknown training split {train_split!r}; use one of {', '.join(TRAIN_SPLITS)}")
+
+
+def _full_view(held_out: Dataset) -> Dataset:
+    """The ``"full"`` view of a loaded ``"train-val"`` dataset: train + val as the training set
+    (the images are copied once; ``val`` and ``test`` are shared)."""
+    tr, va = held_out.train, held_out.val
+    mean, std = tr._mean.flatten().tolist(), tr._std.flatten().tolist()
+    train = ImageSet(torch.cat([tr.data, va.data]), torch.cat([tr.labels, va.labels]), tr.num_classes, mean, std)
+    return dataclasses.replace(held_out, train=train, train_split="full", _holdout=held_out)
 
 
 # ----------------------------------------------------------------------------- splitting

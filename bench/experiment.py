@@ -263,11 +263,19 @@ def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
                 get_protocol(_expect(protocol, str, f"methods.{name}.protocol", where), spec.epochs)
             except BenchError as exc:
                 raise BenchError(f"{where}: [methods.{name}] {exc}") from None
+        refused = []
         for ipc in spec.ipcs:  # for_setting may differ per IPC: every resolved config must validate
+            config = default_config(name, spec.dataset, ipc)
+            if getattr(config, "no_reference", "") and "no_reference" not in overrides:
+                refused.append(ipc)  # no published setting: the runner skips these cells (bench.runner)
+                continue
             try:
-                apply_overrides(default_config(name, spec.dataset, ipc), overrides)
+                apply_overrides(config, overrides)
             except BenchError as exc:
                 raise BenchError(f"{where}: [methods.{name}] at IPC {ipc}: {exc}") from None
+        if refused:
+            warn(f"{where}: {name} has no published setting at IPC {', '.join(map(str, refused))}; "
+                 "those cells are skipped")
         entries.append(MethodEntry(name, overrides, optional, protocol))
     if not entries:
         raise BenchError(f"{where}: none of the spec's methods is registered ({', '.join(skipped)})")
@@ -352,7 +360,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
         protocol = get_protocol("dc-nodsa", spec.full_data_epochs)
         if not _full_data_current(target, spec.dataset, full_arch, protocol.name):
             full_job = FullDataJob(spec.dataset, full_arch, protocol, device, str(target.resolve()),
-                                   data_root, download)
+                                   data_root, download, train_split="full")
     sets, cells = spec.count_cells()
     log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
         f"{sets} sets, {cells} evaluation cells -> {target}")
@@ -375,7 +383,9 @@ def _full_data_current(out: Path, dataset: str, arch: str, protocol: str) -> boo
         record = json.loads(path.read_text())
     except json.JSONDecodeError:
         return False
-    return (record.get("dataset"), record.get("arch"), record.get("protocol")) == (dataset, arch, protocol)
+    # a record without a split predates it and was trained on the train-val split
+    return ((record.get("dataset"), record.get("arch"), record.get("protocol"), record.get("train_split", "train-val"))
+            == (dataset, arch, protocol, "full"))
 
 
 def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
@@ -398,7 +408,7 @@ def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
             config = resolved_config(grid, entry.name, ipc)
             protocol = method_protocol(grid, entry.name, config)
             for seed in spec.seeds:
-                dkey = distill_key(entry.name, spec.dataset, ipc, seed, config)
+                dkey = distill_key(entry.name, spec.dataset, ipc, seed, config, grid.train_split)
                 total_sets += 1
                 stored += (target / "synthetic" / f"{dkey}.safetensors").exists()
                 for arch in spec.archs:

@@ -212,7 +212,7 @@ def _dasm_figure(syn, path: Path, log: Callable[[str], None]) -> list[Path]:
 def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, full_data: float | None = None,
                   log: Callable[[str], None] = print, pictures: bool = True) -> list[Path]:
     """Regenerate every table and figure of a results directory from its stored rows and sets:
-    ``table_acc_{last,best}.md`` and ``saturation.{png,pdf}`` (ConvNet rows; a suffix per dataset
+    ``table_acc_last.md`` (``table_acc_best.md`` only for legacy rows that hold a "best") and ``saturation.{png,pdf}`` (ConvNet rows; a suffix per dataset
     when there are several), cross-architecture tables, set pictures and DASM diagnostics."""
     from bench.cross_arch import BASE_ARCH, write_cross_arch_tables
     from bench.results import ResultsTable
@@ -228,6 +228,11 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
         suffix = f"_{safe_slug(dataset)}" if len(datasets) > 1 else ""
         for metric in ("acc_last", "acc_best"):
             path = out / f"table_{metric}{suffix}.md"
+            if metric == "acc_best" and not base.get(metric, pd.Series(dtype=float)).astype(float).notna().any():
+                # new rows carry no "best" (it was a max over test-set evaluations, a test-split
+                # selection; see bench.evaluation): no table, and none left from older runs
+                path.unlink(missing_ok=True)
+                continue
             path.write_text(markdown_table(base, metric))
             written.append(path)
         line = full_data if full_data is not None else (

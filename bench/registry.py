@@ -201,6 +201,12 @@ def config_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def split_payload(payload: dict[str, Any], train_split: str) -> dict[str, Any]:
+    """A hash payload that names the training split unless it is the legacy ``"train-val"``, so
+    keys of train-val runs stay what they were and full-training-set runs get new ones."""
+    return payload if train_split == "train-val" else {**payload, "train_split": train_split}
+
+
 # ----------------------------------------------------------------------------- running
 
 def distill(method: str, request: DistillRequest, config: Any | None = None,
@@ -229,11 +235,14 @@ def distill(method: str, request: DistillRequest, config: Any | None = None,
     if syn.segment_ids is None:
         syn.segment_ids = torch.full((len(syn),), request.segment, dtype=torch.long)
     cfg = config_dict(config)
+    split = getattr(request.data, "train_split", "train-val")
     syn.metadata = {
         **syn.metadata,
         "method": method, "dataset": request.data.name, "ipc": request.ipc, "seed": request.seed,
-        "config": cfg, "config_hash": config_hash({"method": method, "dataset": request.data.name,
-                                                   "ipc": request.ipc, "seed": request.seed, "config": cfg}),
+        "config": cfg, "config_hash": config_hash(split_payload({"method": method, "dataset": request.data.name,
+                                                                 "ipc": request.ipc, "seed": request.seed,
+                                                                 "config": cfg}, split)),
+        "train_split": split,
         "code_version": code_version(), "seconds": round(seconds, 3),
         # the protocol the method is evaluated with (DASM's follows its base matcher)
         "eval_protocol": str(getattr(config, "eval_protocol", "dc")),

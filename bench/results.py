@@ -21,6 +21,9 @@ they load from the Parquet (plus any cells); the first append copies every Parqu
 cell file, then drops the marker ``cells/.migrated``, after which the Parquet is only a derived view.
 A kill at any moment loses at most the cell in flight, never a row already written.
 
+Rows record last-epoch accuracy (``acc_best`` is NaN in new rows: see :mod:`bench.evaluation`) and
+the training split the set was distilled from (``train_split``).
+
 Example::
 
     table = ResultsTable("results/demo")
@@ -49,7 +52,7 @@ from bench.synthetic import write_atomically
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
     "acc_last", "acc_last_std", "acc_best", "acc_best_std", "distill_seconds", "eval_seconds",
-    "code_version", "config_hash", "synthetic_path",
+    "code_version", "config_hash", "synthetic_path", "train_split",
 ]
 SORT_KEYS = ["dataset", "method", "ipc", "seed", "arch", "protocol", "cell_key"]
 MIGRATED = ".migrated"
@@ -63,6 +66,8 @@ def cell_file_name(cell_key: str) -> str:
     if _SAFE_KEY.fullmatch(cell_key):
         return f"{cell_key}.json"
     return f"{_HASHED}{hashlib.sha256(cell_key.encode()).hexdigest()}.json"
+# Rows written before the training split was recorded were distilled from the train-val split.
+LEGACY_TRAIN_SPLIT = "train-val"
 
 
 class ResultsTable:
@@ -85,7 +90,7 @@ class ResultsTable:
         """All rows (an empty frame with the standard columns when nothing was written)."""
         legacy = None if self._is_migrated() else self._read_legacy()
         rows = [self._read_cell(self.cells / name) for name in sorted(self._cell_names())]
-        return assemble(legacy, rows)
+        return with_train_split(assemble(legacy, rows))
 
     def done_keys(self) -> set[str]:
         """Keys of every written cell: file names only (no file is opened unless its key was hashed)."""
@@ -253,6 +258,15 @@ def repair_csv(table: "ResultsTable", df: pd.DataFrame) -> bool:
         return False
     write_atomically(table.csv, data)
     return True
+
+
+def with_train_split(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``train_split`` column; legacy rows (no column, or empty) read as "train-val"."""
+    if "train_split" not in df.columns:
+        df = df.assign(train_split=LEGACY_TRAIN_SPLIT)
+    elif df["train_split"].isna().any():
+        df = df.assign(train_split=df["train_split"].fillna(LEGACY_TRAIN_SPLIT))
+    return df
 
 
 def summarise(df: pd.DataFrame, metric: str = "acc_last") -> pd.DataFrame:

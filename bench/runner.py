@@ -33,6 +33,7 @@ import fcntl
 import json
 import os
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,13 @@ import torch
 from bench.claims import CellClaims
 from bench.data import load_dataset
 from bench.errors import BenchError
-from bench.evaluation import EvalProtocol, evaluate_synthetic, get_protocol, resolve_device
+from bench.evaluation import EvalProtocol, evaluate_synthetic, get_protocol, reference_protocol, resolve_device
 # the executors live in bench.executors; re-exported here for callers that import them from the runner
 from bench.executors import (EXECUTORS, InlineExecutor, PoolExecutor, SlurmOptions,  # noqa: F401
                              SubmititExecutor, _Handle, default_workers, make_executor, prepare_slurm)
 from bench.models import model_name_ok
 from bench.registry import (DistillRequest, apply_overrides, config_dict, config_hash, default_config, distill,
-                            get_method)
+                            get_method, split_payload)
 from bench.results import ResultsTable
 from bench.synthetic import SyntheticSet
 from bench.version import code_version
@@ -71,6 +72,7 @@ class GridSpec:
     method_protocols: dict[str, str] = field(default_factory=dict)      # per-method protocol (beats `protocol`)
     data_root: str | None = None
     download: bool = False
+    train_split: str = "full"          # "full": the whole training set (reproduction); "train-val": tuning
 
     def validate(self) -> None:
         for key in ("methods", "ipcs", "seeds", "archs"):  # the same rules as a spec's (bench.experiment)
@@ -80,7 +82,7 @@ class GridSpec:
             raise BenchError(f"seeds must be integers >= 0, got {self.seeds}")
         for m in self.methods:
             get_method(m)
-        data = load_dataset(self.dataset, self.data_root, self.download)
+        data = load_dataset(self.dataset, self.data_root, self.download, self.train_split)
         for ipc in self.ipcs:
             data.check_ipc(ipc)
         for arch in self.archs:
@@ -94,19 +96,26 @@ class GridSpec:
 
 
 def method_protocol(spec: GridSpec, method: str, config: Any) -> EvalProtocol:
+    """An explicit protocol as asked; otherwise the method's reference protocol on this dataset
+    (DC on MNIST-like data: ``dc-aug``, see :func:`bench.evaluation.reference_protocol`)."""
     name = spec.method_protocols.get(method) or (
-        spec.protocol if spec.protocol != "default" else getattr(config, "eval_protocol", "dc"))
+        spec.protocol if spec.protocol != "default"
+        else reference_protocol(getattr(config, "eval_protocol", "dc"), spec.dataset))
     return get_protocol(name, spec.epochs)
 
 
 def resolved_config(spec: GridSpec, method: str, ipc: int) -> Any:
     config = default_config(method, spec.dataset, ipc)
-    return apply_overrides(config, spec.overrides.get(method, {})) if spec.overrides.get(method) else config
+    overrides = spec.overrides.get(method, {})
+    if getattr(config, "no_reference", "") and "no_reference" not in overrides:
+        return config  # refused (no published setting): plan_tasks skips it, overrides cannot rescue it
+    return apply_overrides(config, overrides) if overrides else config
 
 
-def distill_key(method: str, dataset: str, ipc: int, seed: int, config: Any) -> str:
-    return config_hash({"method": method, "dataset": dataset, "ipc": ipc, "seed": seed,
-                        "config": config_dict(config)})
+def distill_key(method: str, dataset: str, ipc: int, seed: int, config: Any, train_split: str = "full") -> str:
+    """The set's content key; it names the training split unless that is the legacy "train-val"."""
+    return config_hash(split_payload({"method": method, "dataset": dataset, "ipc": ipc, "seed": seed,
+                                      "config": config_dict(config)}, train_split))
 
 
 def eval_key(dkey: str, arch: str, protocol: EvalProtocol, num_models: int) -> str:
@@ -163,6 +172,7 @@ class DistillJob:
     data_root: str | None = None
     download: bool = False
     threads: int | None = None
+    train_split: str = "full"
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,7 @@ class FullDataJob:
     data_root: str | None = None
     download: bool = False
     threads: int | None = None
+    train_split: str = "full"
 
 
 def _prepare(device: str, threads: int | None) -> torch.device:
@@ -200,7 +211,7 @@ def _prepare(device: str, threads: int | None) -> torch.device:
 def run_distill_job(job: DistillJob) -> dict[str, Any]:
     """Make the set unless it is stored; returns {"seconds", "cached"}."""
     device = _prepare(job.device, job.threads)
-    data = load_dataset(job.dataset, job.data_root, job.download)
+    data = load_dataset(job.dataset, job.data_root, job.download, job.train_split)
     syn, cached = obtain_synthetic(Path(job.syn_path), lambda: distill(
         job.method, DistillRequest(data, job.ipc, job.seed, device, progress=False), job.config))
     return {"seconds": float(syn.metadata.get("seconds", 0.0)), "cached": cached}
@@ -210,7 +221,7 @@ def run_eval_job(job: EvalJob) -> dict[str, Any]:
     """Evaluate one cell; returns its results row (the parent writes it)."""
     d = job.distill
     device = _prepare(d.device, d.threads)
-    data = load_dataset(d.dataset, d.data_root, d.download)
+    data = load_dataset(d.dataset, d.data_root, d.download, d.train_split)
     # normally the set is already stored; if it vanished or is damaged it is remade under the lock
     syn, _ = obtain_synthetic(Path(d.syn_path), lambda: distill(
         d.method, DistillRequest(data, d.ipc, d.seed, device, progress=False), d.config))
@@ -219,10 +230,12 @@ def run_eval_job(job: EvalJob) -> dict[str, Any]:
         "cell_key": job.ekey, "method": d.method, "dataset": d.dataset, "ipc": d.ipc, "seed": d.seed,
         "arch": job.arch, "protocol": job.protocol.name, "num_models": job.num_models,
         "acc_last": res.last_mean, "acc_last_std": res.last_std,
-        "acc_best": res.best_mean, "acc_best_std": res.best_std,
+        # no "best": a max over test evaluations would select on the test split (bench.evaluation)
+        "acc_best": float("nan"), "acc_best_std": float("nan"),
         "distill_seconds": float(syn.metadata.get("seconds", float("nan"))), "eval_seconds": res.seconds,
         "code_version": code_version(), "config_hash": d.dkey,
         "synthetic_path": str(Path(d.syn_path).relative_to(job.results_dir)),
+        "train_split": d.train_split,
     }
 
 
@@ -231,11 +244,11 @@ def run_full_data_job(job: FullDataJob) -> dict[str, Any]:
     from bench.evaluation import full_data_accuracy
 
     device = _prepare(job.device, job.threads)
-    data = load_dataset(job.dataset, job.data_root, job.download)
+    data = load_dataset(job.dataset, job.data_root, job.download, job.train_split)
     res = full_data_accuracy(data, job.arch, job.protocol, device=device,
                              cache_dir=Path(job.results_dir) / "cache")
     return {"dataset": job.dataset, "arch": job.arch, "protocol": job.protocol.name, "acc": res.last_mean,
-            "acc_best": res.best_mean, "source": "computed"}
+            "train_split": job.train_split, "source": "computed"}
 
 
 # ----------------------------------------------------------------------------- scheduling
@@ -368,9 +381,13 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
     for method in spec.methods:
         for ipc in spec.ipcs:
             config = resolved_config(spec, method, ipc)
+            if getattr(config, "no_reference", ""):
+                # e.g. MTT above IPC 50 without a published MTT/DATM row: refused, not guessed
+                progress.log(f"skipping {method} ipc={ipc}: {config.no_reference}")
+                continue
             protocol = method_protocol(spec, method, config)
             for seed in spec.seeds:
-                dkey = distill_key(method, spec.dataset, ipc, seed, config)
+                dkey = distill_key(method, spec.dataset, ipc, seed, config, spec.train_split)
                 todo = [a for a in spec.archs if eval_key(dkey, a, protocol, spec.num_models) not in done]
                 already += len(spec.archs) - len(todo)
                 if not todo:
@@ -380,7 +397,7 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
                 submitted += 1
                 djob = DistillJob(method, spec.dataset, ipc, seed, config, dkey,
                                   str(out / "synthetic" / f"{dkey}.safetensors"), job_device,
-                                  spec.data_root, spec.download, threads)
+                                  spec.data_root, spec.download, threads, spec.train_split)
                 evals = [Task(run_eval_job, EvalJob(djob, a, protocol, spec.num_models,
                                                     eval_key(dkey, a, protocol, spec.num_models), str(out)),
                               f"{method} ipc={ipc} seed={seed} {a}", priority=0,
@@ -427,7 +444,7 @@ def _writer(table: ResultsTable, progress: _Progress) -> Callable[[dict[str, Any
     def write(row: dict[str, Any]) -> list[Task]:
         table.append([row])  # its own cell file, written atomically: O(1), a kill loses no other row
         progress.advance(1, f"{row['method']:>10} ipc={row['ipc']:<3} seed={row['seed']} {row['arch']}: "
-                            f"{row['acc_last']:.1f}% (best {row['acc_best']:.1f}%)")
+                            f"{row['acc_last']:.1f}%")
         return []
 
     return write

@@ -330,7 +330,9 @@ class SweepObjective:
 
         spec.validate()
         self.spec = spec
-        self.data = data if data is not None else load_dataset(spec.dataset, spec.data_root, spec.download)
+        # tuning: the validation split is held out of the training set the sweep distills from
+        self.data = (data.holdout_view() if data is not None
+                     else load_dataset(spec.dataset, spec.data_root, spec.download, train_split="train-val"))
         self.data.check_ipc(spec.ipc)
         self.device = resolve_device(spec.device)
         self.fixed = {"base": spec.base, **spec.overrides}

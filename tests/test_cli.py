@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.synthetic import SyntheticSet
 
 
 def _err_line(capsys):
@@ -30,9 +29,10 @@ def test_distill_evaluate_show_list(tmp_path, random_set, capsys):
     assert main(["evaluate", str(random_set), "--protocol", "dc-nodsa", "--epochs", "3", "--models", "1",
                  "--results", str(res), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "last" in out and "best" in out
+    assert "last" in out and "best" not in out  # no test-selected "best" (bench.evaluation)
     df = pd.read_parquet(res / "results.parquet")
     assert df.iloc[0]["method"] == "random" and df.iloc[0]["protocol"] == "dc-nodsa@3ep"
+    assert df.iloc[0]["train_split"] == "full"  # `distill` defaults to the whole training set
     assert main(["show", str(random_set), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").exists()
     assert main(["list"]) == 0

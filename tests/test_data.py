@@ -6,7 +6,8 @@ from bench.data import load_dataset, list_datasets, stratified_split
 from bench.errors import BenchError
 
 
-def test_digits_splits_are_disjoint_stratified_and_complete(digits):
+def test_digits_splits_are_disjoint_stratified_and_complete():
+    digits = load_dataset("digits", train_split="train-val")
     total = len(digits.train) + len(digits.val) + len(digits.test)
     assert total == 1797
     assert digits.channels == 1 and digits.image_size == 8 and digits.num_classes == 10
@@ -47,7 +48,7 @@ def test_stratified_split_holds_out_fraction_per_class():
 def test_mnist5k_embedded():
     data = load_dataset("mnist5k")
     assert data.image_size == 28 and data.channels == 1
-    assert len(data.train) + len(data.val) + len(data.test) == 5000
+    assert len(data.train) + len(data.test) == 5000  # "full": val is part of train
     assert min(data.train.class_counts()) >= 300
 
 
@@ -60,3 +61,19 @@ def test_check_ipc_and_unknown_dataset(digits):
     with pytest.raises(BenchError, match="did you mean digits"):
         load_dataset("digit")
     assert {"digits", "mnist5k", "cifar10", "mnist"} <= set(list_datasets())
+
+
+def test_full_training_split_is_the_whole_training_set_and_the_test_split_is_fixed():
+    # the references distill, train experts, fit ZCA and train full-data models on the WHOLE
+    # training set; the validation hold-out exists only for tuning
+    full = load_dataset("digits")
+    held = load_dataset("digits", train_split="train-val")
+    assert full.train_split == "full" and held.train_split == "train-val"
+    assert len(full.train) == len(held.train) + len(held.val) == 1797 - len(full.test)
+    assert torch.equal(full.test.data, held.test.data) and torch.equal(full.val.data, held.val.data)
+    rows = {tuple(r) for r in full.train.data.flatten(1).numpy().round(5)}
+    assert all(tuple(r) in rows for r in held.val.data.flatten(1).numpy().round(5))  # val is inside "full"
+    assert full.holdout_view() is held and held.holdout_view() is held
+    assert torch.equal(full.train.images[:len(held.train)], held.train.images)  # same normalisation
+    with pytest.raises(BenchError, match="unknown training split"):
+        load_dataset("digits", train_split="everything")

@@ -1,32 +1,159 @@
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from bench.errors import DivergedError
-from bench.evaluation import (PROTOCOLS, accuracy, evaluate_synthetic, evaluate_training_set, get_protocol,
-                              train_network)
+from bench.evaluation import (PROTOCOLS, evaluate_synthetic, evaluate_training_set, get_protocol,
+                              make_augmentation, reference_protocol, train_network)
 from bench.models import create_model
 from bench.registry import DistillRequest, distill
 
 
 def test_protocol_defaults_follow_the_references():
     dc, idc = PROTOCOLS["dc"], PROTOCOLS["idc"]
-    assert (dc.epochs, dc.batch_size, dc.lr, dc.momentum, dc.weight_decay, dc.milestones, dc.gamma, dc.dsa) == \
-        (1000, 256, 0.01, 0.9, 5e-4, (0.5,), 0.1, True)
+    assert (dc.epochs, dc.batch_size, dc.lr, dc.momentum, dc.weight_decay, dc.schedule, dc.gamma, dc.dsa,
+            dc.augment) == (1000, 256, 0.01, 0.9, 5e-4, "dc", 0.1, True, "dsa")
     assert PROTOCOLS["dc-nodsa"].epochs == 300 and not PROTOCOLS["dc-nodsa"].dsa
-    assert (idc.batch_size, idc.gamma, idc.cutmix_prob, idc.dsa_cutout) == (64, 0.2, 0.5, False)
+    assert (idc.batch_size, idc.gamma, idc.cutmix_prob, idc.schedule, idc.milestones, idc.augment) == \
+        (64, 0.2, 0.5, "multistep", (2 / 3, 5 / 6), "idc")
+    assert PROTOCOLS["mtt"].schedule == "dc" and PROTOCOLS["dc-aug"].epochs == 1000
     assert get_protocol("dc", 50).name == "dc@50ep" and get_protocol("dc@50ep").epochs == 50
 
 
-def test_evaluation_reports_last_and_best_per_model(digits, tiny_protocol):
+def test_evaluation_reports_last_epoch_accuracy_and_no_test_selected_best(digits, tiny_protocol):
     syn = distill("random", DistillRequest(digits, ipc=5, seed=0))
     res = evaluate_synthetic(syn, digits, "convnet", tiny_protocol, num_models=2, seed=0)
-    assert len(res.acc_last) == len(res.acc_best) == 2
-    assert all(b >= l for l, b in zip(res.acc_last, res.acc_best))
+    assert len(res.acc_last) == 2 and res.acc_best == []
+    assert math.isnan(res.best_mean)  # no max over test-set evaluations any more
     assert 20 < res.last_mean <= 100 and res.protocol == "dc-nodsa@5ep"
     again = evaluate_synthetic(syn, digits, "convnet", tiny_protocol, num_models=2, seed=0)
     assert again.acc_last == res.acc_last  # reproducible on CPU
+
+
+def test_evaluation_tests_each_model_once_after_its_last_epoch(digits, tiny_protocol, monkeypatch):
+    import bench.evaluation as ev
+
+    calls = []
+    original = ev.accuracy
+    monkeypatch.setattr(ev, "accuracy", lambda *a, **k: calls.append(1) or original(*a, **k))
+    syn = distill("random", DistillRequest(digits, ipc=2, seed=0))
+    ev.evaluate_synthetic(syn, digits, "convnet", tiny_protocol.with_epochs(8), num_models=2)
+    assert len(calls) == 2  # one test evaluation per model: nothing to select a "best" from
+
+
+def _schedule_trace(digits, protocol):
+    """(lr, optimizer id, momentum buffer norm at the start of the pass) for every training pass."""
+    x, y = digits.train.images[:20], digits.train.labels[:20]
+    model = create_model("convnet", 1, 10, 8)
+    trace, state = [], {}
+
+    def on_epoch(epoch, net, opt):
+        trace.append((epoch, opt.param_groups[0]["lr"], id(opt), state.get(id(opt))))
+        state[id(opt)] = sum(float(s["momentum_buffer"].norm()) for s in opt.state.values())
+
+    train_network(model, x, y, protocol, torch.Generator().manual_seed(0), torch.device("cpu"), "digits",
+                  on_epoch=on_epoch)
+    return trace
+
+
+def test_dc_schedule_is_the_reference_evaluate_synset(digits):
+    # VICO-UoE/DatasetCondensation utils.py evaluate_synset: range(Epoch+1) passes; after pass
+    # ep == Epoch//2+1 (0-based) lr *= 0.1 and a NEW SGD optimizer (the momentum buffer restarts)
+    for epochs in (6, 7):
+        trace = _schedule_trace(digits, PROTOCOLS["dc-nodsa"].with_epochs(epochs))
+        assert len(trace) == epochs + 1
+        decay_at = epochs // 2 + 1  # 0-based pass after which the lr drops
+        lrs = [lr for _, lr, _, _ in trace]
+        assert lrs == pytest.approx([0.01] * (decay_at + 1) + [0.001] * (epochs - decay_at))
+        ids = [i for _, _, i, _ in trace]
+        assert len(set(ids[:decay_at + 1])) == 1 and len(set(ids[decay_at + 1:])) == 1
+        assert ids[decay_at] != ids[decay_at + 1]  # a new optimizer: no momentum carried over
+        assert trace[decay_at + 1][3] is None and trace[decay_at + 2][3] > 0
+
+
+def test_idc_protocol_schedule_is_idc_train_py(digits):
+    # snu-mllab/Efficient-Dataset-Condensation train.py: epochs 1..E, MultiStepLR [2E//3, 5E//6], gamma 0.2
+    proto = dataclasses.replace(get_protocol("idc", 12), dsa=False, cutmix_prob=0.0)
+    trace = _schedule_trace(digits, proto)
+    assert len(trace) == 12
+    lrs = [lr for _, lr, _, _ in trace]
+    assert lrs == pytest.approx([0.01] * 8 + [0.002] * 2 + [0.0004] * 2)
+    assert len({i for _, _, i, _ in trace}) == 1  # one optimizer throughout, as IDC's
+
+
+def _op_rates(aug, monkeypatch, n_batches=300):
+    """Share of batches on which each DSA op ran, with a fixed generator."""
+    import bench.augmentation as A
+
+    ran: list[str] = []
+    for name, fn in list(A._OP_FNS.items()):
+        monkeypatch.setitem(A._OP_FNS, name, lambda x, u, p, name=name, fn=fn: ran.append(name) or fn(x, u, p))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    counts: dict[str, int] = {}
+    for _ in range(n_batches):
+        ran.clear()
+        aug(x, g)
+        for name in set(ran):
+            counts[name] = counts.get(name, 0) + 1
+        assert len(ran) == len(set(ran))  # each op at most once per batch
+    return {name: c / n_batches for name, c in counts.items()}
+
+
+def test_idc_protocol_flips_and_colours_every_batch(monkeypatch):
+    # IDC's DiffAug (snu-mllab/Efficient-Dataset-Condensation misc/augment.py): flip and colour on
+    # EVERY batch, then ONE of crop/scale/rotate. DC's mode 'S' (one op of all per batch) reached
+    # flip and colour on about 1 batch in 5 each.
+    rates = _op_rates(make_augmentation(PROTOCOLS["idc"], "cifar10", 8), monkeypatch)
+    assert rates["flip"] == 1.0 and rates["color"] == 1.0
+    assert "cutout" not in rates  # IDC removes cutout when it evaluates with CutMix
+    for op in ("crop", "scale", "rotate"):
+        assert 0.25 < rates[op] < 0.42  # one of the three per batch
+    assert sum(rates[op] for op in ("crop", "scale", "rotate")) == pytest.approx(1.0)
+    dc = _op_rates(make_augmentation(PROTOCOLS["dc"], "cifar10", 8), monkeypatch)
+    assert dc["flip"] < 0.3 and dc["color"] < 0.3  # the dc protocol keeps DC's one-op-per-batch DSA
+    # per image: about half of a batch is flipped (p 0.5 each image), not all or none
+    from bench.augmentation import ComposedDSA
+
+    x = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(256, 1, 8, 8).contiguous()
+    flipped = torch.isclose(ComposedDSA("flip", siamese=False)(x, torch.Generator().manual_seed(1)),
+                            x.flip(3)).flatten(1).all(1)
+    assert 0.35 < flipped.float().mean() < 0.65
+
+
+def test_idc_protocol_drops_cutout_and_flip_for_digits():
+    aug = make_augmentation(PROTOCOLS["idc"], "mnist5k", 28)
+    assert aug.strategy == "color_crop_scale_rotate"
+    assert [p.strategy for p in aug.parts] == ["color", "crop_scale_rotate"]
+
+
+def test_dc_protocol_on_mnist_like_data_is_dcs_crop_scale_rotate():
+    # VICO-UoE/DatasetCondensation utils.py get_daparam: DC evaluates MNIST with crop_scale_rotate, 1000 epochs
+    assert reference_protocol("dc-nodsa", "mnist5k") == "dc-aug"
+    assert reference_protocol("dc-nodsa@300ep", "mnist") == "dc-aug@300ep"
+    assert reference_protocol("dc-nodsa", "digits") == "dc-nodsa"
+    assert reference_protocol("dc-nodsa", "fashionmnist") == "dc-nodsa"
+    assert reference_protocol("dc", "mnist5k") == "dc" and reference_protocol("idc", "mnist") == "idc"
+    aug = make_augmentation(PROTOCOLS["dc-aug"], "mnist5k", 28)
+    assert [op.strategy for op in aug.ops] == ["crop", "scale", "rotate"]
+    # one op per IMAGE: in one batch some images are rotated/scaled (smooth) and some only shifted
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    out = aug(x, torch.Generator().manual_seed(0))
+    integer_valued = torch.isclose(out, out.round(), atol=1e-5).flatten(1).all(1)
+    assert 0 < integer_valued.sum() < 64
+
+
+def test_runner_picks_dc_aug_for_dc_on_mnist5k():
+    from bench.registry import default_config
+    from bench.runner import GridSpec, method_protocol
+
+    spec = GridSpec(methods=["dc"], dataset="mnist5k", ipcs=[1])
+    assert method_protocol(spec, "dc", default_config("dc", "mnist5k", 1)).name == "dc-aug"
+    spec = GridSpec(methods=["dc"], dataset="digits", ipcs=[1])
+    assert method_protocol(spec, "dc", default_config("dc", "digits", 1)).name == "dc-nodsa"
 
 
 def test_dsa_and_cutmix_protocols_run(digits):

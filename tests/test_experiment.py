@@ -38,7 +38,13 @@ def _write(tmp_path, text, name="spec.toml"):
 def test_shipped_specs_load_with_registered_methods(name):
     warnings = []
     spec = load_spec(name, warn=warnings.append)
-    assert spec.methods and not warnings, warnings  # every method they name is registered now
+    # every method they name is registered now; the only notes are refusals of unpublished settings
+    # (MTT above IPC 50 where neither MTT nor DATM publishes values: those cells are skipped)
+    unexpected = [w for w in warnings if not w.endswith("those cells are skipped")]
+    assert spec.methods and not unexpected, warnings
+    refused = {"ipc-saturation-cifar10": ["mtt has no published setting at IPC 100, 200"],
+               "ipc-saturation-cifar100": ["mtt has no published setting at IPC 200"]}.get(name, [])
+    assert [w.split(": ", 1)[1].split(";")[0] for w in warnings] == refused
     assert set(spec.method_names()) <= set(list_methods())
     assert spec.source == SPECS_DIR / f"{name}.toml"
 

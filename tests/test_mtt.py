@@ -123,6 +123,25 @@ def test_zca_matches_kornia_formula_and_inverts():
     assert torch.allclose(zca.unwhiten(z), pixels, atol=1e-5)
 
 
+def test_zca_matches_kornia_zca_whitening_numerically():
+    # the references whiten with kornia.enhance.ZCAWhitening(eps=0.1, compute_inv=True)
+    # (GeorgeCazenavette/mtt-distillation utils.py get_dataset; DATM's copy of it)
+    kornia = pytest.importorskip("kornia")
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.rand(300, 3, 4, 4, generator=g) * torch.linspace(0.2, 1.0, 16).view(1, 1, 4, 4)
+    pixels[:, 1] = 0.7 * pixels[:, 0] + 0.3 * pixels[:, 1]  # correlated channels: a non-trivial covariance
+    ours = ZCAWhitening.fit(pixels)
+    ref = kornia.enhance.ZCAWhitening(eps=0.1, compute_inv=True)
+    ref.fit(pixels.double())
+    assert torch.allclose(ours.mean.double().flatten(), ref.mean_vector.flatten(), atol=1e-6)
+    assert torch.allclose(ours.transform.double(), ref.transform_matrix, atol=1e-5)
+    assert torch.allclose(ours.inverse.double(), ref.transform_inv, atol=1e-5)
+    test = torch.rand(20, 3, 4, 4, generator=g)
+    assert torch.allclose(ours.whiten(test).double(), ref(test.double()), atol=1e-5)
+    assert torch.allclose(ours.unwhiten(ours.whiten(test)).double(), ref.inverse_transform(ref(test.double())),
+                          atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- matching
 
 def test_loss_normalisation_hand_case():
@@ -182,15 +201,64 @@ def test_config_validation_and_settings():
         apply_overrides(MTTConfig(), {"max_start_epoch": 49})
     with pytest.raises(BenchError, match="expansion_iterations"):
         apply_overrides(MTTConfig(), {"max_start_epoch_final": 30})
-    c1, c10, c50 = (MTTConfig.for_setting("cifar10", i) for i in (1, 10, 50))
-    assert (c1.syn_steps, c10.syn_steps, c50.syn_steps) == (50, 30, 30)
-    assert (c1.max_start_epoch, c10.max_start_epoch, c50.max_start_epoch) == (2, 20, 40)
-    assert (c1.lr_img, c10.lr_img, c50.lr_img) == (100.0, 100.0, 1000.0)
-    assert (c1.lr_teacher, c10.lr_teacher, c50.lr_teacher) == (0.01, 0.001, 0.001)
-    assert (c1.zca, c10.zca, c50.zca) == (True, True, False)
     for dataset in ("digits", "mnist5k", "cifar10", "cifar100"):
         for ipc in (1, 10, 50):
             MTTConfig.for_setting(dataset, ipc).validate()
+
+
+# Every published row: (dataset, ipc) -> (syn_steps, expert_epochs, max_start_epoch, batch_syn, zca,
+# lr_img, lr_lr, lr_teacher). MTT: GeorgeCazenavette/mtt-distillation readme.md (its command and the
+# hyper-parameter table); DATM: NUS-HPC-AI-Lab/DATM configs/*/ConvIN/IPC*.yaml.
+MTT_PUBLISHED = {
+    ("cifar10", 1): (50, 2, 2, None, True, 100.0, 1e-7, 0.01),
+    ("cifar10", 10): (30, 2, 20, None, True, 100.0, 1e-5, 0.001),
+    ("cifar10", 50): (30, 2, 40, None, False, 1000.0, 1e-5, 0.001),
+    ("cifar100", 1): (20, 3, 20, None, True, 1000.0, 1e-5, 0.01),
+    ("cifar100", 10): (20, 2, 20, None, False, 1000.0, 1e-5, 0.01),
+    ("cifar100", 50): (80, 2, 40, 125, True, 1000.0, 1e-5, 0.01),
+    ("cifar10", 500): (40, 2, 60, 1000, True, 50.0, 1e-5, 0.01),
+    ("cifar10", 1000): (100, 2, 60, 1000, True, 50.0, 1e-5, 0.01),
+    ("cifar100", 100): (80, 2, 70, 1000, True, 50.0, 1e-5, 0.01),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(MTT_PUBLISHED))
+def test_mtt_settings_match_the_published_commands(setting):
+    c = MTTConfig.for_setting(*setting)
+    got = (c.syn_steps, c.expert_epochs, c.max_start_epoch, c.batch_syn, c.zca, c.lr_img, c.lr_lr, c.lr_teacher)
+    assert got == MTT_PUBLISHED[setting]
+    c.validate()
+
+
+def test_mtt_settings_in_between_ipcs_take_the_next_published_row():
+    assert MTTConfig.for_setting("cifar10", 5) == MTTConfig.for_setting("cifar10", 10)
+    assert MTTConfig.for_setting("cifar10", 20) == MTTConfig.for_setting("cifar10", 50)
+    assert MTTConfig.for_setting("cifar100", 2) == MTTConfig.for_setting("cifar100", 10)
+
+
+def test_mtt_settings_above_ipc_50_are_datms_with_the_checkpointed_gradient():
+    for setting, (lo, hi) in {("cifar10", 500): (40, 60), ("cifar10", 1000): (40, 60), ("cifar100", 100): (30, 70)}.items():
+        c = MTTConfig.for_setting(*setting)
+        assert (c.min_start_epoch, c.max_start_epoch) == (lo, hi)
+        assert c.gradient_mode == "checkpointed"  # the unrolled graph over 1,000-image steps does not fit
+        assert (c.iterations, c.train_epochs) == (10000, 100)  # DATM: Iteration 10000; buffers --train_epochs=100
+
+
+@pytest.mark.parametrize("setting", [("cifar10", 100), ("cifar10", 200), ("cifar100", 200), ("cifar10", 2000)])
+def test_mtt_settings_refuse_an_ipc_above_50_without_a_published_row(setting):
+    config = MTTConfig.for_setting(*setting)
+    with pytest.raises(BenchError, match=f"no published MTT/DATM setting for {setting[0]} IPC {setting[1]}"):
+        config.validate()
+    assert "\n" not in config.no_reference
+
+
+def test_mtt_refusal_is_one_line_from_the_cli(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["distill", "--method", "mtt", "--dataset", "digits", "--ipc", "1", "--set", "no_reference=why not",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: mtt: why not"]
 
 
 # ----------------------------------------------------------------------------- the distiller
@@ -307,3 +375,15 @@ def test_mtt_beats_random_on_digits():
     # the ceiling; MTT measured level with it (95.5 vs 95.4), so require "not worse" there.
     assert mean[("mtt", 1)] > mean[("random", 1)] + 5, mean
     assert mean[("mtt", 10)] > mean[("random", 10)] - 1, mean
+
+
+def test_mtt_settings_refused_cells_are_skipped_by_the_grid(tmp_path, monkeypatch):
+    from bench.runner import GridSpec, run_grid
+
+    logged = []
+    monkeypatch.setattr(MTTConfig, "for_setting", classmethod(lambda cls, d, i: cls(no_reference="no row here")))
+    spec = GridSpec(methods=["mtt", "random"], dataset="digits", ipcs=[1], protocol="dc-nodsa", epochs=1,
+                    num_models=1)
+    df = run_grid(spec, tmp_path, device="cpu", progress=False, log=logged.append)
+    assert df["method"].tolist() == ["random"]
+    assert any("skipping mtt ipc=1: no row here" in line for line in logged)

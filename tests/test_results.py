@@ -155,3 +155,17 @@ def test_cell_file_holds_the_row_as_json(tmp_path):
     assert json.loads((t.cells / "n.json").read_text())["ipc"] == 3
     df = t.load()
     assert df["ipc"].tolist() == [3] and df["acc_last"].tolist() == [0.5]
+
+
+def test_train_split_column_legacy_rows_read_as_train_val(tmp_path):
+    # a table written before the column existed: its rows were distilled from the train-val split
+    legacy = pd.DataFrame([_row("old")])
+    assert "train_split" not in legacy.columns
+    tmp_path.mkdir(exist_ok=True)
+    legacy.to_parquet(tmp_path / "results.parquet", index=False)
+    t = ResultsTable(tmp_path)
+    assert t.load()["train_split"].tolist() == ["train-val"]
+    t.append([_row("new") | {"train_split": "full"}])
+    df = t.load().set_index("cell_key")
+    assert df.loc["old", "train_split"] == "train-val" and df.loc["new", "train_split"] == "full"
+    assert list(df.reset_index().columns)[-1] == "train_split"

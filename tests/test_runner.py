@@ -265,3 +265,20 @@ def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
     start = time.monotonic()
     assert execute(tasks, InlineExecutor(), max_in_flight=1, log=lambda s: None, gate=gate) == []
     assert ran == ["free"] and time.monotonic() - start >= 0.5  # it waited for the held cell, ran only its own
+
+
+def test_rows_record_the_training_split_and_no_test_selected_best(tmp_path):
+    from bench.runner import distill_key, resolved_config
+
+    spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=2,
+                    num_models=1)
+    df = run_grid(spec, tmp_path / "full", device="cpu", **QUIET)
+    assert df["train_split"].tolist() == ["full"] and df["acc_best"].isna().all()
+    held = GridSpec(**{**spec.__dict__, "train_split": "train-val"})
+    df_held = run_grid(held, tmp_path / "held", device="cpu", **QUIET)
+    assert df_held["train_split"].tolist() == ["train-val"]
+    # the data differ, so the keys differ; a train-val key is what it was before the split existed
+    assert df["config_hash"].iloc[0] != df_held["config_hash"].iloc[0]
+    config = resolved_config(spec, "random", 1)
+    assert distill_key("random", "digits", 1, 0, config, "train-val") == registry.config_hash(
+        {"method": "random", "dataset": "digits", "ipc": 1, "seed": 0, "config": registry.config_dict(config)})

@@ -256,8 +256,9 @@ def test_cli_sweep_resumes_and_best_config_reproduces_the_trial(tmp_path, digits
     assert (out / "optimization_history.png").stat().st_size > 1000 and (out / "trials.csv").exists()
 
     syn_path = tmp_path / "best.safetensors"
+    # the sweep distilled from the train-val split (val held out): reproduce the trial on that split
     assert main(["distill", "--method", "dasm", "--dataset", "digits", "--ipc", "3", "--config", str(out / "best.json"),
-                 "--out", str(syn_path), "--no-progress", "--device", "cpu"]) == 0
+                 "--out", str(syn_path), "--no-progress", "--device", "cpu", "--train-split", "train-val"]) == 0
     syn = SyntheticSet.load(syn_path)
     assert syn.metadata["dasm"]["schedule"] == cfg["schedule"]
     assert syn.metadata["config"]["base_overrides"] == {"iterations": "2", "lr_img": lr}
