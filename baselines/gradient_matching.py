@@ -178,12 +178,26 @@ class FrozenImages:
             self.images = x.detach().to(device)
             self.labels = y.to(device)
         self._by_class = [self.images[self.labels == k] for k in range(data.num_classes)]
+        # per earlier segment and class, for IDC's per-segment cap (SeqMatch samples each segment alone)
+        self._by_segment: list[list[Tensor]] = [[] for _ in range(data.num_classes)]
+        if frozen is not None:
+            ids = frozen.segment_ids if frozen.segment_ids is not None else torch.zeros(len(frozen), dtype=torch.long)
+            for s in torch.unique(ids).tolist():
+                part = SyntheticSet(frozen.images[ids == s], frozen.labels[ids == s], frozen.factor)
+                xs, ys = part.decode()
+                xs, ys = xs.detach().to(device), ys.to(device)
+                for k in range(data.num_classes):
+                    self._by_segment[k].append(xs[ys == k])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def of_class(self, c: int) -> Tensor:
         return self._by_class[c]
+
+    def of_class_by_segment(self, c: int) -> list[Tensor]:
+        """Class ``c``'s decoded frozen images, one tensor per earlier segment (in segment order)."""
+        return self._by_segment[c]
 
 
 # ----------------------------------------------------------------------------- networks

@@ -19,9 +19,15 @@ defaults and ``misc/reproduce.py`` (the published configs). What differs from DC
   augmentation), which keeps ``lr_img`` on the reference's scale, and are clamped to
   [0, 1] at the start of every iteration.
 
-DASM interface: real images only from ``request.pool_indices(c)``; ``request.frozen``
-(same factor) is decoded and joins (a) every class's synthetic side of the matching and
-(b) the network update data (appended to the real images); it never gets gradients.
+DASM interface (SeqMatch's, shqii1j/seqmatch ``seqmatch-idc/condense_new.py``, ``condense()``):
+real images only from ``request.pool_indices(c)``; ``request.frozen`` (same factor, earlier
+segments) joins every class's synthetic side of the matching, each earlier segment decoded and
+capped at ``batch_syn_max`` on its own, as is the current one (lines 598-607: ``last_syn.sample(c,
+max_size=args.batch_syn_max)`` per segment); the network update between matches uses REAL data
+only (lines 624-633: ``train_epoch(args, loader_real, ...)``); frozen images never get gradients.
+``request.hooks`` (:class:`bench.registry.SegmentHooks`, set by dasm/seq) switches on SeqMatch's
+network schedule (a copy of a network trained on the earlier segments every iteration, redrawn
+every ``fix_iter``) and its checkpoint selection (the best of the scored candidates).
 
 Example::
 
@@ -31,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -226,18 +233,37 @@ def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
         return create_model(config.model, ch, num_classes, size)
 
     def train_net(net, opt, n: int, epochs: int) -> None:
+        # real data only: IDC's and SeqMatch's `train_epoch(args, loader_real, ...)`, never the frozen images
         for _ in range(epochs):
             x, y = pool.sample_any(n, g_train)
-            train_on_tensors(net, opt, torch.cat([x, frozen.images]), torch.cat([y, frozen.labels]), 1,
-                             config.net_batch, g_train, augment=aug_net, cutmix_prob=cutmix_prob,
-                             cutmix_beta=config.mix_beta)
+            train_on_tensors(net, opt, x, y, 1, config.net_batch, g_train, augment=aug_net,
+                             cutmix_prob=cutmix_prob, cutmix_beta=config.mix_beta)
 
+    def capped(x: Tensor) -> Tensor:
+        # the reference's Synthesizer.subsample: a random batch_syn_max of one segment's decoded images
+        if len(x) > config.batch_syn_max:
+            x = x[torch.randperm(len(x), generator=g_syn)[:config.batch_syn_max].to(device)]
+        return x
+
+    def new_net():
+        net = seeded_model(model, g_net, device)
+        if hooks is not None:  # SeqMatch: a fresh network trained on the earlier segments
+            hooks.warm_up(net, int(torch.randint(2**31, (1,), generator=g_net)))
+        return net
+
+    hooks = request.hooks
     curve: list[float] = []
-    net = opt_net = params = None
+    checkpoints: list[dict] = []
+    best_score, best_pixels = -1.0, None
+    net = opt_net = params = start = None
     bar = tqdm(range(config.iterations), desc="idc", disable=not request.progress, leave=False)
     for it in bar:
         if it % config.fix_iter == 0:
-            net = seeded_model(model, g_net, device)
+            start = new_net()
+        if hooks is not None or it % config.fix_iter == 0:
+            # IDC keeps training one network for fix_iter iterations (condense.py, lines 499-506);
+            # SeqMatch starts every iteration from a copy of it (condense_new.py, line 565)
+            net = copy.deepcopy(start) if hooks is not None else start
             params = select_parameters(net, include_1d=config.match_bias, include_2d=config.match_fc)
             opt_net = torch.optim.SGD(net.parameters(), lr=config.lr_net, momentum=config.momentum_net,
                                       weight_decay=config.weight_decay_net)
@@ -251,9 +277,7 @@ def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
                 x_real = pool.sample(c, config.batch_real, g_real)
                 own = (pixels[c * ipc:(c + 1) * ipc] - mean) / std
                 decoded, _ = decode_multi_formation(own, labels[:len(own)], factor)
-                x_syn = torch.cat([frozen.of_class(c), decoded])
-                if len(x_syn) > config.batch_syn_max:
-                    x_syn = x_syn[torch.randperm(len(x_syn), generator=g_syn)[:config.batch_syn_max].to(device)]
+                x_syn = torch.cat([capped(x) for x in frozen.of_class_by_segment(c)] + [capped(decoded)])
                 t = aug_match.sample(g_aug)  # one transform for both sides
                 x_real, x_syn = t(x_real), t(x_syn)
                 loss = class_matching_loss(net, params, x_real, torch.full((len(x_real),), c, device=device),
@@ -267,10 +291,21 @@ def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
                 train_net(net, opt_net, config.n_data, config.net_epoch)
         curve.append(total / (num_classes * config.inner_loop))
         bar.set_postfix(loss=f"{curve[-1]:.4g}")
+        if hooks is not None and ((it + 1) % hooks.score_every == 0 or it + 1 == config.iterations):
+            # SeqMatch keeps the best-scoring checkpoint (condense_new.py, lines 645-666; strict >)
+            current = ((pixels.detach() - mean) / std).cpu()  # as returned without hooks (unclamped)
+            score = hooks.score(SyntheticSet(current, labels.cpu(), factor=factor, segment_ids=torch.full(
+                (len(current),), request.segment, dtype=torch.long)))
+            checkpoints.append({"iteration": it + 1, "score": score})
+            if score > best_score:
+                best_score, best_pixels = score, current
 
-    images = ((pixels.detach() - mean) / std).cpu()
+    images = best_pixels if best_pixels is not None else ((pixels.detach() - mean) / std).cpu()
     meta = {"matching_loss": loss_curve(curve), "factor": factor, "lr_img_effective": lr_img,
             "frozen_images": len(frozen)}
+    if hooks is not None:
+        chosen = max(checkpoints, key=lambda r: r["score"])["iteration"] if checkpoints else 0
+        meta["seqmatch"] = {"fix_iter": config.fix_iter, "checkpoints": checkpoints, "chosen_iteration": chosen}
     return SyntheticSet(images, labels.cpu(), factor=factor, metadata=meta)
 
 

@@ -17,7 +17,8 @@ and run through :func:`distill`:
 The interface is built for DASM: ``pool`` restricts the real images a method may use per
 class (a difficulty window), and ``frozen`` holds earlier segments that stay unchanged but
 take part in training the matching network. A method returns only its NEW images (``ipc``
-per class); the caller joins segments with ``SyntheticSet.concat``.
+per class); the caller joins segments with ``SyntheticSet.concat``. ``hooks`` carries SeqMatch's
+per-segment mechanics (:class:`SegmentHooks`) to a base that honours them (IDC).
 """
 
 from __future__ import annotations
@@ -34,12 +35,34 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.synthetic import SyntheticSet
 from bench.version import code_version
+
+
+@dataclass
+class SegmentHooks:
+    """SeqMatch's per-segment mechanics, handed by ``dasm``/``seq`` to a base that honours them (IDC).
+
+    Reference: shqii1j/seqmatch, ``seqmatch-idc/condense_new.py``, ``condense()``:
+
+    - every ``fix_iter`` outer iterations (the base's own config field) the base builds a fresh
+      network and ``warm_up(net, seed)``
+      trains it in place on the earlier segments (lines 557-563; a no-op for segment 1); every
+      iteration then matches with a COPY of that network (line 565), so the real-data network
+      updates of one iteration do not carry over to the next;
+    - every ``score_every`` outer iterations (and after the last) the current images are a
+      candidate; ``score(candidate)`` is the held-out accuracy of earlier segments + candidate and
+      the best-scoring candidate is returned (lines 645-666; SeqMatch scores on the test split,
+      the callers here score on the validation split).
+    """
+
+    warm_up: Callable[[nn.Module, int], None]
+    score: Callable[[SyntheticSet], float]
+    score_every: int
 
 
 @dataclass
@@ -54,6 +77,7 @@ class DistillRequest:
     frozen: SyntheticSet | None = None     # earlier segments: read-only, but train the matching net
     progress: bool = True
     segment: int = 0                        # segment id given to the new images
+    hooks: SegmentHooks | None = None       # SeqMatch mechanics for a later segment (None: the plain base)
 
     def pool_indices(self, c: int) -> Tensor:
         """Training-split indices of class ``c`` that this request allows."""

@@ -6,6 +6,12 @@ on the real training split (short budget), drop the easiest ``drop_fraction`` of
 run the base matcher once on what is left. DASM's claim is that this loses to sequential
 easy -> hard matching because easy features are needed too.
 
+It runs as ONE segment of DASM's own loop (:func:`dasm.sequential_matching.run_sequential` with
+schedule ``IPC@f-1``), so the base gets exactly DASM's mechanics (with IDC: SeqMatch's segment-1
+budget, network schedule and validation-chosen checkpoint) and the dropped share defaults to the
+share DASM's default last window drops (0.25 = ``[0.25, 1]`` at K = 2): hard-only and dasm
+differ only in the sequencing.
+
 Example::
 
     syn = distill("hard-only", DistillRequest(load_dataset("digits"), ipc=10, seed=0), overrides={"base": "dm"})
@@ -17,25 +23,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import dataclasses
+
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, get_protocol
-from bench.registry import DistillRequest, distill, register_method
+from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
-from dasm.base_matcher import DEFAULT_BASE, BaseEvalProtocol, base_config, check_base, parse_base_overrides
-from dasm.difficulty import class_quantiles, pool_loss_stats, window_pool
-from dasm.sequential_matching import RANKING_SEED_OFFSET, real_data_ranking
+from dasm.base_matcher import DEFAULT_BASE, BaseEvalProtocol, check_base, parse_base_overrides
+from dasm.segment_schedule import SegmentSchedule, default_schedule
+from dasm.sequential_matching import DASMConfig, run_sequential
+
+# the share of each class DASM's default schedule drops in its last window (K = 2: [0.25, 1])
+DASM_LAST_WINDOW_DROP = default_schedule(DASMConfig.segments, DASMConfig.segments).windows[-1][0]
 
 
 @dataclass
 class HardOnlyConfig:
     """``base`` / ``base_overrides`` as in DASM; ``drop_fraction`` f of each class's easiest real
-    images is removed (0.5: the same share DASM's default last window drops, so the two differ only
-    in sequencing); the ranking model trains on the real split for ``real_ranking_epochs`` under
+    images is removed (default :data:`DASM_LAST_WINDOW_DROP` = 0.25: the same share DASM's default
+    last window drops, so the two differ only in sequencing); the ranking model trains on the real split for ``real_ranking_epochs`` under
     ``difficulty_protocol`` ("" = the base's evaluation protocol) with ``difficulty_arch``."""
 
     base: str = DEFAULT_BASE
     base_overrides: dict[str, Any] = field(default_factory=dict)
-    drop_fraction: float = 0.5
+    drop_fraction: float = DASM_LAST_WINDOW_DROP
     real_ranking_epochs: int = 30
     difficulty_protocol: str = ""
     difficulty_arch: str = "convnet"
@@ -77,18 +88,15 @@ def hard_only(request: DistillRequest, config: HardOnlyConfig) -> SyntheticSet:
         syn = distill("hard-only", DistillRequest(load_dataset("digits"), ipc=2, seed=0),
                       overrides={"base": "random", "drop_fraction": 0.3})
     """
-    data = request.data
-    scores = real_data_ranking(request, config.difficulty_arch, config.ranking_protocol(),
-                               request.seed + RANKING_SEED_OFFSET)
-    quantiles = class_quantiles(scores, data.train.labels, data.num_classes, request.pool)
-    window = (config.drop_fraction, 1.0)
-    pool = window_pool(quantiles, data.train.labels, window, data.num_classes)
-    sub = DistillRequest(data, request.ipc, request.seed, request.device, pool=pool, frozen=request.frozen,
-                         progress=request.progress, segment=request.segment)
-    syn = distill(config.base, sub, base_config(config.base, data.name, request.ipc, config.base_overrides))
-    sizes = [len(p) for p in pool]
-    syn.metadata = {"hard_only": {
-        "base": config.base, "window": list(window), "pool_size": sum(sizes), "pool_min_per_class": min(sizes),
-        **pool_loss_stats(scores, pool, request.pool), "base_metadata": dict(syn.metadata),
-    }}
+    sequential = dataclasses.replace(
+        DASMConfig.for_setting(request.data.name, request.ipc), base=config.base,
+        base_overrides=dict(config.base_overrides), schedule=f"{request.ipc}@{config.drop_fraction:g}-1",
+        real_ranking_epochs=config.real_ranking_epochs, difficulty_protocol=config.difficulty_protocol,
+        difficulty_arch=config.difficulty_arch)
+    schedule = SegmentSchedule.parse(sequential.schedule)
+    joined = run_sequential(request, sequential, schedule=schedule)
+    record = joined.metadata["dasm"]["segments"][0]
+    syn = SyntheticSet(joined.images, joined.labels, joined.factor, metadata={"hard_only": {
+        "base": config.base, "window": list(schedule.windows[0]),
+        **{k: v for k, v in record.items() if k not in ("segment", "window", "ranked_by")}}})
     return syn

@@ -6,14 +6,19 @@ IPC is split into K segments (:mod:`dasm.segment_schedule`). For k = 1..K:
    (:mod:`dasm.difficulty`) and keep, per class, the images whose difficulty quantile lies in
    segment k's window (segment 1 with the default window [0, 1]: all real data, no ranking);
 2. distill ``n_k`` new images per class with the base matcher through the registry, with that
-   pool and the segments 1..k-1 as ``frozen`` (they train the matching network, never change);
+   pool and the segments 1..k-1 as ``frozen`` (they join the matching, never change); with base
+   IDC under SeqMatch's mechanics (:mod:`dasm.seqmatch`): run.sh's per-segment budgets, a matching
+   network trained on segments 1..k-1 (redrawn every ``fix_iter``), real-data-only network
+   updates, the 128-image cap per segment, and the checkpoint with the best validation score;
 3. train a model on segments 1..k (short budget): its validation accuracy is reported to
    ``on_segment(k, acc)`` and it ranks the real data for segment k+1.
 
-Segment 1 uses ``request.seed``, so K = 1 is bit-identical to the base method. Registered:
+Segment 1 uses ``request.seed``; with a base other than IDC, K = 1 is bit-identical to the base
+method (with IDC it is SeqMatch's segment 1: its budget, network schedule and checkpoint choice).
+``seq`` and ``dasm`` share every mechanic and differ only in the windows. Registered:
 
 - ``dasm``:          easy -> hard windows (the default schedule or ``schedule``);
-- ``seq``:           the same segments with window [0, 1] everywhere (SeqMatch, no difficulty);
+- ``seq``:           the same segments with window [0, 1] everywhere (SeqMatch: shqii1j/seqmatch);
 - ``dasm-reverse``:  mirrored windows (hard -> easy), see ``SegmentSchedule.reversed``.
 
 A segment-1 window narrower than [0, 1] (user schedule) is ranked by a model trained on the real
@@ -44,6 +49,7 @@ from dasm.base_matcher import (DEFAULT_BASE, BaseEvalProtocol, base_config, chec
 from dasm.difficulty import (class_quantiles, difficulty_scores, pool_loss_stats, train_ranking_model,
                              uniform_pool, window_pool)
 from dasm.segment_schedule import DEFAULT_SHIFT, SegmentSchedule, default_schedule
+from dasm.seqmatch import SEQMATCH_BASES, check_sequential_base, parse_scales, segment_budget, segment_hooks
 
 OnSegment = Callable[[int, float], None]
 
@@ -72,6 +78,12 @@ class DASMConfig:
       evaluation protocol); ``difficulty_arch``: its architecture (the evaluation ConvNet).
     - ``real_ranking_epochs``: budget of the model trained on the real training split, used only when
       segment 1's window is narrower than [0, 1].
+    - SeqMatch's mechanics (base IDC only, :mod:`dasm.seqmatch`; defaults from shqii1j/seqmatch
+      ``seqmatch-idc/run.sh``): ``fix_iter`` (50) outer iterations per matching-network start,
+      each trained on the earlier segments for ``difficulty_epochs``; ``checkpoint_every`` (its
+      ``--it_eval`` 100) iterations between scored candidates; ``inner_loop_scales`` ("0.5,1") and
+      ``niter_scales`` ("1,2"): segment k's inner loop and image-update budget relative to the
+      base config's (run.sh: inner loops 50, 100 and niters 2000, 4000 against IDC's 100 and 2000).
 
     The paper's method section is missing: the ranking budgets are our choice (dataclass defaults
     for CIFAR scale; :meth:`for_setting` gives CPU budgets for the embedded datasets).
@@ -86,6 +98,10 @@ class DASMConfig:
     difficulty_protocol: str = ""
     difficulty_arch: str = "convnet"
     real_ranking_epochs: int = 30
+    fix_iter: int = 50
+    checkpoint_every: int = 100
+    inner_loop_scales: str = "0.5,1"
+    niter_scales: str = "1,2"
 
     eval_protocol = BaseEvalProtocol()  # the base's protocol; not a field, it follows `base`
 
@@ -105,13 +121,21 @@ class DASMConfig:
         if name == "digits":
             # at most ~200 SGD steps (batch 64) per ranking model whatever the IPC (100 epochs up to
             # IPC 10, 25 at IPC 50): ~5-8 s on one idle core; real split: 8 epochs = ~140 steps
-            return cls(difficulty_epochs=max(25, min(100, 1000 // max(1, ipc))), real_ranking_epochs=8)
+            # SeqMatch's 80 network starts and 40 checkpoints per segment scaled to IDC's 12-15
+            # digits iterations per segment: a start and a candidate every 5 iterations (3 each)
+            return cls(difficulty_epochs=max(25, min(100, 1000 // max(1, ipc))), real_ranking_epochs=8,
+                       fix_iter=5, checkpoint_every=5)
         if name == "mnist5k":
-            return cls(difficulty_epochs=max(10, min(50, 500 // max(1, ipc))), real_ranking_epochs=3)
+            return cls(difficulty_epochs=max(10, min(50, 500 // max(1, ipc))), real_ranking_epochs=3,
+                       fix_iter=5, checkpoint_every=5)
         return cls()
 
     def validate(self) -> None:
         check_base(self.base, self.base_overrides)
+        if self.fix_iter < 1 or self.checkpoint_every < 1:
+            raise BenchError("fix_iter and checkpoint_every must be >= 1")
+        parse_scales(self.inner_loop_scales, "inner_loop_scales")
+        parse_scales(self.niter_scales, "niter_scales")
         if self.segments < 1:
             raise BenchError(f"segments must be >= 1, got {self.segments}")
         if not 0.0 <= self.window_shift < 1.0:
@@ -179,6 +203,8 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
     config.validate()
     schedule = schedule or config.resolved_schedule(request.ipc)
     schedule.check_ipc(request.ipc)
+    if schedule.num_segments > 1 or request.frozen is not None:
+        check_sequential_base(config.base)
     labels = data.train.labels
     allowed = request.pool  # an outer pool restricts (and is the population of) every ranking
     earlier: list[SyntheticSet] = [request.frozen] if request.frozen is not None else []
@@ -204,9 +230,16 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
         ranking_seconds = time.perf_counter() - t0
 
         seed_k = request.seed + SEGMENT_SEED_STRIDE * (k - 1)
+        base_cfg = base_config(config.base, data.name, n_k, config.base_overrides)
+        hooks = None
+        if config.base in SEQMATCH_BASES:
+            base_cfg = segment_budget(base_cfg, k, config.inner_loop_scales, config.niter_scales, config.fix_iter)
+            hooks = segment_hooks(request, list(earlier), config.ranking_protocol(config.difficulty_epochs),
+                                  config.difficulty_arch, config.checkpoint_every,
+                                  request.seed + RANKING_SEED_OFFSET + SEGMENT_SEED_STRIDE * k)
         sub = DistillRequest(data, n_k, seed_k, device, pool=pool, frozen=_join(earlier),
-                             progress=request.progress, segment=request.segment + k - 1)
-        seg = distill(config.base, sub, base_config(config.base, data.name, n_k, config.base_overrides))
+                             progress=request.progress, segment=request.segment + k - 1, hooks=hooks)
+        seg = distill(config.base, sub, base_cfg)
         segments.append(seg)
         earlier.append(seg)
 
@@ -221,6 +254,9 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
             **_pool_summary(pools_for_stats), **pool_loss_stats(scores, pools_for_stats, allowed),
             "val_accuracy": val_acc, "ranking_seconds": round(ranking_seconds + time.perf_counter() - t1, 3),
             "base_seconds": seg.metadata.get("seconds"), "base_config_hash": seg.metadata.get("config_hash"),
+            "seqmatch": hooks is not None,
+            "base_budget": {f: getattr(base_cfg, f) for f in ("iterations", "inner_loop", "fix_iter")
+                            if hasattr(base_cfg, f)},
             "base_metadata": dict(seg.metadata),
         })
         scores, ranked_by = next_scores, f"segments 1..{k}"

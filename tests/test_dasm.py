@@ -231,7 +231,6 @@ def test_earlier_segments_unchanged_by_a_real_matcher(digits):
     ("random", {}),
     ("dm", {"iterations": 3, "batch_real": 16}),
     ("dc", {"iterations": 1, "outer_loop": 2, "inner_loop": 1, "batch_real": 16}),
-    ("idc", {"iterations": 1, "inner_loop": 1, "n_data": 16, "batch_real": 8}),
 ])
 def test_one_segment_is_the_base_matcher_bit_for_bit(digits, base, base_overrides):
     get_method(base)
