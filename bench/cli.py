@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--arch", type=_str_list, default=["convnet"])
     p.add_argument("--protocol", default="default")
+    p.add_argument("--protocols", type=_str_list, default=[],
+                   help="evaluate every set under several protocols, e.g. own,idc (own: the method's own); "
+                        "random and full data under every protocol that appears")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--models", type=int, default=5)
     p.add_argument("--full-data-epochs", type=int, default=None, help="epochs of the full-data reference line")
@@ -321,22 +324,19 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_grid(args: argparse.Namespace) -> None:
     from bench.runner import GridSpec, run_grid
 
-    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=args.protocol, epochs=args.epochs, num_models=args.models,
-                    data_root=args.data_root, download=args.download)
-    df = run_grid(spec, args.out, args.device, progress=not args.no_progress)
-    full = None
-    if args.full_data_epochs:
-        from bench.data import load_dataset
-        from bench.evaluation import full_data_accuracy, get_protocol, resolve_device
+    from bench.errors import BenchError
+    from bench.runner import FullDataJob, full_data_protocols
 
-        data = load_dataset(args.dataset, args.data_root, args.download)
-        proto = get_protocol("dc-nodsa", args.full_data_epochs)
-        full = full_data_accuracy(data, args.arch[0], proto, device=resolve_device(args.device),
-                                  cache_dir=Path(args.out) / "cache").last_mean
-        (Path(args.out) / "full_data.json").write_text(json.dumps(
-            {"dataset": args.dataset, "arch": args.arch[0], "protocol": proto.name, "acc": full}, indent=2))
-    write_reports(Path(args.out), df, full)
+    if args.protocols and args.protocol != "default":
+        raise BenchError("give --protocol or --protocols, not both")
+    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
+                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
+                    data_root=args.data_root, download=args.download)
+    full_jobs = [FullDataJob(args.dataset, args.arch[0], proto, args.device, str(Path(args.out).resolve()),
+                             args.data_root, args.download, key=key)
+                 for key, proto in full_data_protocols(spec, args.full_data_epochs)] if args.full_data_epochs else []
+    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs)
+    write_reports(Path(args.out), df)
 
 
 def write_reports(out: Path, df, full: float | None = None) -> None:
