@@ -31,10 +31,6 @@ PRETTY_ARCH = {
     "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
 }
 
-# methods in the order papers list them (coresets, matching baselines, DASM and its ablations)
-METHOD_ORDER = ["random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "idc", "mtt", "seq",
-                "hard-only", "dasm-reverse", "dasm"]
-
 
 # A run whose best test accuracy over training stays below this multiple of chance did not train
 # (e.g. ConvNeXt under plain SGD from an unlucky initialisation); tables count and mark such runs.
@@ -54,7 +50,10 @@ def pretty_arch(name: str) -> str:
 
 
 def _method_key(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+    # the registry's order: coresets, matching baselines, DASM and its ablations
+    from bench.style import method_sort_key
+
+    return method_sort_key(name)
 
 
 def _arch_key(name: str, seen: list[str]) -> tuple[int, int, int]:
@@ -206,19 +205,36 @@ def cross_arch_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric: str = "acc_last") -> list[Path]:
-    """Write ``cross_arch_<dataset>_ipc<N>.{md,tex,csv}`` for every cross-architecture setting."""
-    out = Path(out_dir)
+    """Write ``cross_arch_<dataset>_ipc<N>[_<protocol>].{md,tex,csv}`` and a heatmap
+    ``cross_arch_..._heatmap.{png,pdf}`` for every cross-architecture setting and protocol view
+    (each method's own protocol: no suffix; one shared protocol for all methods: its name)."""
+    from bench.tables import OWN, protocol_views, view_slug
+
+    written: list[Path] = []
+    for view, rows in protocol_views(df):
+        written += _write_view_tables(rows, Path(out_dir), metric, "" if view == OWN else f"_{view_slug(view)}",
+                                      "each method's own" if view == OWN else f"{view} for every method")
+    return written
+
+
+def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, where: str) -> list[Path]:
+    from bench.figures import cross_arch_heatmap
+
     written: list[Path] = []
     label_metric = "last-epoch" if metric == "acc_last" else "best"
     for dataset, ipc in cross_arch_settings(df):
         summary = cross_arch_summary(df, dataset, ipc, metric)
-        stem = out / f"cross_arch_{dataset}_ipc{ipc}" if metric == "acc_last" else \
-            out / f"cross_arch_{dataset}_ipc{ipc}_{metric}"
+        stem = out / f"cross_arch_{dataset}_ipc{ipc}{suffix}" if metric == "acc_last" else \
+            out / f"cross_arch_{dataset}_ipc{ipc}{suffix}_{metric}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         setting = cross_arch_rows(df, dataset, ipc)
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
+        seeds = setting.groupby(["method", "arch"])["seed"].nunique()
+        models = int(setting["num_models"].min()) if "num_models" in setting else 1
+        n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
         caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
-                   f"mean ± std; (−x) is the drop from ConvNet. Protocol: {protocols}.")
+                   f"mean ± std over n = {n} seeds x {models} model(s); (−x) is the drop from ConvNet. "
+                   f"Protocol: {where} ({protocols}).")
         if summary["untrained"].sum() > 0:
             caption += (f" †n: n of the seeds did not train (best accuracy below {UNTRAINED_FACTOR:g}x chance); "
                         "they are kept in the mean.")
@@ -229,4 +245,7 @@ def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric
         csv = stem.with_suffix(".csv")
         summary.assign(dataset=dataset, ipc=ipc, metric=metric).to_csv(csv, index=False)
         written += [md, tex, csv]
+        if metric == "acc_last":
+            written += cross_arch_heatmap(summary, out / f"{stem.name}_heatmap",
+                                          title=f"{dataset} IPC {ipc}, protocol: {where}")
     return written

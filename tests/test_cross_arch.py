@@ -91,7 +91,8 @@ def test_runs_that_did_not_train_are_counted_and_marked(results):
 def test_write_tables(tmp_path, results):
     paths = write_cross_arch_tables(results, tmp_path)
     assert sorted(p.name for p in paths) == ["cross_arch_digits_ipc10.csv", "cross_arch_digits_ipc10.md",
-                                             "cross_arch_digits_ipc10.tex"]
+                                             "cross_arch_digits_ipc10.tex", "cross_arch_digits_ipc10_heatmap.pdf",
+                                             "cross_arch_digits_ipc10_heatmap.png"]
     csv = pd.read_csv(tmp_path / "cross_arch_digits_ipc10.csv")
     assert set(csv.columns) >= {"method", "arch", "mean", "std", "seeds", "drop", "dataset", "ipc"}
     assert len(csv) == 5
