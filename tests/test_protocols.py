@@ -119,3 +119,22 @@ def test_full_data_file_reads_the_old_format_and_keeps_other_protocols(tmp_path)
     assert reference_for(records, "dc@200ep") is None  # two others: neither is silently used
     (tmp_path / "full_data.json").write_text("{not json")
     assert read_full_data(tmp_path) == {}
+
+
+def test_grid_cli_takes_protocols_and_rejects_bad_ones(tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "g"
+    assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,nope", "--out", str(out),
+                 "--epochs", "1", "--models", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nope" in err and "\n" not in err
+    assert main(["grid", "--methods", "random", "--ipc", "1", "--protocol", "dc", "--protocols", "own,idc",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,idc", "--out", str(out),
+                 "--epochs", "1", "--models", "1", "--full-data-epochs", "1", "--no-progress"]) == 0
+    df = ResultsTable(out).load()
+    assert sorted(df["protocol"]) == ["dc@1ep", "idc@1ep"]
+    assert set(read_full_data(out)) == {"dc@1ep", "idc@1ep"}
+    assert (out / "saturation_own.md").exists() and (out / "saturation.pdf").exists()
