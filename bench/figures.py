@@ -69,9 +69,22 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
     with paper_style():
         fig, (left, error, right) = plt.subplots(1, 3, figsize=size("double", 2.5))
         others = [m for m in methods if m != "random"]
+        # random once per protocol of the view: each method's same-protocol baseline is on the plot
+        view_protocols = sorted(rows[rows["method"] != "random"]["protocol"].astype(str).unique())
+        lines: list[tuple[str, pd.DataFrame, dict]] = []
         for m in methods:
-            style = method_style(m)
-            g = rows[rows["method"] == m]
+            if m != "random":
+                lines.append((m, rows[rows["method"] == m], method_style(m)))
+                continue
+            protocols = view_protocols or sorted(rows[rows["method"] == m]["protocol"].astype(str).unique())
+            present = set(random_rows["protocol"].astype(str))
+            for k, protocol in enumerate(p for p in protocols if p in present):
+                g = random_rows[random_rows["protocol"].astype(str) == protocol]
+                style = {**method_style(m), "color": ("#000000", "#777777", "#BBBBBB")[min(k, 2)],
+                         "label": f"random, {protocol}" if len(protocols) > 1 else "random"}
+                lines.insert(k, (m, g[g["arch"].isin(rows["arch"].unique())], style))
+        extent: list[float] = [0.0]
+        for m, g, style in lines:
             xs, means, lows, highs, diffs = [], [], [], [], []
             for ipc in ipcs:
                 cell = g[g["ipc"] == ipc]
@@ -93,6 +106,9 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
             k = others.index(m)
             x = [xi * _jitter(k, len(others)) for xi, d in zip(xs, diffs) if not math.isnan(d.mean)]
             d_ok = [d for d in diffs if not math.isnan(d.mean)]
+            extent += [d.mean - e for d, e in zip(d_ok, [0 if math.isnan(d.half_width) else d.half_width
+                                                           for d in d_ok])]
+            extent += [d.mean + (0 if math.isnan(d.half_width) else d.half_width) for d in d_ok]
             err = [0 if math.isnan(d.half_width) else d.half_width for d in d_ok]
             right.errorbar(x, [d.mean for d in d_ok], yerr=err, capsize=1.5, elinewidth=0.7,
                            **{**style, "label": None})
@@ -114,6 +130,8 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
 
         error.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         right.set_yscale("symlog", linthresh=2.0)
+        low, high = min(extent), max(extent)  # symlog autoscaling clips points at the edge: pad by hand
+        right.set_ylim(low - 0.15 * max(abs(low), 2.0), high + 0.15 * max(abs(high), 2.0))
         right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
         label = "last-epoch" if metric == "acc_last" else "best"
         left.set_ylabel(f"test accuracy, {label} (%)")
