@@ -164,7 +164,7 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
     colours = ("#E69F00", "#0072B2")
     markers = ("P", "D")
     with paper_style():
-        fig, ax = plt.subplots(figsize=size("single", 2.3))
+        fig, ax = plt.subplots(figsize=size("single", 2.8))
         for k, (a, b, label) in enumerate(pairs):
             xs, ds = [], []
             for ipc in ipcs:
@@ -183,9 +183,10 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
         ax.axhline(0, color="black", lw=0.7)
         _ipc_axis(ax, ipcs)
         ax.set_ylabel("difference (points)")
-        ax.legend(loc="best")
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, handlelength=1.8,
+                   columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
         ax.set_title((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         return save_figure(fig, path, formats)
 
 
@@ -259,7 +260,7 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
         handles, labels = axes[0][-1].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02))
         if title:
-            fig.suptitle(f"{title}: accuracy (95% CI) against distillation time", fontsize=8)
+            fig.suptitle(f"accuracy (95% CI) against distillation time; {title}", fontsize=8)
         rows_of_legend = math.ceil(len(labels) / min(6, max(1, len(labels))))
         fig.tight_layout(rect=(0, 0.07 * rows_of_legend + 0.02, 1, 1))
         return save_figure(fig, path, formats)

@@ -202,7 +202,7 @@ def view_reports(base: pd.DataFrame, all_rows: pd.DataFrame, full: dict, out: Pa
     gap to full data), ``saturation[_<view>].{png,pdf}`` (the own view keeps the plain name),
     ``dasm_difference_<view>`` and ``accuracy_vs_seconds_<view>`` figures."""
     from bench.figures import dasm_difference_figure, saturation_panels, seconds_figure
-    from bench.tables import (OWN, improvement_caption, improvement_cells, protocol_views, render_latex,
+    from bench.tables import (OWN, describe_n, improvement_caption, improvement_cells, protocol_views, render_latex,
                               render_markdown, saturation_caption, saturation_cells, view_slug)
 
     written: list[Path] = []
@@ -225,10 +225,11 @@ def view_reports(base: pd.DataFrame, all_rows: pd.DataFrame, full: dict, out: Pa
         written += _write_text(out / f"improvement_{slug}.tex", "\n".join(tex))
         where = "each method's own protocol" if view == OWN else f"protocol {view}"
         figure = out / (f"saturation{suffix}" if view == OWN else f"saturation_{slug}")
-        written += saturation_panels(rows, all_rows, full, figure, metric, title=f"{dataset}: {where}")
+        n = describe_n(rows)
+        written += saturation_panels(rows, all_rows, full, figure, metric, title=f"{dataset}, {where}\n{n}")
         written += dasm_difference_figure(rows, out / f"dasm_difference_{slug}", metric,
-                                          title=f"{dataset}, {where}")
-        written += seconds_figure(rows, out / f"accuracy_vs_seconds_{slug}", metric, title=f"{dataset}: {where}")
+                                          title=f"{dataset}, {where}\n{n.split(';')[0]}")
+        written += seconds_figure(rows, out / f"accuracy_vs_seconds_{slug}", metric, title=f"{dataset}, {where}\n{n}")
     return written
 
 
