@@ -96,7 +96,7 @@ def _fmt(iv: Interval, digits: int = 1, signed: bool = False) -> str:
     if math.isnan(iv.mean):
         return "-"
     sign = "+" if signed else ""
-    mean = f"{iv.mean:{sign}.{digits}f}"
+    mean = f"{iv.mean:{sign}.{digits}f}".replace("-", "−")  # a typographic minus (LaTeX: $-$)
     return mean if math.isnan(iv.half_width) else f"{mean} ± {iv.half_width:.{digits}f}"
 
 

@@ -90,7 +90,8 @@ def test_improvement_table_pairs_with_random_under_the_same_protocol(reports):
     assert "0.79 ± 0.13 *" in gap_line["dasm"]  # (97.5 - 90) / (99.5 - 90) per seed: .737, .789, .842
     shared = (reports / "improvement_idc-2ep.md").read_text()
     assert "+1.0 ± 2.5" in shared and "+1.0 ± 2.5 *" not in shared  # dm(idc) - random(idc): not significant
-    assert r"$^{*}$" in (reports / "improvement_own.tex").read_text()
+    tex = (reports / "improvement_own.tex").read_text()
+    assert r"$^{*}$" in tex and "−" not in tex
 
 
 def test_figures_are_written_with_truetype_fonts(reports):
