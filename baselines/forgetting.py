@@ -94,7 +94,8 @@ def record_correctness(request: DistillRequest, config: ForgettingConfig, indice
 
 
 @register_method("forgetting", ForgettingConfig, kind="coreset",
-                 description="most-forgotten real images per class (Toneva et al.; coreset baseline)")
+                 description="most-forgotten real images per class (Toneva et al.; coreset baseline)",
+                 order=12, colour="#009E73", marker="v")
 def forgetting(request: DistillRequest, config: ForgettingConfig) -> SyntheticSet:
     """Per class, the ``ipc`` pool images with the most forgetting events (never-learned first).
 

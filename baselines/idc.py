@@ -189,7 +189,8 @@ def _pixel_affine(data: Dataset, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 @register_method("idc", IDCConfig, kind="matching",
-                 description="IDC: gradient matching with multi-formation (Kim et al., ICML 2022)")
+                 description="IDC: gradient matching with multi-formation (Kim et al., ICML 2022)",
+                 order=23, colour="#E69F00", marker="P")
 def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
     """Distill ``ipc`` stored images per class, each decoding to ``factor^2`` training images.
 

@@ -69,7 +69,8 @@ def kcenter_order(features: Tensor, k: int, first: int) -> Tensor:
 
 
 @register_method("kcenter", KCenterConfig, kind="coreset",
-                 description="k-center greedy on features of a ConvNet trained on real data (coreset baseline)")
+                 description="k-center greedy on features of a ConvNet trained on real data (coreset baseline)",
+                 order=11, colour="#56B4E9", marker="^")
 def kcenter(request: DistillRequest, config: KCenterConfig) -> SyntheticSet:
     """Per class, ``ipc`` k-center greedy picks among the pool's real images (random first centre).
 

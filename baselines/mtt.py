@@ -336,7 +336,8 @@ def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_class
 
 
 @register_method("mtt", MTTConfig, kind="matching",
-                 description="trajectory matching against expert training trajectories (MTT)")
+                 description="trajectory matching against expert training trajectories (MTT)",
+                 order=24, colour="#CC79A7", marker="*")
 def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching expert trajectories.
 

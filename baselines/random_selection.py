@@ -16,7 +16,8 @@ class RandomConfig:
 
 
 @register_method("random", RandomConfig, kind="coreset",
-                 description="random real images per class (coreset baseline)")
+                 description="random real images per class (coreset baseline)",
+                 order=0, colour="#000000", marker="x")
 def random_selection(request: DistillRequest, config: RandomConfig) -> SyntheticSet:
     """Pick ``ipc`` images per class uniformly at random without replacement.
 

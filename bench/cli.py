@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -121,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_list, default=[0])
     p.add_argument("--arch", type=str_list, default=["convnet"])
     p.add_argument("--protocol", default="default")
+    p.add_argument("--protocols", type=str_list, default=[],
+                   help="evaluate every set under several protocols, e.g. own,idc (own: the method's own); "
+                        "random and full data under every protocol that appears")
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--models", type=positive_int, default=5)
     p.add_argument("--full-data-epochs", type=positive_int, default=None,
@@ -336,26 +338,34 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from bench.results import ResultsTable, check_schema
     from bench.runner import GridSpec, run_grid
 
+    from bench.errors import BenchError
+    from bench.runner import FullDataJob, full_data_protocols
+
+    if args.protocols and args.protocol != "default":
+        raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=args.protocol, epochs=args.epochs, num_models=args.models,
+                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
                     data_root=args.data_root, download=args.download)
-    df = run_grid(spec, args.out, args.device, progress=not args.no_progress)
+    full_jobs = [FullDataJob(args.dataset, args.arch[0], proto, args.device, str(Path(args.out).resolve()),
+                             args.data_root, args.download, key=key)
+                 for key, proto in full_data_protocols(spec, args.full_data_epochs)] if args.full_data_epochs else []
+    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs)
     sync_csv(Path(args.out))
-    full = None
-    if args.full_data_epochs:
-        from bench.data import load_dataset
-        from bench.evaluation import full_data_accuracy, get_protocol, resolve_device
+    write_reports(Path(args.out), df)
 
-        data = load_dataset(args.dataset, args.data_root, args.download)
-        proto = get_protocol("dc-nodsa", args.full_data_epochs)
-        full = full_data_accuracy(data, args.arch[0], proto, device=resolve_device(args.device),
-                                  cache_dir=Path(args.out) / "cache").last_mean
-        (Path(args.out) / "full_data.json").write_text(json.dumps(
-            {"dataset": args.dataset, "arch": args.arch[0], "protocol": proto.name, "acc": full}, indent=2))
-    write_reports(Path(args.out), df, full)
+    if args.protocols and args.protocol != "default":
+        raise BenchError("give --protocol or --protocols, not both")
+    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
+                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
+                    data_root=args.data_root, download=args.download)
+    full_jobs = [FullDataJob(args.dataset, args.arch[0], proto, args.device, str(Path(args.out).resolve()),
+                             args.data_root, args.download, key=key)
+                 for key, proto in full_data_protocols(spec, args.full_data_epochs)] if args.full_data_epochs else []
+    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs)
+    write_reports(Path(args.out), df)
 
 
 def write_reports(out: Path, df, full: float | None = None) -> None:

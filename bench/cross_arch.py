@@ -1,9 +1,10 @@
 """Unseen-architecture tables from stored results: how well do ConvNet-distilled sets transfer?
 
 One table per (dataset, IPC, metric): a row per method, a column per evaluation architecture with
-``mean ± std`` over seeds (over the models of the one row when there is a single seed), the drop
-from the ConvNet column in brackets, and the mean drop over the unseen architectures. Written as
-Markdown, LaTeX (best per column in bold) and a tidy CSV.
+``mean ± 95% interval`` over seeds (Student t on per-seed means, bench.stats; the mean alone for one
+seed), the drop from the ConvNet column in brackets, and the mean drop over the unseen
+architectures. Written as Markdown, LaTeX (best per column in bold, ``≈`` where the paired interval
+of the difference to the best includes zero) and a tidy CSV.
 
 Example::
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.paths import safe_slug
+from bench.stats import paired_difference, per_seed, t_interval
 
 BASE_ARCH = "convnet"
 
@@ -32,10 +34,6 @@ PRETTY_ARCH = {
     "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
     "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
 }
-
-# methods in the order papers list them (coresets, matching baselines, DASM and its ablations)
-METHOD_ORDER = ["random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "idc", "mtt", "seq",
-                "hard-only", "dasm-reverse", "dasm"]
 
 
 # A run whose best test accuracy over training stays below this multiple of chance did not train
@@ -56,7 +54,10 @@ def pretty_arch(name: str) -> str:
 
 
 def _method_key(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+    # the registry's order: coresets, matching baselines, DASM and its ablations
+    from bench.style import method_sort_key
+
+    return method_sort_key(name)
 
 
 def _arch_key(name: str, seen: list[str]) -> tuple[int, int, int]:
@@ -80,14 +81,17 @@ def cross_arch_rows(df: pd.DataFrame, dataset: str, ipc: int, base_arch: str = B
 
 def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "acc_last",
                        base_arch: str = BASE_ARCH) -> pd.DataFrame:
-    """Long table: method, arch, mean, std, seeds, untrained, drop (base mean - arch mean, NaN without one).
+    """Long table: method, arch, mean, std, ci95 (the 95% t half-width over seeds, NaN for one seed),
+    seeds, untrained, drop (base mean - arch mean, NaN without one) and ``scores`` (seed -> accuracy,
+    for paired comparisons; not written to the CSV). ``std`` over seeds, or over the models of the
+    one row when there is a single seed.
 
     ``untrained`` counts the seeds whose best accuracy stayed below 1.5x chance (0 when the
     dataset's class count is not registered).
     """
     sub = cross_arch_rows(df, dataset, ipc, base_arch)
     if sub.empty:
-        return pd.DataFrame(columns=["method", "arch", "mean", "std", "seeds", "untrained", "drop"])
+        return pd.DataFrame(columns=["method", "arch", "mean", "std", "ci95", "seeds", "untrained", "drop", "scores"])
     chance = chance_accuracy(dataset)
     groups = sub.groupby(["method", "arch"], sort=False)
     rows = []
@@ -102,8 +106,10 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
             # legacy rows: their best accuracy; new rows hold no best (NaN): their last-epoch accuracy
             reached = g["acc_best"].astype(float).fillna(values) if "acc_best" in g else values
             untrained = int((reached < UNTRAINED_FACTOR * chance).sum())
+        scores = per_seed(g, metric)
         rows.append({"method": method, "arch": arch, "mean": float(values.mean()), "std": std,
-                     "seeds": int(len(values)), "untrained": untrained})
+                     "ci95": t_interval(scores.values()).half_width, "seeds": int(len(values)),
+                     "untrained": untrained, "scores": scores})
     out = pd.DataFrame(rows)
     base = out[out["arch"] == base_arch].set_index("method")["mean"]
     out["drop"] = [base.get(m, math.nan) - v for m, v in zip(out["method"], out["mean"])]
@@ -135,12 +141,24 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
     return {k for k, v in finite.items() if abs(v - target) < 1e-9}
 
 
+def _tied(cells: dict, method: str, best: set[str], arch: str) -> bool:
+    """The paired 95% interval of (best - method) over >= 2 shared seeds includes zero."""
+    mine = cells[(method, arch)].scores
+    for b in best:
+        theirs = cells[(b, arch)].scores
+        if len(set(mine) & set(theirs)) >= 2 and not paired_difference(theirs, mine).excludes_zero:
+            return True
+    return False
+
+
 def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], minus: str,
-                 pm: str, dagger: str = "†") -> tuple[list[str], list[list[str]]]:
+                 pm: str, dagger: str = "†", tie: str = "≈") -> tuple[list[str], list[list[str]]]:
     methods, archs, cells = _wide(summary)
     unseen = [a for a in archs if a != base_arch]
     header = ["method"] + [pretty_arch(a) for a in archs] + (["mean drop"] if unseen and base_arch in archs else [])
     best = {a: _best({m: cells[(m, a)].mean for m in methods if (m, a) in cells}, higher=True) for a in archs}
+    tied = {a: {m for m in methods if (m, a) in cells and m not in best[a] and _tied(cells, m, best[a], a)}
+            for a in archs}
     drops = {m: _mean_drop(cells, m, archs, base_arch) for m in methods}
     best_drop = _best(drops, higher=False)
     body = []
@@ -151,10 +169,10 @@ def _table_cells(summary: pd.DataFrame, base_arch: str, bold: tuple[str, str], m
                 row.append("-")
                 continue
             c = cells[(m, a)]
-            text = f"{c.mean:.1f} {pm} {c.std:.1f}"
+            text = f"{c.mean:.1f}" if math.isnan(c.ci95) else f"{c.mean:.1f} {pm} {c.ci95:.1f}"
             if a != base_arch and not math.isnan(c.drop):
                 text += f" ({minus if c.drop > 0 else '+'}{abs(c.drop):.1f})"
-            text = f"{bold[0]}{text}{bold[1]}" if m in best[a] else text
+            text = f"{bold[0]}{text}{bold[1]}" if m in best[a] else text + (f" {tie}" if m in tied[a] else "")
             row.append(f"{text} {dagger}{c.untrained}" if c.untrained else text)
         if len(header) > len(archs) + 1:
             d = drops[m]
@@ -183,7 +201,8 @@ def cross_arch_latex(summary: pd.DataFrame, base_arch: str = BASE_ARCH, caption:
     """A booktabs table; the best mean per column (smallest mean drop) in bold."""
     if summary.empty:
         return "% no results\n"
-    header, body = _table_cells(summary, base_arch, (r"\textbf{", "}"), "$-$", r"$\pm$", r"$^\dagger$")
+    header, body = _table_cells(summary, base_arch, (r"\textbf{", "}"), "$-$", r"$\pm$", r"$^\dagger$",
+                                r"$^{\approx}$")
     cols = "l" + "c" * (len(header) - 1)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
              " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
@@ -191,7 +210,8 @@ def cross_arch_latex(summary: pd.DataFrame, base_arch: str = BASE_ARCH, caption:
         lines.append(" & ".join([_latex_escape(row[0])] + row[1:]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if caption:
-        text = _latex_escape(caption).replace("±", r"$\pm$").replace("−", "$-$").replace("†", r"$^\dagger$")
+        text = (_latex_escape(caption).replace("±", r"$\pm$").replace("−", "$-$").replace("†", r"$^\dagger$")
+                .replace("≈", r"$\approx$"))
         lines.append(rf"\caption{{{text}}}")
     lines += [rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -210,19 +230,38 @@ def cross_arch_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric: str = "acc_last") -> list[Path]:
-    """Write ``cross_arch_<dataset>_ipc<N>.{md,tex,csv}`` for every cross-architecture setting."""
-    out = Path(out_dir)
+    """Write ``cross_arch_<dataset>_ipc<N>[_<protocol>].{md,tex,csv}`` and a heatmap
+    ``cross_arch_..._heatmap.{png,pdf}`` for every cross-architecture setting and protocol view
+    (each method's own protocol: no suffix; one shared protocol for all methods: its name)."""
+    from bench.tables import OWN, protocol_views, view_slug
+
+    written: list[Path] = []
+    for view, rows in protocol_views(df):
+        written += _write_view_tables(rows, Path(out_dir), metric, "" if view == OWN else f"_{view_slug(view)}",
+                                      "each method's own" if view == OWN else f"{view} for every method")
+    return written
+
+
+def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, where: str) -> list[Path]:
+    from bench.figures import cross_arch_heatmap
+
     written: list[Path] = []
     label_metric = "last-epoch" if metric == "acc_last" else "best"
     for dataset, ipc in cross_arch_settings(df):
         summary = cross_arch_summary(df, dataset, ipc, metric)
-        name = f"cross_arch_{safe_slug(dataset)}_ipc{safe_slug(ipc)}"  # slugs: values come from result rows
+        name = f"cross_arch_{safe_slug(dataset)}_ipc{safe_slug(ipc)}{suffix}"  # slugs: values come from result rows
         stem = out / name if metric == "acc_last" else out / f"{name}_{metric}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         setting = cross_arch_rows(df, dataset, ipc)
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
+        seeds = setting.groupby(["method", "arch"])["seed"].nunique()
+        models = int(setting["num_models"].min()) if "num_models" in setting else 1
+        n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
         caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
-                   f"mean ± std; (−x) is the drop from ConvNet. Protocol: {protocols}.")
+                   f"mean ± 95% Student-t half-width over n = {n} seeds x {models} model(s) per seed (mean "
+                   f"alone for one seed); (−x) is the drop from ConvNet. Bold: best per column; ≈: the paired "
+                   f"95% interval of the difference to the best includes zero. "
+                   f"Protocol: {where} ({protocols}).")
         if summary["untrained"].sum() > 0:
             caption += (f" †n: n of the seeds did not train (best accuracy below {UNTRAINED_FACTOR:g}x chance); "
                         "they are kept in the mean.")
@@ -231,6 +270,9 @@ def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric
         tex = stem.with_suffix(".tex")
         tex.write_text(cross_arch_latex(summary, caption=caption, label=f"tab:cross-arch-{dataset}-ipc{ipc}"))
         csv = stem.with_suffix(".csv")
-        summary.assign(dataset=dataset, ipc=ipc, metric=metric).to_csv(csv, index=False)
+        summary.drop(columns=["scores"]).assign(dataset=dataset, ipc=ipc, metric=metric).to_csv(csv, index=False)
         written += [md, tex, csv]
+        if metric == "acc_last":
+            written += cross_arch_heatmap(summary, out / f"{stem.name}_heatmap",
+                                          title=f"{dataset} IPC {ipc}, protocol: {where}")
     return written

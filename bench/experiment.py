@@ -16,6 +16,8 @@ Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
 
     [evaluation]
     protocol = "default"     # each method's own (config.eval_protocol, else "dc")
+    # or: protocols = ["own", "idc"]: every set under its own protocol AND under idc; random
+    # (and the full-data reference) under every protocol that appears
     epochs = 300             # CPU budget; leave out for the protocol's own
     models = 2
     full_data_epochs = 100   # or full_data_accuracy = 84.8 (a published number)
@@ -50,7 +52,7 @@ from bench.paths import safe_slug
 SPECS_DIR = Path(__file__).parent / "specs"
 
 _TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods"}
-_EVAL_KEYS = {"protocol", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
+_EVAL_KEYS = {"protocol", "protocols", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
 _METHOD_RESERVED = {"optional", "protocol"}
 
 
@@ -76,6 +78,7 @@ class ExperimentSpec:
     seeds: list[int]
     archs: list[str]
     protocol: str = "default"
+    protocols: list[str] = field(default_factory=list)  # ["own", "idc"]: a grid axis (see GridSpec)
     epochs: int | None = None
     num_models: int = 5
     full_data_epochs: int | None = None      # train on the whole training split for the dashed line
@@ -133,12 +136,14 @@ class ExperimentSpec:
                         epochs=self.epochs, num_models=self.num_models,
                         overrides={m.name: dict(m.overrides) for m in self.methods if m.overrides},
                         method_protocols={m.name: m.protocol for m in self.methods if m.protocol},
-                        data_root=data_root, download=download)
+                        protocols=list(self.protocols), data_root=data_root, download=download)
 
     def count_cells(self) -> tuple[int, int]:
         """(synthetic sets to distill, evaluation cells) of the full grid."""
+        from bench.runner import planned_cells
+
         sets = len(self.methods) * len(self.ipcs) * len(self.seeds)
-        return sets, sets * len(self.archs)
+        return sets, sum(1 for _ in planned_cells(self.grid()))
 
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
@@ -204,6 +209,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         raise BenchError(f"{where}: [evaluation] must be a table")
     _check_keys(evaluation, _EVAL_KEYS, where, "[evaluation] key")
     protocol = _expect(evaluation.get("protocol", "default"), str, "evaluation.protocol", where)
+    protocols = _parse_protocols(evaluation, where)
     epochs = _optional_positive_int(evaluation.get("epochs"), "evaluation.epochs", where)
     models = _optional_positive_int(evaluation.get("models", 5), "evaluation.models", where)
     full_epochs = _optional_positive_int(evaluation.get("full_data_epochs"), "evaluation.full_data_epochs", where)
@@ -221,7 +227,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         name=_expect(raw.get("name", source.stem if source else "experiment"), str, "name", where),
         description=_expect(raw.get("description", ""), str, "description", where),
         dataset=dataset, methods=[], ipcs=ipcs, seeds=seeds, archs=list(archs), protocol=protocol,
-        epochs=epochs, num_models=models or 5, full_data_epochs=full_epochs,
+        protocols=protocols, epochs=epochs, num_models=models or 5, full_data_epochs=full_epochs,
         full_data_accuracy=None if full_acc is None else float(full_acc), full_data_arch=full_arch,
         out=raw.get("out"), source=source,
     )
@@ -230,6 +236,28 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)
     _check_runnable(spec, where)
     return spec
+
+
+def _parse_protocols(evaluation: dict[str, Any], where: str) -> list[str]:
+    from bench.evaluation import get_protocol
+    from bench.runner import OWN
+
+    if "protocols" not in evaluation:
+        return []
+    if "protocol" in evaluation:
+        raise BenchError(f"{where}: give evaluation.protocol or evaluation.protocols, not both")
+    names = evaluation["protocols"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BenchError(f"{where}: evaluation.protocols must be a non-empty list such as [\"own\", \"idc\"]")
+    if len(set(names)) != len(names):
+        raise BenchError(f"{where}: evaluation.protocols lists a protocol twice ({names})")
+    for name in names:
+        if name != OWN:
+            try:
+                get_protocol(name)
+            except BenchError as exc:
+                raise BenchError(f"{where}: evaluation.protocols: {exc}; or \"{OWN}\" for each method's own") from None
+    return list(names)
 
 
 def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
@@ -346,26 +374,24 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
 
         df = run_experiment(load_spec("cross-arch-digits"), workers=2, device="cpu")
     """
-    from bench.evaluation import get_protocol
-    from bench.runner import FullDataJob, run_grid, write_full_data
+    from bench.runner import FullDataJob, full_data_protocols, run_grid, write_full_data
 
     target = Path(out) if out is not None else spec.default_out
-    full_job = None
+    full_jobs = []
     full_arch = spec.full_data_arch or spec.archs[0]
     if spec.full_data_accuracy is not None:
         write_full_data(target, {"dataset": spec.dataset, "arch": full_arch, "protocol": "published",
                                  "acc": spec.full_data_accuracy, "source": "published"})
     elif spec.full_data_epochs is not None:
-        # the same protocol as `dasm-bench grid --full-data-epochs`, so both share the cached run
-        protocol = get_protocol("dc-nodsa", spec.full_data_epochs)
-        if not _full_data_current(target, spec.dataset, full_arch, protocol.name):
-            full_job = FullDataJob(spec.dataset, full_arch, protocol, device, str(target.resolve()),
-                                   data_root, download, train_split="full")
+        for key, protocol in full_data_protocols(spec.grid(), spec.full_data_epochs):
+            if not _full_data_current(target, spec.dataset, full_arch, protocol.name, key):
+                full_jobs.append(FullDataJob(spec.dataset, full_arch, protocol, device, str(target.resolve()),
+                                             data_root, download, train_split="full", key=key))
     sets, cells = spec.count_cells()
     log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
         f"{sets} sets, {cells} evaluation cells -> {target}")
     df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
-                  executor=executor, threads=threads, slurm=slurm, full_data=full_job)
+                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs)
     if report:
         from bench.plots import write_reports
 
@@ -373,32 +399,26 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
     return df
 
 
-def _full_data_current(out: Path, dataset: str, arch: str, protocol: str) -> bool:
-    import json
+def _full_data_current(out: Path, dataset: str, arch: str, protocol: str, key: str) -> bool:
+    from bench.full_data import read_full_data
 
-    path = out / "full_data.json"
-    if not path.exists():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return False
+    record = read_full_data(out).get(key)
     # a record without a split predates it and was trained on the train-val split
-    return ((record.get("dataset"), record.get("arch"), record.get("protocol"), record.get("train_split", "train-val"))
-            == (dataset, arch, protocol, "full"))
+    return record is not None and (record.get("dataset"), record.get("arch"), record.get("protocol"),
+                                   record.get("train_split", "train-val")) == (dataset, arch, protocol, "full")
 
 
 def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     """What a run would do: the grid, and how many of its cells ``out`` already holds."""
     from bench.results import ResultsTable
-    from bench.runner import distill_key, eval_key, method_protocol, resolved_config
+    from bench.runner import cell_protocols, distill_key, eval_key, resolved_config
 
     target = Path(out) if out is not None else spec.default_out
     grid = spec.grid()
     done = ResultsTable(target).done_keys()
     lines = [f"{spec.name} ({spec.source or 'spec'}): {spec.description}".rstrip(": "),
              f"  dataset {spec.dataset}; IPC {spec.ipcs}; seeds {spec.seeds}; archs {', '.join(spec.archs)}",
-             f"  evaluation: protocol {spec.protocol}, epochs {spec.epochs or 'protocol default'}, "
+             f"  evaluation: protocol {', '.join(spec.protocols) or spec.protocol}, epochs {spec.epochs or 'protocol default'}, "
              f"{spec.num_models} models"]
     if spec.skipped:
         lines.append(f"  skipped (not registered): {', '.join(spec.skipped)}")
@@ -406,14 +426,16 @@ def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     for entry in spec.methods:
         for ipc in spec.ipcs:
             config = resolved_config(grid, entry.name, ipc)
-            protocol = method_protocol(grid, entry.name, config)
+            protocols = cell_protocols(grid, entry.name, ipc, config)
             for seed in spec.seeds:
                 dkey = distill_key(entry.name, spec.dataset, ipc, seed, config, grid.train_split)
                 total_sets += 1
                 stored += (target / "synthetic" / f"{dkey}.safetensors").exists()
                 for arch in spec.archs:
-                    cells += 1
-                    finished += eval_key(dkey, arch, protocol, spec.num_models) in done
-        lines.append(f"  {entry.name:<12} protocol {protocol.name:<14} overrides {entry.overrides or '-'}")
+                    for protocol in protocols:
+                        cells += 1
+                        finished += eval_key(dkey, arch, protocol, spec.num_models) in done
+        names = ", ".join(p.name for p in protocols)
+        lines.append(f"  {entry.name:<12} protocol {names:<14} overrides {entry.overrides or '-'}")
     lines.append(f"  {total_sets} sets ({stored} stored), {cells} evaluation cells ({finished} done) in {target}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Figures and tables from stored results (never recomputes): IPC-saturation curves, accuracy
 tables, cross-architecture tables, pictures of the synthetic sets and DASM's per-segment
-diagnostics, as PNG and PDF.
+diagnostics, as PNG and PDF. The paper tables live in :mod:`bench.tables`, the paper figures in
+:mod:`bench.figures`, their look in :mod:`bench.style`; :func:`write_reports` writes them all.
 
 Example::
 
@@ -10,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,14 +20,11 @@ import pandas as pd
 from bench.paths import safe_slug
 from bench.results import summarise
 
-# a fixed colour per method keeps figures comparable across papers and runs
-_COLOURS = {"random": "#7f7f7f", "herding": "#bcbd22", "kcenter": "#17becf", "forgetting": "#8c564b",
-            "dc": "#1f77b4", "dsa": "#ff7f0e", "dm": "#2ca02c", "idc": "#9467bd", "mtt": "#e377c2",
-            "dasm": "#d62728", "seq": "#393b79", "hard-only": "#637939", "dasm-reverse": "#843c39"}
-
 
 def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths."""
+    """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths.
+    Fonts are embedded as TrueType (Type 42), never Type 3, whatever style drew the figure."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     base = Path(path)
@@ -37,7 +34,8 @@ def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "
         target = base.with_suffix(f".{fmt}")
         # no creation date: regenerating a figure from the same results leaves the file unchanged
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
-        fig.savefig(target, dpi=150, metadata=metadata)
+        with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+            fig.savefig(target, dpi=200 if fmt == "png" else 150, metadata=metadata)
         written.append(target)
     plt.close(fig)
     return written
@@ -46,38 +44,42 @@ def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "
 def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
                       full_data: float | None = None, arch: str = "convnet", title: str | None = None,
                       formats: Sequence[str] = ("png", "pdf"), full_data_label: str = "full data") -> list[Path]:
-    """Accuracy against IPC (log axis), a line per method with a +-1 std band over seeds,
-    and the full-data accuracy as a dashed line. Writes one file per format; returns the paths."""
+    """Accuracy against IPC (log axis), a line per method (registry order and style) with a +-1 std
+    band over seeds, and the full-data accuracy as a dashed line; one axis, for quick looks (the
+    paper figure with intervals is :func:`bench.figures.saturation_panels`). Returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bench.style import method_style, ordered_methods, paper_style, size
+
     sub = df[df["arch"] == arch] if "arch" in df and (df["arch"] == arch).any() else df
     summary = summarise(sub, metric)
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    for method, g in summary.groupby("method", sort=False):
-        g = g.sort_values("ipc")
-        colour = _COLOURS.get(str(method))
-        ax.plot(g["ipc"], g["mean"], marker="o", label=str(method), color=colour, lw=1.8)
-        ax.fill_between(g["ipc"], g["mean"] - g["std"], g["mean"] + g["std"], alpha=0.18, color=colour, lw=0)
-    if full_data is not None:
-        ax.axhline(full_data, ls="--", color="black", lw=1.2, label=f"{full_data_label} ({full_data:.1f}%)")
-    ipcs = sorted(summary["ipc"].unique()) if len(summary) else [1]
-    ax.set_xscale("log")
-    ax.set_xticks(ipcs)
-    ax.set_xticklabels([str(int(i)) for i in ipcs])
-    ax.minorticks_off()
-    ax.set_xlabel("images per class (IPC)")
-    label = "last-epoch" if metric == "acc_last" else "best"
-    protocols = ", ".join(sorted(sub["protocol"].astype(str).unique())) if len(sub) else ""
-    ax.set_ylabel(f"test accuracy, {label} (%)")
-    datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if len(sub) else ""
-    ax.set_title(title or f"IPC saturation: {datasets} / {arch} ({protocols})", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    with paper_style():
+        fig, ax = plt.subplots(figsize=size("single", 2.8))
+        for method in ordered_methods(summary["method"]):
+            g = summary[summary["method"] == method].sort_values("ipc")
+            line = method_style(method)
+            ax.plot(g["ipc"], g["mean"], **line)
+            ax.fill_between(g["ipc"], g["mean"] - g["std"], g["mean"] + g["std"], alpha=0.12, color=line["color"],
+                            lw=0)
+        if full_data is not None:
+            ax.axhline(full_data, ls="--", color="#555555", lw=0.9, label=f"{full_data_label} ({full_data:.1f}%)")
+        ipcs = sorted(summary["ipc"].unique()) if len(summary) else [1]
+        ax.set_xscale("log")
+        ax.set_xticks(ipcs)
+        ax.set_xticklabels([str(int(i)) for i in ipcs])
+        ax.minorticks_off()
+        ax.set_xlabel("images per class (IPC)")
+        label = "last-epoch" if metric == "acc_last" else "best"
+        protocols = ", ".join(sorted(sub["protocol"].astype(str).unique())) if len(sub) else ""
+        ax.set_ylabel(f"test accuracy, {label} (%)")
+        datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if len(sub) else ""
+        ax.set_title(title or f"{datasets} / {arch} ({protocols})")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, handlelength=2.4)
+        fig.tight_layout()
+        return save_figure(fig, path, formats)
 
 
 def markdown_table(df: pd.DataFrame, metric: str = "acc_last") -> str:
@@ -142,18 +144,6 @@ def synthetic_picture(syn, path: str | os.PathLike, mean: Sequence[float], std: 
     return save_figure(fig, path, formats)
 
 
-def _full_data(out: Path) -> tuple[float | None, str, str | None]:
-    """(accuracy, source, dataset) of ``full_data.json``; Nones when absent or damaged."""
-    path = out / "full_data.json"
-    if not path.exists():
-        return None, "", None
-    try:
-        record = json.loads(path.read_text())
-        return float(record["acc"]), str(record.get("source", "")), record.get("dataset")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, "", None  # a damaged record only loses the dashed line
-
-
 def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print) -> list[Path]:
     """Pictures of the stored sets (lowest seed per method, dataset and IPC) under
     ``figures/synthetic/`` and DASM diagnostics under ``figures/dasm/`` for sets that carry them.
@@ -209,21 +199,69 @@ def _dasm_figure(syn, path: Path, log: Callable[[str], None]) -> list[Path]:
         return []
 
 
+def view_reports(base: pd.DataFrame, all_rows: pd.DataFrame, full: dict, out: Path, suffix: str = "",
+                 metric: str = "acc_last") -> list[Path]:
+    """The paper tables and figures of one dataset's base-architecture rows, per protocol view:
+    ``saturation_<view>.{md,tex}``, ``improvement_<view>.{md,tex}`` (over random and share of the
+    gap to full data), ``saturation[_<view>].{png,pdf}`` (the own view keeps the plain name),
+    ``dasm_difference_<view>`` and ``accuracy_vs_seconds_<view>`` figures."""
+    from bench.figures import dasm_difference_figure, saturation_panels, seconds_figure
+    from bench.tables import (OWN, describe_n, improvement_caption, improvement_cells, protocol_views, render_latex,
+                              render_markdown, saturation_caption, saturation_cells, view_slug)
+
+    written: list[Path] = []
+    dataset = str(base["dataset"].iloc[0]) if len(base) else ""
+    for view, rows in protocol_views(base):
+        slug = view_slug(view) + suffix
+        label = f"{dataset}-{view_slug(view)}"
+        header, body, breaks = saturation_cells(rows, full, metric)
+        caption = saturation_caption(view, rows, metric)
+        written += _write_text(out / f"saturation_{slug}.md", render_markdown(header, body, caption))
+        written += _write_text(out / f"saturation_{slug}.tex",
+                               render_latex(header, body, breaks, caption, f"tab:saturation-{label}"))
+        md, tex = [], []
+        for gap in (False, True):
+            header, body, breaks = improvement_cells(rows, all_rows, full, metric, gap=gap)
+            caption = improvement_caption(view, rows, gap)
+            md.append(render_markdown(header, body, caption))
+            tex.append(render_latex(header, body, breaks, caption, f"tab:{'gap' if gap else 'ior'}-{label}"))
+        written += _write_text(out / f"improvement_{slug}.md", "\n".join(md))
+        written += _write_text(out / f"improvement_{slug}.tex", "\n".join(tex))
+        where = "each method's own protocol" if view == OWN else f"protocol {view}"
+        figure = out / (f"saturation{suffix}" if view == OWN else f"saturation_{slug}")
+        n = describe_n(rows)
+        written += saturation_panels(rows, all_rows, full, figure, metric, title=f"{dataset}, {where}\n{n}")
+        written += dasm_difference_figure(rows, out / f"dasm_difference_{slug}", metric,
+                                          title=f"{dataset}, {where}\n{n.split(';')[0]}")
+        written += seconds_figure(rows, out / f"accuracy_vs_seconds_{slug}", metric, title=f"{dataset}, {where}\n{n}")
+    return written
+
+
+def _write_text(path: Path, text: str) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return [path]
+
+
 def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, full_data: float | None = None,
                   log: Callable[[str], None] = print, pictures: bool = True) -> list[Path]:
     """Regenerate every table and figure of a results directory from its stored rows and sets:
-    ``table_acc_last.md`` (``table_acc_best.md`` only for legacy rows that hold a "best") and ``saturation.{png,pdf}`` (ConvNet rows; a suffix per dataset
-    when there are several), cross-architecture tables, set pictures and DASM diagnostics."""
+    ``table_acc_last.md`` (each method's own protocol; ``table_acc_best.md`` only for legacy rows that hold a "best"), the paper tables and figures of
+    :func:`view_reports` (ConvNet rows; a suffix per dataset when there are several),
+    cross-architecture tables and heatmaps, set pictures and DASM diagnostics. ``full_data``
+    (a percentage) replaces the stored full-data references."""
     from bench.cross_arch import BASE_ARCH, write_cross_arch_tables
+    from bench.full_data import read_full_data
     from bench.results import ResultsTable
+    from bench.tables import own_rows
 
     out = Path(out_dir)
     df = ResultsTable(out).load() if df is None else df
     written: list[Path] = []
-    stored_full, source, full_dataset = _full_data(out)
+    full = read_full_data(out) if full_data is None else {"given": {"acc": float(full_data), "protocol": "given"}}
     datasets = sorted(df["dataset"].astype(str).unique()) if len(df) else []
-    for dataset in datasets or [""]:
-        sub = df[df["dataset"] == dataset] if dataset else df
+    for dataset in datasets:
+        sub = df[df["dataset"] == dataset]
         base = sub[sub["arch"] == BASE_ARCH] if (sub["arch"] == BASE_ARCH).any() else sub
         suffix = f"_{safe_slug(dataset)}" if len(datasets) > 1 else ""
         for metric in ("acc_last", "acc_best"):
@@ -233,17 +271,13 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
                 # selection; see bench.evaluation): no table, and none left from older runs
                 path.unlink(missing_ok=True)
                 continue
-            path.write_text(markdown_table(base, metric))
-            written.append(path)
-        line = full_data if full_data is not None else (
-            stored_full if full_dataset in (None, dataset) or not dataset else None)  # it describes one dataset
-        written += saturation_figure(base, out / f"saturation{suffix}", full_data=line,
-                                     full_data_label="full data, published" if source == "published" else "full data")
+            written += _write_text(path, markdown_table(own_rows(base), metric))
+        written += view_reports(base, base, full, out, suffix)
     written += write_cross_arch_tables(df, out)
     if pictures:
         written += set_figures(df, out, log)
     for p in written:
-        if p.name == "table_acc_last.md":
+        if p.name.startswith("saturation_own") and p.suffix == ".md":
             log(p.read_text())
     log(f"wrote {len(written)} files under {out}")
     return written

@@ -111,20 +111,36 @@ class MethodSpec:
     config_cls: type
     kind: str           # "coreset", "matching" or "dasm"
     description: str
+    # how tables and figures show the method (bench/style.py turns these into lines and markers)
+    group: str = ""     # "coresets", "matchers" or "dasm": a block of rows, a line style
+    order: int = 1000   # position in tables and legends (papers' order, not alphabetical)
+    colour: str = ""    # a colour-blind-safe hex colour (Okabe-Ito), "" for the group's default
+    marker: str = "o"   # a matplotlib marker
+
+    @property
+    def protocol(self) -> str:
+        """The method's own evaluation protocol (its config's ``eval_protocol``, else ``dc``)."""
+        return str(getattr(self.config_cls, "eval_protocol", "dc") or "dc")
 
 
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, config_cls: type, kind: str = "matching",
-                    description: str = "") -> Callable[[Distiller], Distiller]:
-    """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``."""
+_GROUPS = {"coreset": "coresets", "matching": "matchers", "dasm": "dasm"}
+
+
+def register_method(name: str, config_cls: type, kind: str = "matching", description: str = "",
+                    group: str | None = None, order: int = 1000, colour: str = "",
+                    marker: str = "o") -> Callable[[Distiller], Distiller]:
+    """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``; ``group``
+    (default: from ``kind``), ``order``, ``colour`` and ``marker`` say how reports show it."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config of {name!r} must be a dataclass")
 
     def wrap(fn: Distiller) -> Distiller:
         doc = description or (fn.__doc__ or name).strip().splitlines()[0]
-        _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc)
+        _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc, group or _GROUPS.get(kind, kind),
+                                    order, colour, marker)
         return fn
 
     return wrap

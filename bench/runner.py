@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import re
 import time
@@ -70,6 +69,9 @@ class GridSpec:
     num_models: int = 5
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method config overrides
     method_protocols: dict[str, str] = field(default_factory=dict)      # per-method protocol (beats `protocol`)
+    # several protocols per set, e.g. ["own", "idc"] ("own": the method's own, as above); empty:
+    # one protocol per method as above. Random is evaluated under every protocol that appears.
+    protocols: list[str] = field(default_factory=list)
     data_root: str | None = None
     download: bool = False
     train_split: str = "full"          # "full": the whole training set (reproduction); "train-val": tuning
@@ -93,6 +95,9 @@ class GridSpec:
             get_protocol(self.protocol, self.epochs)
         for name in self.method_protocols.values():
             get_protocol(name, self.epochs)
+        for name in self.protocols:
+            if name != OWN:
+                get_protocol(name, self.epochs)
 
 
 def method_protocol(spec: GridSpec, method: str, config: Any) -> EvalProtocol:
@@ -102,6 +107,69 @@ def method_protocol(spec: GridSpec, method: str, config: Any) -> EvalProtocol:
         spec.protocol if spec.protocol != "default"
         else reference_protocol(getattr(config, "eval_protocol", "dc"), spec.dataset))
     return get_protocol(name, spec.epochs)
+
+
+OWN = "own"               # in GridSpec.protocols: each method's own protocol
+REFERENCE_METHOD = "random"  # evaluated under every protocol of the grid: the same-protocol baseline
+
+
+def set_protocols(spec: GridSpec, method: str, config: Any) -> list[EvalProtocol]:
+    """The protocols one set of ``method`` is evaluated under (without the random rule below)."""
+    if not spec.protocols:
+        return [method_protocol(spec, method, config)]
+    chosen: dict[str, EvalProtocol] = {}
+    for name in spec.protocols:
+        proto = method_protocol(spec, method, config) if name == OWN else get_protocol(name, spec.epochs)
+        chosen.setdefault(proto.name, proto)
+    return list(chosen.values())
+
+
+def grid_protocols(spec: GridSpec, ipc: int) -> list[EvalProtocol]:
+    """Every protocol some set of the grid is evaluated under at ``ipc`` (grid order)."""
+    seen: dict[str, EvalProtocol] = {}
+    for method in spec.methods:
+        for proto in set_protocols(spec, method, resolved_config(spec, method, ipc)):
+            seen.setdefault(proto.name, proto)
+    return list(seen.values())
+
+
+def cell_protocols(spec: GridSpec, method: str, ipc: int, config: Any) -> list[EvalProtocol]:
+    """The protocols of ``method``'s sets at ``ipc``: its own (and the grid's shared ones); with
+    several protocols, ``random`` gets every protocol that appears, so each method has a
+    same-protocol random row. One protocol per method (the default) is left exactly as it was."""
+    if spec.protocols and method == REFERENCE_METHOD:
+        return grid_protocols(spec, ipc)
+    return set_protocols(spec, method, config)
+
+
+def planned_cells(spec: GridSpec) -> Iterator[tuple[str, int, int, str, EvalProtocol, str, str]]:
+    """Every cell of the grid: (method, ipc, seed, arch, protocol, distill key, cell key)."""
+    for method in spec.methods:
+        for ipc in spec.ipcs:
+            config = resolved_config(spec, method, ipc)
+            protocols = cell_protocols(spec, method, ipc, config)
+            for seed in spec.seeds:
+                dkey = distill_key(method, spec.dataset, ipc, seed, config, spec.train_split)
+                for arch in spec.archs:
+                    for proto in protocols:
+                        yield method, ipc, seed, arch, proto, dkey, eval_key(dkey, arch, proto, spec.num_models)
+
+
+def full_data_protocols(spec: GridSpec, epochs: int) -> list[tuple[str, EvalProtocol]]:
+    """(key, protocol) of each full-data reference a grid needs. One protocol per method (the
+    default): the historical reference, ``dc-nodsa`` at ``epochs`` (shared with ``dasm-bench grid
+    --full-data-epochs``). Several protocols: one reference per protocol that appears, trained
+    under that protocol at ``epochs``, keyed by the sets' protocol name; ``mtt`` (a set's learned
+    learning rate) has no full-data meaning and is left out."""
+    if not spec.protocols:
+        proto = get_protocol("dc-nodsa", epochs)
+        return [(proto.name, proto)]
+    seen: dict[str, EvalProtocol] = {}
+    for ipc in spec.ipcs:
+        for proto in grid_protocols(spec, ipc):
+            if not proto.lr_from_set:
+                seen.setdefault(proto.name, proto.with_epochs(epochs))
+    return list(seen.items())
 
 
 def resolved_config(spec: GridSpec, method: str, ipc: int) -> Any:
@@ -200,6 +268,7 @@ class FullDataJob:
     download: bool = False
     threads: int | None = None
     train_split: str = "full"
+    key: str | None = None   # the sets' protocol this reference serves (default: protocol.name)
 
 
 def _prepare(device: str, threads: int | None) -> torch.device:
@@ -248,7 +317,7 @@ def run_full_data_job(job: FullDataJob) -> dict[str, Any]:
     res = full_data_accuracy(data, job.arch, job.protocol, device=device,
                              cache_dir=Path(job.results_dir) / "cache")
     return {"dataset": job.dataset, "arch": job.arch, "protocol": job.protocol.name, "acc": res.last_mean,
-            "train_split": job.train_split, "source": "computed"}
+            "train_split": job.train_split, "source": "computed", "key": job.key or job.protocol.name}
 
 
 # ----------------------------------------------------------------------------- scheduling
@@ -385,11 +454,13 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
                 # e.g. MTT above IPC 50 without a published MTT/DATM row: refused, not guessed
                 progress.log(f"skipping {method} ipc={ipc}: {config.no_reference}")
                 continue
-            protocol = method_protocol(spec, method, config)
+            protocols = cell_protocols(spec, method, ipc, config)
             for seed in spec.seeds:
                 dkey = distill_key(method, spec.dataset, ipc, seed, config, spec.train_split)
-                todo = [a for a in spec.archs if eval_key(dkey, a, protocol, spec.num_models) not in done]
-                already += len(spec.archs) - len(todo)
+                # one set, every (architecture, protocol) cell it still lacks: never distilled twice
+                todo = [(a, p) for a in spec.archs for p in protocols
+                        if eval_key(dkey, a, p, spec.num_models) not in done]
+                already += len(spec.archs) * len(protocols) - len(todo)
                 if not todo:
                     continue
                 # several GPUs: spread distillations round-robin (their evaluations follow them)
@@ -398,11 +469,11 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
                 djob = DistillJob(method, spec.dataset, ipc, seed, config, dkey,
                                   str(out / "synthetic" / f"{dkey}.safetensors"), job_device,
                                   spec.data_root, spec.download, threads, spec.train_split)
-                evals = [Task(run_eval_job, EvalJob(djob, a, protocol, spec.num_models,
-                                                    eval_key(dkey, a, protocol, spec.num_models), str(out)),
-                              f"{method} ipc={ipc} seed={seed} {a}", priority=0,
-                              on_done=_writer(table, progress), claim=eval_key(dkey, a, protocol, spec.num_models))
-                         for a in todo]
+                evals = [Task(run_eval_job, EvalJob(djob, a, p, spec.num_models,
+                                                    eval_key(dkey, a, p, spec.num_models), str(out)),
+                              f"{method} ipc={ipc} seed={seed} {a} {p.name}", priority=0,
+                              on_done=_writer(table, progress), claim=eval_key(dkey, a, p, spec.num_models))
+                         for a, p in todo]
                 if Path(djob.syn_path).exists():
                     tasks.extend(evals)  # stored already: straight to evaluation
                 else:
@@ -453,7 +524,7 @@ def _writer(table: ResultsTable, progress: _Progress) -> Callable[[dict[str, Any
 def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "auto", progress: bool = True,
              log: Callable[[str], None] = print, workers: int | None = 1, executor: str = "local",
              threads: int | None = None, slurm: SlurmOptions | None = None,
-             full_data: FullDataJob | None = None) -> pd.DataFrame:
+             full_data: FullDataJob | list[FullDataJob] | None = None) -> pd.DataFrame:
     """Run every missing cell of ``spec``; returns the whole results table of ``out_dir``.
 
     ``workers``: tasks at once (None: one per CPU core up to 8, one per GPU on CUDA, 64 submitit
@@ -476,14 +547,14 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
     out = Path(out_dir)
     table = ResultsTable(out)
     gpu_count = torch.cuda.device_count() if device_name == "cuda" and executor == "local" else 0
-    total = len(spec.methods) * len(spec.ipcs) * len(spec.seeds) * len(spec.archs)
+    total = sum(1 for _ in planned_cells(spec))
     bar = _Progress(total, progress, f"{spec.dataset} grid", log)
     inline = executor == "local" and workers == 1  # this process: leave its torch threads alone
     tasks, already = plan_tasks(spec, out, table, device_name, None if inline else threads, bar,
                                 0 if inline else gpu_count)
     bar.advance(already)
-    if full_data is not None:
-        tasks.append(Task(run_full_data_job, full_data, f"full data {full_data.arch}", priority=1,
+    for job in [full_data] if isinstance(full_data, FullDataJob) else (full_data or []):
+        tasks.append(Task(run_full_data_job, job, f"full data {job.arch} {job.protocol.name}", priority=1,
                           on_done=lambda result: _write_full_data(out, result)))
     failures: list[str] = []
     try:
@@ -505,10 +576,7 @@ def _write_full_data(out: Path, record: dict[str, Any]) -> list[Task]:
 
 
 def write_full_data(out: Path, record: dict[str, Any]) -> Path:
-    """``<out>/full_data.json``: the dashed line of the saturation figure (written atomically)."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "full_data.json"
-    tmp = out / f".full_data.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-    return path
+    """Add a full-data record to ``<out>/full_data.json`` (one per protocol; bench.full_data)."""
+    from bench.full_data import write_full_data as write
+
+    return write(out, record)

@@ -79,7 +79,8 @@ class HardOnlyConfig:
 
 
 @register_method("hard-only", HardOnlyConfig, kind="dasm",
-                 description="ablation: drop the easiest real images once, distill the whole IPC with the base")
+                 description="ablation: drop the easiest real images once, distill the whole IPC with the base",
+                 order=31, colour="#CC79A7", marker="^")
 def hard_only(request: DistillRequest, config: HardOnlyConfig) -> SyntheticSet:
     """Distill ``request.ipc`` images per class from the hardest ``1 - drop_fraction`` of each class.
 

@@ -277,7 +277,8 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
 # ----------------------------------------------------------------------------- registered methods
 
 @register_method("dasm", DASMConfig, kind="dasm",
-                 description="DASM: sequential segments, each matched on harder real data (easy -> hard)")
+                 description="DASM: sequential segments, each matched on harder real data (easy -> hard)",
+                 order=33, colour="#D55E00", marker="o")
 def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """Difficulty-Aligned Sequential Matching with the configured (or default easy->hard) schedule.
 
@@ -289,14 +290,16 @@ def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
 
 
 @register_method("seq", DASMConfig, kind="dasm",
-                 description="sequential matching without difficulty: DASM's segments, window [0, 1] each")
+                 description="sequential matching without difficulty: DASM's segments, window [0, 1] each",
+                 order=30, colour="#0072B2", marker="D")
 def sequential_without_difficulty(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """SeqMatch-style ablation: the same segment sizes, every segment sees all real data."""
     return run_sequential(request, config, schedule=config.resolved_schedule(request.ipc).full_windows())
 
 
 @register_method("dasm-reverse", DASMConfig, kind="dasm",
-                 description="DASM ablation with mirrored windows (hard -> easy)")
+                 description="DASM ablation with mirrored windows (hard -> easy)",
+                 order=32, colour="#009E73", marker="v")
 def dasm_reverse(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """DASM with every window mirrored (``[lo, hi] -> [1-hi, 1-lo]``): later segments see easy data."""
     return run_sequential(request, config, schedule=config.resolved_schedule(request.ipc).reversed())

@@ -60,14 +60,16 @@ def test_markdown_and_latex_bold_the_best_per_column(results):
     assert lines[0] == "| method | ConvNet | ResNet-18 | VGG-11 | mean drop |"
     random_line = next(ln for ln in lines if ln.startswith("| random"))
     dasm_line = next(ln for ln in lines if ln.startswith("| dasm"))
-    assert "| 81.0 ± 1.4 |" in random_line and "72.0 ± 2.8 (−9.0)" in random_line
-    assert "**91.0 ± 1.4**" in dasm_line and "**87.0 ± 1.4 (−4.0)**" in dasm_line
+    # 95% t intervals over 2 seeds: t_{0.975,1} = 12.706; sd of 80, 82 is sqrt(2) -> 12.7
+    assert "| 81.0 ± 12.7 |" in random_line and "72.0 ± 25.4 (−9.0) ≈" in random_line  # tie: diffs 18, 12
+    assert "**91.0 ± 12.7**" in dasm_line and "**87.0 ± 12.7 (−4.0)**" in dasm_line
+    assert "| **60.0 (−31.0)** |" in dasm_line  # one seed: no interval
     # mean drop: dasm (4 + 31) / 2 = 17.5 is worse than random's 9.0, so random's is bold
     assert random_line.endswith("| **9.0** |") and dasm_line.endswith("| 17.5 |")
     assert "| - |" in random_line  # random was not evaluated on VGG-11
     tex = cross_arch_latex(summary, caption="digits ± test")
-    assert r"\textbf{91.0 $\pm$ 1.4}" in tex and r"\toprule" in tex and r"$\pm$ test" in tex
-    assert "72.0 $\\pm$ 2.8 ($-$9.0)" in tex and "±" not in tex
+    assert r"\textbf{91.0 $\pm$ 12.7}" in tex and r"\toprule" in tex and r"$\pm$ test" in tex
+    assert "72.0 $\\pm$ 25.4 ($-$9.0) $^{\\approx}$" in tex and "±" not in tex
 
 
 def test_runs_that_did_not_train_are_counted_and_marked(results):
@@ -91,7 +93,8 @@ def test_runs_that_did_not_train_are_counted_and_marked(results):
 def test_write_tables(tmp_path, results):
     paths = write_cross_arch_tables(results, tmp_path)
     assert sorted(p.name for p in paths) == ["cross_arch_digits_ipc10.csv", "cross_arch_digits_ipc10.md",
-                                             "cross_arch_digits_ipc10.tex"]
+                                             "cross_arch_digits_ipc10.tex", "cross_arch_digits_ipc10_heatmap.pdf",
+                                             "cross_arch_digits_ipc10_heatmap.png"]
     csv = pd.read_csv(tmp_path / "cross_arch_digits_ipc10.csv")
     assert set(csv.columns) >= {"method", "arch", "mean", "std", "seeds", "drop", "dataset", "ipc"}
     assert len(csv) == 5

@@ -61,7 +61,8 @@ def test_shipped_specs_cover_the_paper_settings():
     for m in cross.methods:
         sat = next(e for e in digits.methods if e.name == m.name)
         assert (m.overrides, m.protocol) == (sat.overrides, sat.protocol)
-    assert (cross.epochs, cross.num_models, cross.protocol) == (digits.epochs, digits.num_models, digits.protocol)
+    assert (cross.epochs, cross.num_models, cross.protocol, cross.protocols) == (
+        digits.epochs, digits.num_models, digits.protocol, digits.protocols)
     for name, dataset in (("ipc-saturation-cifar10", "cifar10"), ("ipc-saturation-cifar100", "cifar100"),
                           ("cross-arch-cifar10", "cifar10")):
         spec = load_spec(name)

@@ -1,0 +1,266 @@
+"""Paper figures from stored results, all in the one style of :mod:`bench.style` and written by
+:func:`bench.plots.save_figure` (PNG + PDF, TrueType fonts):
+
+- :func:`saturation_panels`: accuracy vs IPC with 95% bands; beside it test error on a log axis,
+  which keeps high-IPC differences visible when all accuracies crowd near full data; and the
+  improvement over random (paired, same protocol) with intervals on a symmetric-log axis;
+- :func:`dasm_difference_figure`: DASM minus its base (idc) and minus seq, paired per seed, with
+  intervals (filled markers: the interval excludes zero);
+- :func:`cross_arch_heatmap`: accuracy of each method on each architecture;
+- :func:`seconds_figure`: accuracy against distillation seconds.
+
+Example::
+
+    df = ResultsTable("results/digits").load()
+    saturation_panels(own_rows(df), df, read_full_data("results/digits"), "results/digits/saturation")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import improvement_over_random
+from bench.plots import save_figure
+from bench.stats import paired_difference, per_seed, t_interval
+from bench.style import method_style, ordered_methods, paper_style, size
+
+FORMATS = ("png", "pdf")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ipc_axis(ax, ipcs: Sequence[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(list(ipcs))
+    ax.set_xticklabels([str(int(i)) for i in ipcs])
+    ax.minorticks_off()
+    ax.set_xlabel("images per class (IPC)")
+
+
+def _jitter(k: int, n: int, spread: float = 0.12) -> float:
+    """A multiplicative x offset (log axis) so that error bars of n methods do not overlap."""
+    return float(np.exp(spread * ((k - (n - 1) / 2) / max(1, n - 1)))) if n > 1 else 1.0
+
+
+def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str, dict[str, Any]],
+                      path: str | os.PathLike, metric: str = "acc_last", title: str = "",
+                      formats: Sequence[str] = FORMATS) -> list[Path]:
+    """(a) accuracy vs IPC (mean, 95% band), (b) test error on a log axis, (c) improvement over
+    random with 95% paired intervals (symmetric-log axis: linear within ±2 points)."""
+    from bench.full_data import reference_for
+
+    plt = _plt()
+    methods = ordered_methods(rows["method"])
+    ipcs = sorted(int(i) for i in rows["ipc"].unique())
+    random_rows = all_rows[all_rows["method"] == "random"]
+    with paper_style():
+        fig, (left, error, right) = plt.subplots(1, 3, figsize=size("double", 2.5))
+        others = [m for m in methods if m != "random"]
+        # random once per protocol of the view: each method's same-protocol baseline is on the plot
+        view_protocols = sorted(rows[rows["method"] != "random"]["protocol"].astype(str).unique())
+        lines: list[tuple[str, pd.DataFrame, dict]] = []
+        for m in methods:
+            if m != "random":
+                lines.append((m, rows[rows["method"] == m], method_style(m)))
+                continue
+            protocols = view_protocols or sorted(rows[rows["method"] == m]["protocol"].astype(str).unique())
+            present = set(random_rows["protocol"].astype(str))
+            for k, protocol in enumerate(p for p in protocols if p in present):
+                g = random_rows[random_rows["protocol"].astype(str) == protocol]
+                style = {**method_style(m), "color": ("#000000", "#777777", "#BBBBBB")[min(k, 2)],
+                         "label": f"random, {protocol}" if len(protocols) > 1 else "random"}
+                lines.insert(k, (m, g[g["arch"].isin(rows["arch"].unique())], style))
+        extent: list[float] = [0.0]
+        for m, g, style in lines:
+            xs, means, lows, highs, diffs = [], [], [], [], []
+            for ipc in ipcs:
+                cell = g[g["ipc"] == ipc]
+                if cell.empty:
+                    continue
+                iv = t_interval(per_seed(cell, metric).values())
+                xs.append(ipc)
+                means.append(iv.mean)
+                lows.append(iv.low if not math.isnan(iv.half_width) else iv.mean)
+                highs.append(iv.high if not math.isnan(iv.half_width) else iv.mean)
+                rand = random_rows[(random_rows["ipc"] == ipc) & (random_rows["protocol"] == cell["protocol"].iloc[0])
+                                   & (random_rows["arch"] == cell["arch"].iloc[0])]
+                diffs.append(improvement_over_random(per_seed(cell, metric), per_seed(rand, metric)))
+            left.plot(xs, means, **style)
+            left.fill_between(xs, lows, highs, color=style["color"], alpha=0.10, lw=0)
+            error.plot(xs, [100 - v for v in means], **{**style, "label": None})
+            if m == "random":
+                continue
+            k = others.index(m)
+            x = [xi * _jitter(k, len(others)) for xi, d in zip(xs, diffs) if not math.isnan(d.mean)]
+            d_ok = [d for d in diffs if not math.isnan(d.mean)]
+            extent += [d.mean - e for d, e in zip(d_ok, [0 if math.isnan(d.half_width) else d.half_width
+                                                           for d in d_ok])]
+            extent += [d.mean + (0 if math.isnan(d.half_width) else d.half_width) for d in d_ok]
+            err = [0 if math.isnan(d.half_width) else d.half_width for d in d_ok]
+            right.errorbar(x, [d.mean for d in d_ok], yerr=err, capsize=1.5, elinewidth=0.7,
+                           **{**style, "label": None})
+        dataset = str(rows["dataset"].iloc[0]) if len(rows) else None
+        refs = {}
+        for protocol in sorted(rows["protocol"].astype(str).unique()):
+            rec = reference_for(full, protocol, dataset)
+            if rec is not None:
+                refs.setdefault(str(rec.get("protocol")), float(rec["acc"]))
+        for k, (name, acc) in enumerate(refs.items()):
+            ls = (0, (4, 2)) if k == 0 else (0, (1, 1))
+            left.axhline(acc, color="#555555", lw=0.9, ls=ls, label=f"full data, {name} ({acc:.1f})", zorder=1)
+            error.axhline(100 - acc, color="#555555", lw=0.9, ls=ls, zorder=1)
+        for ax in (left, error, right):
+            _ipc_axis(ax, ipcs)
+        error.set_yscale("log")
+        error.set_ylabel("test error (%, log)")
+        from matplotlib.ticker import FuncFormatter
+
+        error.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        right.set_yscale("symlog", linthresh=2.0)
+        low, high = min(extent), max(extent)  # symlog autoscaling clips points at the edge: pad by hand
+        right.set_ylim(low - 0.15 * max(abs(low), 2.0), high + 0.15 * max(abs(high), 2.0))
+        right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+        label = "last-epoch" if metric == "acc_last" else "best"
+        left.set_ylabel(f"test accuracy, {label} (%)")
+        right.axhline(0, color="black", lw=0.7, zorder=1)
+        right.set_ylabel("over random (points)")
+        left.set_title("(a) accuracy, 95% band")
+        error.set_title("(b) error: high-IPC differences")
+        right.set_title("(c) vs random, paired 95% CI")
+        handles, labels = left.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02),
+                   handlelength=2.6, columnspacing=1.2)
+        if title:
+            fig.suptitle(title, fontsize=8)
+        rows_of_legend = math.ceil(len(labels) / min(6, max(1, len(labels))))
+        fig.tight_layout(rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
+        return save_figure(fig, path, formats)
+
+
+DASM_PAIRS = (("dasm", "idc", "DASM − IDC (its base)"), ("dasm", "seq", "DASM − seq (no difficulty)"))
+
+
+def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
+                           title: str = "", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Paired differences of DASM to its base and to seq per IPC; [] when neither pair is present."""
+    plt = _plt()
+    pairs = [p for p in DASM_PAIRS if {p[0], p[1]} <= set(rows["method"])]
+    if not pairs:
+        return []
+    ipcs = sorted(int(i) for i in rows["ipc"].unique())
+    colours = ("#E69F00", "#0072B2")
+    markers = ("P", "D")
+    with paper_style():
+        fig, ax = plt.subplots(figsize=size("single", 2.8))
+        for k, (a, b, label) in enumerate(pairs):
+            xs, ds = [], []
+            for ipc in ipcs:
+                da = per_seed(rows[(rows["method"] == a) & (rows["ipc"] == ipc)], metric)
+                db = per_seed(rows[(rows["method"] == b) & (rows["ipc"] == ipc)], metric)
+                d = paired_difference(da, db)
+                if not math.isnan(d.mean):
+                    xs.append(ipc * _jitter(k, len(pairs), 0.08))
+                    ds.append(d)
+            err = [0 if math.isnan(d.half_width) else d.half_width for d in ds]
+            ax.errorbar(xs, [d.mean for d in ds], yerr=err, color=colours[k], marker=markers[k], mfc="white", ms=5,
+                        ls="-", lw=1.0, capsize=2, elinewidth=0.8, label=label)
+            for x, d in zip(xs, ds):  # filled: the 95% interval excludes zero
+                if d.excludes_zero:
+                    ax.plot([x], [d.mean], marker=markers[k], color=colours[k], ms=5, zorder=4)
+        ax.axhline(0, color="black", lw=0.7)
+        _ipc_axis(ax, ipcs)
+        ax.set_ylabel("difference (points)")
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, handlelength=1.8,
+                   columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
+        ax.set_title((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return save_figure(fig, path, formats)
+
+
+def cross_arch_heatmap(summary: pd.DataFrame, path: str | os.PathLike, title: str = "",
+                       formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Methods x architectures, colour = mean accuracy, the value written in each cell."""
+    from bench.cross_arch import BASE_ARCH, pretty_arch
+
+    plt = _plt()
+    methods = ordered_methods(summary["method"])
+    archs = list(dict.fromkeys(summary["arch"]))
+    archs = [a for a in archs if a == BASE_ARCH] + [a for a in archs if a != BASE_ARCH]
+    grid = np.full((len(methods), len(archs)), np.nan)
+    for r in summary.itertuples(index=False):
+        grid[methods.index(r.method), archs.index(r.arch)] = r.mean
+    with paper_style():
+        width = "double" if len(archs) > 4 else "single"
+        fig, ax = plt.subplots(figsize=size(width, 0.45 * len(methods) + 1.3))
+        image = ax.imshow(grid, cmap="cividis", aspect="auto", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
+        lo, hi = np.nanmin(grid), np.nanmax(grid)
+        for i in range(len(methods)):
+            for j in range(len(archs)):
+                if not np.isnan(grid[i, j]):
+                    light = (grid[i, j] - lo) / (hi - lo + 1e-9) > 0.6  # cividis is light at the top
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                            color="black" if light else "white")
+        ax.set_xticks(range(len(archs)))
+        ax.set_xticklabels([pretty_arch(a) for a in archs], rotation=30, ha="right")
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(methods)
+        ax.grid(False)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02).set_label("test accuracy (%)")
+        if title:
+            ax.set_title(title)
+        fig.tight_layout()
+        return save_figure(fig, path, formats)
+
+
+def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last", title: str = "",
+                   formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Accuracy (mean, 95% CI) against distillation seconds (log axis), one panel per IPC so each
+    compares equal budgets; methods that take no time (random selection) are a horizontal band."""
+    plt = _plt()
+    methods = ordered_methods(rows["method"])
+    ipcs = sorted(int(i) for i in rows["ipc"].unique())
+    with paper_style():
+        from matplotlib.ticker import NullFormatter
+
+        fig, axes = plt.subplots(1, len(ipcs), figsize=size("double", 2.2), sharex=True, squeeze=False)
+        for ax, ipc in zip(axes[0], ipcs):
+            for m in methods:
+                cell = rows[(rows["method"] == m) & (rows["ipc"] == ipc)]
+                if cell.empty:
+                    continue
+                iv = t_interval(per_seed(cell, metric).values())
+                seconds = float(cell["distill_seconds"].mean())
+                style = method_style(m)
+                if seconds < 0.1:  # selection without training: a reference level, not a point
+                    ax.axhline(iv.mean, color=style["color"], lw=0.8, ls=":", label=f"{m} (~0 s)")
+                    continue
+                ax.errorbar([seconds], [iv.mean], yerr=[0 if math.isnan(iv.half_width) else iv.half_width],
+                            capsize=1.5, elinewidth=0.7, ls="none",
+                            **{k: v for k, v in style.items() if k not in ("linestyle", "linewidth")})
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
+            ax.set_title(f"IPC {ipc}")
+            ax.set_xlabel("seconds per set")
+        axes[0][0].set_ylabel("test accuracy (%)")
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02))
+        if title:
+            fig.suptitle(f"accuracy (95% CI) against distillation time; {title}", fontsize=8)
+        rows_of_legend = math.ceil(len(labels) / min(6, max(1, len(labels))))
+        fig.tight_layout(rect=(0, 0.07 * rows_of_legend + 0.02, 1, 1))
+        return save_figure(fig, path, formats)
