@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,19 @@ def load_plain(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only names the offending global in its message; keep the first informative line
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
-                      str(exc).splitlines()[0] if str(exc) else "")
-        raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors are loaded; "
-                         f"{detail[:160]})") from None
+        # weights_only names the global it refused ("Unsupported global: GLOBAL argparse.Namespace ...")
+        refused = re.search(r"GLOBAL (\S+)", str(exc))
+        if refused is None:
+            raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
+        raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors, numbers, lists "
+                         f"and dicts are loaded; it asks for {refused.group(1)})") from None
     except Exception as exc:  # not a torch file, truncated zip, ...
-        raise BenchError(f"{path} cannot be read as a torch file: {str(exc).splitlines()[0][:160]}") from None
+        raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def detect_format(path: Path) -> str:
