@@ -82,7 +82,8 @@ def curves_figure(curves: Curves, path: str | os.PathLike, title: str = "") -> l
             start += len(values)
         ax.set_xlabel("iteration" + (" (segments end to end)" if len(curves.loss_segments) > 1 else ""))
         ax.set_ylabel("matching loss")
-        if min(min(v) for _, v in curves.loss_segments) > 0:
+        low = min(min(v) for _, v in curves.loss_segments)
+        if low > 0 and max(max(v) for _, v in curves.loss_segments) > 20 * low:  # log only for a wide range
             ax.set_yscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
