@@ -5,28 +5,64 @@ Paper-scale runs take arguments after `--`, e.g. `nox -s saturation -- --dataset
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+# uv creates and fills the virtualenvs where it is installed (`pip install "nox[uv]"`), else virtualenv
+nox.options.default_venv_backend = "uv|virtualenv"
 PYTHON = None  # the interpreter nox runs under (README: Python 3.11)
 
 
+@functools.lru_cache(maxsize=1)
+def _pip_settings_for_uv() -> tuple[str, ...]:
+    """pip's configured indexes, find-links and constraints as `uv pip install` flags.
+
+    uv does not read pip's configuration files; without this a machine whose pip is pinned (a local
+    wheel mirror, a constraints file capping torch) would get a different torch from uv than from pip.
+    """
+    try:
+        listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                                text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    flags = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
+             "constraint": "--constraint"}
+    args: list[str] = []
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        flag = flags.get(key.rsplit(".", 1)[-1].strip())
+        for item in value.strip().strip("'\"").split():
+            if flag and [flag, item] not in [args[i:i + 2] for i in range(0, len(args), 2)]:
+                args += [flag, item]
+    return tuple(args)
+
+
 def _install(session: nox.Session, extras: str = "") -> None:
-    # torch/torchvision/timm come from the registry's standard builds via pyproject's dependencies
-    session.install("-e", f".{extras}")
+    # torch/torchvision/timm come from the registry's standard builds via pyproject's dependencies;
+    # under uv, from the same indexes and constraints pip would use
+    settings = _pip_settings_for_uv() if session.venv_backend == "uv" else ()
+    session.install(*settings, "-e", f".{extras}")
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Distill and evaluate on the embedded digits data; table + IPC-saturation figure in results/demo/."""
+    """Distill and evaluate on the embedded digits data into a fresh runs/demo-<time>/, then compare
+    its table with the committed reference results/demo/ cell by cell (one line: agree or where not)."""
     _install(session)
-    # bench/specs/demo-digits.toml: coresets and DM, IPC 1-10, 3 seeds; < 10 min on 2 CPU cores
-    session.run("dasm-bench", "run", "demo-digits", "--out", "results/demo", "--device", "cpu",
+    # a new directory every time: the demo computes every cell, never reads the committed table
+    out = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    # bench/specs/demo-digits.toml: coresets and DM, IPC 1-10, 3 seeds; about 3 min on 2 CPU cores
+    session.run("dasm-bench", "run", "demo-digits", "--out", str(out), "--device", "cpu",
                 *(session.posargs or []))
+    session.run("dasm-bench", "compare", str(out), "results/demo")
 
 
 @nox.session(python=PYTHON)

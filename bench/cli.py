@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="PNG path (default: next to the set)")
     p.add_argument("--decoded", action="store_true", help="show decoded (multi-formation) images")
     p.add_argument("--max-per-class", type=positive_int, default=20)
+    p.add_argument("--curves", action="store_true",
+                   help="plot the matching-loss and validation curves stored in the set's metadata instead")
 
     p = sub.add_parser("grid", help="distill and evaluate a methods x IPC x seeds grid, then plot it")
     p.add_argument("--methods", type=str_list, required=True)
@@ -191,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--seed", type=seed, default=0, help="distillation, evaluation and sampler seed (default: 0)")
     _add_data(p)
+    _add_import_compare(sub)
     return parser
 
 
@@ -281,7 +284,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     protocol_name = args.protocol
     if protocol_name is None:
         method = meta.get("method")
-        cfg_cls = get_method(method).config_cls if method else None
+        cfg_cls = get_method(method).config_cls if method and not meta.get("eval_protocol") else None
         protocol_name = meta.get("eval_protocol") or (getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc")
         protocol_name = reference_protocol(protocol_name, dataset)  # DC on MNIST: dc-aug
     protocol = get_protocol(protocol_name, args.epochs)
@@ -318,6 +321,11 @@ def cmd_show(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.synthetic import SyntheticSet, save_picture
 
+    if args.curves:
+        from bench.curves import show_curves
+
+        show_curves(args.synthetic, args.out)
+        return
     syn = SyntheticSet.load(args.synthetic)
     check_writable(Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png"), "--out")
     meta = syn.metadata
@@ -437,6 +445,58 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 COMMANDS["run"] = cmd_run  # experiment specs (bench/experiment.py)
+
+
+# ----------------------------------------------------------------------------- import, compare
+
+def _add_import_compare(sub) -> None:
+    p = sub.add_parser("import", help="turn a set published by another code base into a synthetic set")
+    p.add_argument("source", help="MTT/DATM/TESLA folder (images_best.pt, labels_best.pt[, lr_best.pt]), "
+                                  "a DC/DSA/DM result .pt, or an image folder (one sub-folder per class)")
+    p.add_argument("--format", default="auto", choices=["auto", "mtt", "dc", "folder"],
+                   help="source format (default: auto-detect)")
+    p.add_argument("--dataset", required=True, help="the dataset the set was distilled from")
+    p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--method", default=None, help="name in results tables (default: imported-<format>)")
+    p.add_argument("--index", type=non_negative_int, default=0, help="which experiment of a DC/DSA/DM result file (default: 0)")
+    p.add_argument("--soft-labels", default="auto", choices=["auto", "probs", "logits"],
+                   help="how stored K x C labels are read (default: probabilities if rows sum to 1, else logits)")
+    p.add_argument("--seed", type=seed, default=None, help="the seed the source used, if known (recorded)")
+    _add_data(p)
+
+    p = sub.add_parser("compare", help="compare a run's results table with a reference one, cell by cell")
+    p.add_argument("run", help="results directory of the run")
+    p.add_argument("reference", help="reference results directory, e.g. results/demo")
+    p.add_argument("--metric", default="acc_last", help="column compared (default: acc_last)")
+    p.add_argument("--k-std", type=positive_float, default=2.0, help="tolerance in reference seed std's (default: 2)")
+    p.add_argument("--k-images", type=positive_float, default=2.0, help="tolerance floor in test images (default: 2)")
+    p.add_argument("--verbose", action="store_true", help="print every cell, then the summary line")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from bench.data import load_dataset
+    from bench.importers import import_set
+    from bench.paths import check_writable
+
+    check_writable(Path(args.out), "--out")  # before any work
+    data = load_dataset(args.dataset, args.data_root, args.download)
+    syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed)
+    path = syn.save(args.out)
+    info = syn.metadata["import"]
+    print(f"imported {len(syn)} images ({info['format']}, {info['labels']} labels, IPC {syn.metadata['ipc']}) "
+          f"from {args.source} to {path}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from bench.compare import compare_main
+
+    code = compare_main(args.run, args.reference, args.metric, args.k_std, args.k_images, args.verbose)
+    if code:
+        raise SystemExit(code)  # 1: the run disagrees with the reference (2 stays "bad input")
+
+
+COMMANDS["import"] = cmd_import    # bench/importers.py
+COMMANDS["compare"] = cmd_compare  # bench/compare.py
 
 
 def main(argv: Sequence[str] | None = None) -> int:

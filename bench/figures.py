@@ -244,7 +244,9 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
                 if cell.empty:
                     continue
                 iv = t_interval(per_seed(cell, metric).values())
-                seconds = float(cell["distill_seconds"].mean())
+                seconds = float(pd.to_numeric(cell["distill_seconds"], errors="coerce").mean())
+                if math.isnan(seconds):  # no timing recorded (imported or hand-made rows)
+                    continue
                 style = method_style(m)
                 if seconds < 0.1:  # selection without training: a reference level, not a point
                     ax.axhline(iv.mean, color=style["color"], lw=0.8, ls=":", label=f"{m} (~0 s)")

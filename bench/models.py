@@ -145,6 +145,28 @@ _CONVNETS = {
     "convnet_w64": {"width": 64},
 }
 
+# Architectures added by users (`register_architecture`): name -> factory(channels, num_classes, image_size).
+_REGISTERED: dict = {}
+
+
+def register_architecture(name: str):
+    """Decorator: make ``factory(channels, num_classes, image_size, **kwargs) -> nn.Module`` an
+    architecture by name, usable wherever ``convnet`` is (``--arch``, specs, cross-architecture tables).
+
+    Example::
+
+        @register_architecture("mlp")
+        def mlp(channels, num_classes, image_size):
+            return nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size ** 2, num_classes))
+    """
+
+    def wrap(factory):
+        _REGISTERED[name.lower()] = factory
+        return factory
+
+    return wrap
+
+
 # Smallest input each timm family handles well; smaller inputs are resized up to this.
 MIN_TIMM_SIZE = 32
 
@@ -160,7 +182,7 @@ def list_architectures(timm_filter: str | None = None) -> list[str]:
     """ConvNet variants plus timm model names (optionally filtered by a wildcard)."""
     import timm
 
-    names = list(_CONVNETS) + list(_VGG11S)
+    names = list(_CONVNETS) + list(_VGG11S) + sorted(_REGISTERED)
     names += timm.list_models(timm_filter) if timm_filter else list(_timm_names())
     return names
 
@@ -181,6 +203,8 @@ def create_model(name: str, channels: int, num_classes: int, image_size: int, **
     resized up for timm models. An unknown name gives a one-line error with close names.
     """
     key = name.lower()
+    if key in _REGISTERED:
+        return _REGISTERED[key](channels, num_classes, image_size, **kwargs)
     if key in _CONVNETS:
         return ConvNet(channels, num_classes, image_size, **{**_CONVNETS[key], **kwargs})
     if key in _VGG11S:
@@ -210,6 +234,6 @@ def create_model(name: str, channels: int, num_classes: int, image_size: int, **
 def model_name_ok(name: str) -> None:
     """Raise the one-line unknown-architecture error early (before any work is done)."""
     key = name.lower()
-    if key in _CONVNETS or key in _VGG11S or key in _timm_names():
+    if key in _CONVNETS or key in _VGG11S or key in _REGISTERED or key in _timm_names():
         return
     create_model(name, 1, 2, 32)

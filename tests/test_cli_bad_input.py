@@ -107,6 +107,17 @@ CASES = [
     ("sweep-lr-factor-small", ["sweep", "--ipc", "1", "--lr-factor", "0.5"], "lr_factor must be >= 1"),
     ("sweep-out-under-file", ["sweep", "--ipc", "1", "--out", "{afile}/s"], "not a directory"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
+    # --- import and compare (issue 14)
+    ("import-missing-source", ["import", "{tmp}/nope", "--dataset", "digits", "--out", "{tmp}/i.safetensors"],
+     "nope"),
+    ("import-pickle-beyond-tensors", ["import", "{afile}", "--format", "dc", "--dataset", "digits",
+                                      "--out", "{tmp}/i.safetensors"], "error"),
+    ("import-out-under-file", ["import", "{set_dir}", "--dataset", "digits", "--out", "{afile}/i.safetensors"],
+     "not a directory"),
+    ("import-index-negative", ["import", "{set_dir}", "--dataset", "digits", "--out", "{tmp}/i.safetensors",
+                               "--index", "-1"], "index"),
+    ("compare-missing-run", ["compare", "{tmp}/nope", "{res_good}"], "nope"),
+    ("compare-k-std-negative", ["compare", "{res_good}", "{res_good}", "--k-std", "-1"], "positive finite"),
 ]
 
 
@@ -154,7 +165,7 @@ def fixtures(tmp_path_factory):
     paths["config_str"] = tmp / "str.json"
     paths["config_str"].write_text('{"config": "abc"}')
 
-    good_res = tmp / "res_good"  # a good table, to show it survives every case untouched
+    good_res = paths["res_good"] = tmp / "res_good"  # a good table: it survives every case untouched
     good = ResultsTable(good_res)
     good.append([{c: (1 if c in ("ipc", "seed", "num_models") else 50.0 if c.startswith("acc")
                       else "x") for c in COLUMNS}])

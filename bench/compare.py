@@ -1,0 +1,156 @@
+"""Compare a fresh run's results table with a reference one, cell by cell, within the noise.
+
+A cell is (method, dataset, ipc, seed, arch, protocol). A cell agrees when
+
+    |acc_run - acc_ref| <= max(k_std x std over the reference's seeds of that (method, ipc, arch,
+                               protocol), k_images test images)
+
+The seed spread is the noise a reader of the reference table already accepts between two seeds;
+the test-image floor keeps a cell whose seeds happen to agree exactly from demanding bit-identical
+training (thread counts, BLAS kernels and CPU instruction sets change the last bits of a float sum,
+and a few hundred SGD steps can turn that into one or two test images). Identical code on the same
+torch build is expected to give differences of zero or a test image or two.
+
+Example::
+
+    report = compare_results("runs/demo-20260101-120000", "results/demo")
+    print(report.line())                 # one line: agree / disagree, and where
+    assert report.agree
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.results import ResultsTable
+
+KEYS = ["method", "dataset", "ipc", "seed", "arch", "protocol"]
+GROUP = ["method", "dataset", "ipc", "arch", "protocol"]  # the seeds of a group give the noise
+
+
+@dataclass
+class CellDiff:
+    key: tuple
+    run: float
+    reference: float
+    tolerance: float
+
+    @property
+    def diff(self) -> float:
+        return self.run - self.reference
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.diff) <= self.tolerance + 1e-9
+
+    def describe(self) -> str:
+        method, _dataset, ipc, seed, arch, protocol = self.key
+        return (f"{method} ipc={ipc} seed={seed} {arch} {protocol}: {self.run:.1f} vs {self.reference:.1f} "
+                f"({self.diff:+.1f}, tol {self.tolerance:.1f})")
+
+
+@dataclass
+class Comparison:
+    """The cell-by-cell outcome; ``line()`` is the one-line summary the demo prints."""
+
+    cells: list[CellDiff]
+    missing: list[tuple] = field(default_factory=list)   # in the reference, not in the run
+    extra: list[tuple] = field(default_factory=list)     # in the run, not in the reference
+    metric: str = "acc_last"
+
+    @property
+    def outside(self) -> list[CellDiff]:
+        return [c for c in self.cells if not c.ok]
+
+    @property
+    def agree(self) -> bool:
+        return bool(self.cells) and not self.outside and not self.missing
+
+    def line(self, shown: int = 3) -> str:
+        n = len(self.cells)
+        biggest = max((abs(c.diff) for c in self.cells), default=0.0)
+        exact = sum(abs(c.diff) < 1e-9 for c in self.cells)
+        head = (f"{n} cells compared on {self.metric} ({exact} identical, largest |diff| {biggest:.2f} points)")
+        if self.agree:
+            return f"agree: all {head}, every one within the noise"
+        parts = []
+        if self.outside:
+            worst = sorted(self.outside, key=lambda c: -abs(c.diff) / max(c.tolerance, 1e-9))
+            more = f" and {len(worst) - shown} more" if len(worst) > shown else ""
+            parts.append(f"{len(worst)} outside the noise: " + "; ".join(c.describe() for c in worst[:shown]) + more)
+        if self.missing:
+            parts.append(f"{len(self.missing)} reference cells missing from the run (e.g. {_fmt(self.missing[0])})")
+        if not self.cells:
+            parts.append("no cell in common")
+        return f"DISAGREE: {head}; " + "; ".join(parts)
+
+
+def _fmt(key: tuple) -> str:
+    return " ".join(f"{k}={v}" for k, v in zip(KEYS, key))
+
+
+def _load(directory: str | os.PathLike, what: str) -> pd.DataFrame:
+    table = ResultsTable(directory)
+    if not table.exists():
+        raise BenchError(f"no results table in {directory} ({what}; expected {table.parquet.name} "
+                         f"or {table.cells.name}/)")
+    df = table.load()
+    lacking = [c for c in KEYS if c not in df.columns]
+    if lacking:
+        raise BenchError(f"results table in {directory} lacks the columns {lacking}")
+    return df
+
+
+def _test_size(dataset: str) -> int | None:
+    """How many test images the dataset has (None when it cannot be loaded here)."""
+    from bench.data import load_dataset
+
+    try:
+        return len(load_dataset(dataset).test.labels)
+    except Exception:  # a real dataset not on this machine: fall back to the seed spread alone
+        return None
+
+
+def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric: str = "acc_last",
+                    k_std: float = 2.0, k_images: float = 2.0, test_sizes: dict[str, int] | None = None
+                    ) -> Comparison:
+    """Match the two tables on (method, dataset, ipc, seed, arch, protocol) and test each common cell.
+
+    ``test_sizes`` maps a dataset to its test-set size (loaded when not given)."""
+    ran, ref = _load(run, "the run"), _load(reference, "the reference")
+    if metric not in ran.columns or metric not in ref.columns:
+        raise BenchError(f"metric {metric!r} is not a column of both tables")
+    # a rerun may hold a cell twice (e.g. another num_models): compare means
+    ran_cells = ran.groupby(KEYS, dropna=False)[metric].mean()
+    ref_cells = ref.groupby(KEYS, dropna=False)[metric].mean()
+    spread = ref.groupby(GROUP, dropna=False)[metric].std().fillna(0.0)
+    sizes = dict(test_sizes or {})
+    cells = []
+    for key in ref_cells.index.intersection(ran_cells.index):
+        dataset = key[1]
+        if dataset not in sizes:
+            sizes[dataset] = _test_size(dataset)
+        floor = 100.0 * k_images / sizes[dataset] if sizes[dataset] else 0.0
+        noise = float(spread.get(tuple(key[i] for i in (0, 1, 2, 4, 5)), 0.0))
+        cells.append(CellDiff(tuple(key), float(ran_cells[key]), float(ref_cells[key]), max(k_std * noise, floor)))
+    missing = [tuple(k) for k in ref_cells.index.difference(ran_cells.index)]
+    extra = [tuple(k) for k in ran_cells.index.difference(ref_cells.index)]
+    return Comparison(sorted(cells, key=lambda c: tuple(map(str, c.key))), missing, extra, metric)
+
+
+def compare_main(run: str, reference: str, metric: str = "acc_last", k_std: float = 2.0,
+                 k_images: float = 2.0, verbose: bool = False) -> int:
+    """The `dasm-bench compare` command: prints one line; 0 when the run agrees, 1 when not."""
+    report = compare_results(run, reference, metric, k_std, k_images)
+    if verbose:
+        for c in report.cells:
+            print(("  ok   " if c.ok else "  FAIL ") + c.describe())
+        for k in report.missing:
+            print(f"  missing {_fmt(k)}")
+    print(report.line())
+    return 0 if report.agree else 1
+

@@ -1,0 +1,256 @@
+"""Bring distilled sets published by other code bases into the synthetic-set format.
+
+Three source formats:
+
+- ``mtt``: MTT / DATM / TESLA save directories: ``images_best.pt`` (K,C,H,W in the dataset's
+  normalised space), ``labels_best.pt`` (hard int labels, or DATM's learned soft labels K,C) and
+  optionally ``lr_best.pt`` (the learned evaluation learning rate, a float or 0-d tensor);
+- ``dc``: the result files of the DC/DSA/DM reference code (VICO-UoE/DatasetCondensation,
+  main.py / main_DM.py): ``{'data': [[image_syn, label_syn], ...], 'accs_all_exps': {...}}``, one
+  pair per experiment;
+- ``folder``: an image folder, one sub-folder per class (PNG/JPEG), as DD-Ranking accepts; pixels are
+  scaled to [0, 1] and normalised with the dataset's mean and std.
+
+Every ``.pt`` file is read with ``torch.load(weights_only=True)``: tensors, numbers, lists and dicts
+only, so a file cannot run code; one that needs more pickle than that is refused with a one-line
+error. The imported set records its provenance (source format, paths, sha256 of every input file,
+date) in ``metadata["import"]``.
+
+Example::
+
+    syn = import_set("runs/datm-cifar10-ipc10", "cifar10", fmt="mtt")
+    syn.save("datm-cifar10-ipc10.safetensors")     # then: dasm-bench evaluate datm-cifar10-ipc10.safetensors
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench.data import Dataset
+from bench.errors import BenchError
+from bench.synthetic import SyntheticSet
+
+FORMATS = ("auto", "mtt", "dc", "folder")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# the protocol a source's sets are evaluated with unless told otherwise (as `dasm-bench evaluate` does for ours)
+_PROTOCOL = {"mtt": "dc", "dc": "dc", "folder": "dc"}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_plain(path: Path) -> Any:
+    """``torch.load`` restricted to tensors and plain containers; anything else is a BenchError."""
+    import pickle
+
+    if not path.is_file():
+        raise BenchError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only names the global it refused ("Unsupported global: GLOBAL argparse.Namespace ...")
+        refused = re.search(r"GLOBAL (\S+)", str(exc))
+        if refused is None:
+            raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
+        raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors, numbers, lists "
+                         f"and dicts are loaded; it asks for {refused.group(1)})") from None
+    except Exception as exc:  # not a torch file, truncated zip, ...
+        raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "mtt" if (path / "images_best.pt").is_file() else "folder"
+    if path.name == "images_best.pt":
+        return "mtt"
+    if path.suffix == ".pt":
+        return "dc"
+    raise BenchError(f"cannot tell the format of {path}; pass --format mtt|dc|folder")
+
+
+def _tensor(value: Any, what: str, path: Path) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise BenchError(f"{path}: {what} is a {type(value).__name__}, expected a tensor")
+    return value.detach().cpu()
+
+
+def _labels(raw: Tensor, k: int, num_classes: int, soft: str, path: Path) -> tuple[Tensor, str]:
+    """Hard labels as int64; soft (K,C) labels kept soft, as probabilities (logits go through softmax)."""
+    if raw.ndim == 1:
+        if raw.is_floating_point():
+            if not torch.equal(raw, raw.round()):
+                raise BenchError(f"{path}: 1-d labels must be class indices, got fractional values")
+        labels = raw.long()
+        if len(labels) != k:
+            raise BenchError(f"{path}: {len(labels)} labels for {k} images")
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise BenchError(f"{path}: labels outside 0..{num_classes - 1}")
+        return labels, "hard"
+    if raw.ndim != 2 or raw.shape != (k, num_classes):
+        raise BenchError(f"{path}: labels of shape {tuple(raw.shape)} fit neither {k} hard labels "
+                         f"nor {k}x{num_classes} soft labels")
+    raw = raw.float()
+    if not torch.isfinite(raw).all():
+        raise BenchError(f"{path}: soft labels contain NaN or inf")
+    is_probs = bool((raw >= 0).all() and torch.allclose(raw.sum(1), torch.ones(k), atol=1e-3))
+    if soft == "probs" and not is_probs:
+        raise BenchError(f"{path}: --soft-labels probs, but the rows are not probability vectors")
+    if soft == "logits" or (soft == "auto" and not is_probs):
+        # DATM learns its labels as logits; our soft labels are probability rows (cross entropy targets)
+        return torch.softmax(raw, 1), "soft (softmax of stored logits)"
+    return raw / raw.sum(1, keepdim=True), "soft (probabilities)"
+
+
+def _read_mtt(path: Path) -> tuple[Tensor, Tensor, float | None, list[Path]]:
+    folder = path if path.is_dir() else path.parent
+    images_file, labels_file, lr_file = (folder / f"{n}_best.pt" for n in ("images", "labels", "lr"))
+    images = _tensor(load_plain(images_file), "images_best.pt", images_file)
+    labels = _tensor(load_plain(labels_file), "labels_best.pt", labels_file)
+    inputs = [images_file, labels_file]
+    lr = None
+    if lr_file.is_file():
+        value = load_plain(lr_file)
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = float(value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise BenchError(f"{lr_file}: expected a positive learning rate, got {value!r}")
+        lr = float(value)
+        inputs.append(lr_file)
+    return images, labels, lr, inputs
+
+
+def _read_dc(path: Path, index: int) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    raw = load_plain(path)
+    if not isinstance(raw, dict) or "data" not in raw:
+        raise BenchError(f"{path}: expected a DC/DSA/DM result dict with a 'data' entry")
+    runs = raw["data"]
+    if not isinstance(runs, (list, tuple)) or not runs:
+        raise BenchError(f"{path}: 'data' holds no [images, labels] pair")
+    if not -len(runs) <= index < len(runs):
+        raise BenchError(f"{path}: --index {index} out of range ({len(runs)} experiments stored)")
+    pair = runs[index]
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise BenchError(f"{path}: data[{index}] is not an [images, labels] pair")
+    extra: dict[str, Any] = {"experiment_index": index, "experiments_stored": len(runs)}
+    accs = raw.get("accs_all_exps")
+    if isinstance(accs, dict):  # the reference code's own accuracies, kept for comparison
+        extra["reported_accuracies"] = {str(k): [float(a) for a in v] for k, v in accs.items()
+                                        if isinstance(v, (list, tuple)) and all(isinstance(a, (int, float)) for a in v)}
+    return _tensor(pair[0], "data[i][0]", path), _tensor(pair[1], "data[i][1]", path), extra
+
+
+def _class_index(folder_names: list[str], data: Dataset) -> dict[str, int]:
+    """Sub-folder -> class: the dataset's class names, else integer names, else sorted order."""
+    names = {n: i for i, n in enumerate(data.class_names)}
+    if all(f in names for f in folder_names):
+        return {f: names[f] for f in folder_names}
+    if all(f.isdigit() for f in folder_names):
+        mapping = {f: int(f) for f in folder_names}
+    else:
+        mapping = {f: i for i, f in enumerate(sorted(folder_names))}
+    if max(mapping.values()) >= data.num_classes:
+        raise BenchError(f"{len(folder_names)} class folders do not fit the {data.num_classes} classes of {data.name}")
+    return mapping
+
+
+def _read_folder(path: Path, data: Dataset) -> tuple[Tensor, Tensor, list[Path], dict[str, int]]:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_dir():
+        raise BenchError(f"image folder {path} does not exist")
+    subdirs = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not subdirs:
+        raise BenchError(f"{path} has no class sub-folders")
+    mapping = _class_index(subdirs, data)
+    mode = "L" if data.channels == 1 else "RGB"
+    images, labels, files = [], [], []
+    for sub in subdirs:
+        for f in sorted((path / sub).iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as exc:
+                raise BenchError(f"{f} is not a readable image ({str(exc).splitlines()[0][:80]})") from None
+            if arr.shape[:2] != (data.image_size, data.image_size):
+                raise BenchError(f"{f} is {arr.shape[1]}x{arr.shape[0]}, {data.name} images are "
+                                 f"{data.image_size}x{data.image_size} (no silent resize)")
+            images.append(torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()))
+            labels.append(mapping[sub])
+            files.append(f)
+    if not images:
+        raise BenchError(f"{path} holds no PNG or JPEG image in its class folders")
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    return (torch.stack(images) - mean) / std, torch.tensor(labels, dtype=torch.long), files, mapping
+
+
+def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method: str | None = None,
+               index: int = 0, soft_labels: str = "auto", seed: int | None = None) -> SyntheticSet:
+    """Read a published set into a :class:`SyntheticSet` for ``data`` (validated against its shape)."""
+    from bench.evaluation import check_compatible
+    from bench.registry import config_hash
+    from bench.version import code_version
+
+    source = Path(path)
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown import format {fmt!r}; known: {', '.join(FORMATS[1:])}")
+    if not source.exists():
+        raise BenchError(f"{source} does not exist")
+    fmt = detect_format(source) if fmt == "auto" else fmt
+    extra: dict[str, Any] = {}
+    lr = None
+    if fmt == "mtt":
+        images, raw_labels, lr, inputs = _read_mtt(source)
+    elif fmt == "dc":
+        images, raw_labels, extra = _read_dc(source, index)
+        inputs = [source]
+    else:
+        images, raw_labels, inputs, mapping = _read_folder(source, data)
+        extra["class_folders"] = mapping
+    if images.ndim != 4:
+        raise BenchError(f"{source}: images must be K,C,H,W, got shape {tuple(images.shape)}")
+    images = images.float()
+    labels, label_kind = _labels(raw_labels, len(images), data.num_classes, soft_labels, source)
+    hard = labels if labels.ndim == 1 else labels.argmax(1)
+    counts = torch.bincount(hard, minlength=data.num_classes).tolist()
+    ipc = counts[0] if len(set(counts)) == 1 else None
+    digests = {str(p): sha256_file(p) for p in inputs}
+    name = method or f"imported-{fmt}"
+    provenance = {"format": fmt, "source": str(source), "inputs": digests, "labels": label_kind,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "per_class_counts": counts, **extra}
+    metadata: dict[str, Any] = {
+        "method": name, "dataset": data.name, "ipc": ipc, "seed": seed, "import": provenance,
+        "config": {"import_format": fmt, "inputs": sorted(digests.values())},
+        "config_hash": config_hash({"method": name, "dataset": data.name, "inputs": sorted(digests.values()),
+                                    "index": index, "labels": label_kind}),
+        "code_version": code_version(), "seconds": 0.0,
+        "eval_protocol": "mtt" if lr is not None else _PROTOCOL[fmt],
+        "image_size": data.image_size, "channels": data.channels, "num_classes": data.num_classes,
+    }
+    if lr is not None:
+        metadata["syn_lr"] = lr  # the `mtt` protocol trains at the set's learned learning rate
+    syn = SyntheticSet(images.contiguous(), labels.contiguous(), metadata=metadata)
+    check_compatible(syn, data)
+    return syn
