@@ -30,7 +30,8 @@ def timed(argv: list[str], pythonpath: str | None) -> tuple[float, float]:
         env["PYTHONPATH"] = pythonpath
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, env=env, capture_output=True, check=False)
+    # run from the checkout: `python -m` puts the working directory ahead of PYTHONPATH
+    subprocess.run(argv, env=env, capture_output=True, check=False, cwd=pythonpath)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
