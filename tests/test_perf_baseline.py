@@ -12,13 +12,15 @@ _spec.loader.exec_module(perf)
 
 
 def test_ratios_flag_only_what_is_slower_than_the_threshold():
-    current = {"a": {"median_s": 2.6}, "b": {"median_s": 1.0}, "c": {"median_s": 0.5}, "new": {"median_s": 1.0}}
-    baseline = {"a": {"median_s": 2.0}, "b": {"median_s": 1.0}, "c": {"median_s": 1.0}}
+    current = {"a": {"median_s": 2.6}, "b": {"median_s": 1.0}, "c": {"median_s": 0.5}, "new": {"median_s": 1.0},
+               "once": {"median_s": 9.0, "rounds": 1}}
+    baseline = {"a": {"median_s": 2.0}, "b": {"median_s": 1.0}, "c": {"median_s": 1.0}, "once": {"median_s": 1.0}}
     rows = {r[0]: r for r in perf.compare(current, baseline)}
     assert rows["a"][3] == 1.3 and rows["b"][3] == 1.0 and rows["c"][3] == 0.5 and rows["new"][3] is None
     lines = {line.split()[0]: line for line in perf.format_table(list(rows.values()))[1:]}
     assert "SLOWER" in lines["a"] and "SLOWER" not in lines["b"] and "faster" in lines["c"]
     assert lines["new"].rstrip().endswith("new")
+    assert "SLOWER" not in lines["once"] and "indicative" in lines["once"]     # one round: shown, not flagged
 
 
 def test_update_keeps_benchmarks_not_run(tmp_path):

@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,7 +181,8 @@ def test_cli_startup(benchmark, case):
     argv = [sys.executable, "-c", "import torch"] if case == "import-torch" else \
         [sys.executable, "-m", "bench.cli", *CLI[case]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "bench.cli", "list"], env=env, capture_output=True)  # fills caches
-    proc = benchmark.pedantic(subprocess.run, args=(argv,), kwargs={"env": env, "capture_output": True},
+    root = Path(__file__).resolve().parents[2]  # `python -m` imports this checkout's bench from the cwd
+    subprocess.run([sys.executable, "-m", "bench.cli", "list"], env=env, capture_output=True, cwd=root)  # caches
+    proc = benchmark.pedantic(subprocess.run, args=(argv,), kwargs={"env": env, "capture_output": True, "cwd": root},
                               rounds=5, iterations=1, warmup_rounds=1)
     assert proc.returncode == (2 if case == "unknown-method" else 0), proc.stderr
