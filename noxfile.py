@@ -91,9 +91,13 @@ def plots(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Speed and memory benchmarks (pytest-benchmark)."""
+    """Speed and memory benchmarks (pytest-benchmark); prints each median's ratio to results/perf/baseline.json.
+
+    `-- --update-baseline --perf-note "quiet 2-core machine"` rewrites the baseline from this run;
+    `-- -k matching` runs a subset; `-- -m "not slow"` skips the long memory/10k-append benchmarks."""
     _install(session, "[test]")
-    session.run("pytest", "tests/benchmarks", "--benchmark-enable", "-m", "", "-q", *session.posargs)
+    session.run("pytest", "tests/benchmarks", "--benchmark-enable", "-m", "", "-q",
+                "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name", *session.posargs)
 
 
 def _spec_and_args(session: nox.Session, kind: str) -> tuple[str, list[str]]:

@@ -202,12 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace) -> None:
     from bench.data import list_datasets
     from bench.models import list_architectures
-    from bench.registry import list_methods
+    from bench.registry import method_summaries
 
     if args.what in ("methods", "all"):
         print("methods:")
-        for name, spec in list_methods().items():
-            print(f"  {name:<14} {spec.kind:<9} {spec.description}")
+        for name, (kind, description) in method_summaries().items():  # read from source: no method imports
+            print(f"  {name:<14} {kind:<9} {description}")
     if args.what in ("datasets", "all"):
         print("datasets:")
         for name, desc in list_datasets().items():
@@ -525,8 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "no_verify_checksums", False):
         os.environ[VERIFY_ENV] = "0"
     try:
-        _check_torchvision()
-        COMMANDS[args.command](args)
+        try:
+            COMMANDS[args.command](args)
+        except (BenchError, KeyboardInterrupt):
+            raise
+        except Exception:
+            # checked only after a failure: importing torchvision up front costs seconds of start-up
+            # that `list` and bad-input errors never use; a mismatched build fails here in one line
+            _check_torchvision()
+            raise
     except BenchError as exc:
         print(f"error: {_first_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,8 +11,13 @@ Example::
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import functools
+import importlib.metadata
+import importlib.util
 import math
+import os
+from pathlib import Path
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -171,19 +176,48 @@ def register_architecture(name: str):
 MIN_TIMM_SIZE = 32
 
 
+def _timm_names_cache() -> Path | None:
+    """Where this timm install's model names are cached: importing timm (and with it torchvision and
+    torch._dynamo) only to list or check names costs seconds of start-up. Keyed by timm's version and
+    the mtime of its models folder, so an upgrade or a changed install reads fresh names."""
+    try:
+        spec = importlib.util.find_spec("timm")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        registry = Path(next(iter(spec.submodule_search_locations))) / "models"  # a model file added or removed
+        key = f"{importlib.metadata.version('timm')}-{registry.stat().st_mtime_ns}"
+    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+    root = os.environ.get("DASM_CACHE") or os.path.join("~", ".cache", "dasm-bench")
+    return Path(root).expanduser() / f"timm-models-{key}.txt"
+
+
 @functools.lru_cache(maxsize=1)
 def _timm_names() -> tuple[str, ...]:
+    cache = _timm_names_cache()
+    if cache is not None and cache.is_file():
+        names = tuple(cache.read_text(encoding="utf-8").split())
+        if names:
+            return names
     import timm
 
-    return tuple(timm.list_models())
+    names = tuple(timm.list_models())
+    if cache is not None:
+        from bench.synthetic import write_atomically
+
+        try:
+            write_atomically(cache, "\n".join(names) + "\n")
+        except OSError:
+            pass  # a read-only home only costs the next start-up the import
+    return names
 
 
 def list_architectures(timm_filter: str | None = None) -> list[str]:
-    """ConvNet variants plus timm model names (optionally filtered by a wildcard)."""
-    import timm
-
+    """ConvNet variants, registered architectures and timm model names (optionally filtered by a
+    wildcard, as timm's ``list_models(filter)``: fnmatch over the sorted names)."""
     names = list(_CONVNETS) + list(_VGG11S) + sorted(_REGISTERED)
-    names += timm.list_models(timm_filter) if timm_filter else list(_timm_names())
+    timm_names = _timm_names()
+    names += fnmatch.filter(timm_names, timm_filter) if timm_filter else list(timm_names)
     return names
 
 

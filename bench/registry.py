@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from bench.data import Dataset
 from bench.errors import BenchError
+from bench.method_index import BUILTIN_PACKAGES, builtin_method_index
 from bench.synthetic import SyntheticSet
 from bench.version import code_version
 
@@ -148,7 +149,7 @@ def register_method(name: str, config_cls: type, kind: str = "matching", descrip
 
 def _import_builtin_methods() -> None:
     # Every module of these packages registers its method on import: adding a method is adding a file.
-    for pkg_name in ("baselines", "dasm"):
+    for pkg_name in BUILTIN_PACKAGES:
         try:
             pkg = importlib.import_module(pkg_name)
         except ModuleNotFoundError:
@@ -158,17 +159,39 @@ def _import_builtin_methods() -> None:
                 importlib.import_module(f"{pkg_name}.{mod.name}")
 
 
+def _import_defining_module(name: str) -> None:
+    """Import only what registers ``name`` (start-up: a method module pulls in the training stack)."""
+    index = builtin_method_index()
+    for module in index.opaque_modules:
+        importlib.import_module(module)
+    if name not in _METHODS and name in index.methods:
+        importlib.import_module(index.methods[name].module)
+
+
 def list_methods() -> dict[str, MethodSpec]:
     _import_builtin_methods()
     return dict(sorted(_METHODS.items()))
 
 
+def method_summaries() -> dict[str, tuple[str, str]]:
+    """``name -> (kind, description)`` of every method, without importing the method modules
+    (what ``dasm-bench list`` prints)."""
+    index = builtin_method_index()
+    for module in index.opaque_modules:
+        importlib.import_module(module)
+    out = {name: (info.kind, info.description) for name, info in index.methods.items()}
+    out.update((name, (spec.kind, spec.description)) for name, spec in _METHODS.items())
+    return dict(sorted(out.items()))
+
+
 def get_method(name: str) -> MethodSpec:
     """The registered method called ``name``; unknown names give a one-line error with close names."""
-    _import_builtin_methods()
     if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_METHODS))}"
+        _import_defining_module(name)
+    if name not in _METHODS:
+        known = set(_METHODS) | set(builtin_method_index().methods)
+        close = difflib.get_close_matches(name, sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(known))}"
         raise BenchError(f"unknown method {name!r}{hint}")
     return _METHODS[name]
 
