@@ -179,7 +179,8 @@ def gradient_matching(request: DistillRequest, config: DCConfig) -> SyntheticSet
 
 
 @register_method("dc", DCConfig, kind="matching",
-                 description="DC: per-class gradient matching (Zhao et al., ICLR 2021)")
+                 description="DC: per-class gradient matching (Zhao et al., ICLR 2021)",
+                 budget_fields=("iterations",))  # outer/inner loops are per-IPC structure, not budget
 def dc(request: DistillRequest, config: DCConfig) -> SyntheticSet:
     """Dataset Condensation with gradient matching.
 
@@ -191,7 +192,8 @@ def dc(request: DistillRequest, config: DCConfig) -> SyntheticSet:
 
 
 @register_method("dsa", DSAConfig, kind="matching",
-                 description="DSA: gradient matching with siamese augmentation (Zhao & Bilen, ICML 2021)")
+                 description="DSA: gradient matching with siamese augmentation (Zhao & Bilen, ICML 2021)",
+                 budget_fields=("iterations",))
 def dsa(request: DistillRequest, config: DSAConfig) -> SyntheticSet:
     """Dataset Condensation with Differentiable Siamese Augmentation.
 

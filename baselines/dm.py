@@ -204,7 +204,8 @@ def _dsa_for(request: DistillRequest, config: DMConfig) -> DSA | None:
 # ----------------------------------------------------------------------------- the method
 
 @register_method("dm", DMConfig, kind="matching",
-                 description="distribution matching: mean ConvNet embeddings of random nets (Zhao & Bilen)")
+                 description="distribution matching: mean ConvNet embeddings of random nets (Zhao & Bilen)",
+                 budget_fields=("iterations",))
 def distribution_matching(request: DistillRequest, config: DMConfig) -> SyntheticSet:
     """Learn ``ipc`` images per class whose mean random-ConvNet embedding matches the real one.
 

@@ -87,20 +87,32 @@ class MethodSpec:
     config_cls: type
     kind: str           # "coreset", "matching" or "dasm"
     description: str
+    # int config fields that set the distillation budget, scaled together by a budget ladder
+    # (bench.budget_curves); None: the method has no budget to scale (coresets)
+    budget_fields: tuple[str, ...] | None = None
 
 
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, config_cls: type, kind: str = "matching",
-                    description: str = "") -> Callable[[Distiller], Distiller]:
-    """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``."""
+def register_method(name: str, config_cls: type, kind: str = "matching", description: str = "",
+                    budget_fields: tuple[str, ...] | None = None) -> Callable[[Distiller], Distiller]:
+    """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``.
+
+    ``budget_fields``: the config's int fields that set how long it distills (``("iterations",)``);
+    a budget ladder multiplies them together."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config of {name!r} must be a dataclass")
 
     def wrap(fn: Distiller) -> Distiller:
         doc = description or (fn.__doc__ or name).strip().splitlines()[0]
-        _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc)
+        if budget_fields is not None:
+            names = {f.name for f in dataclasses.fields(config_cls)}
+            missing = [f for f in budget_fields if f not in names]
+            if missing:
+                raise TypeError(f"budget field(s) {missing} of {name!r} are not fields of {config_cls.__name__}")
+        _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc,
+                                    tuple(budget_fields) if budget_fields is not None else None)
         return fn
 
     return wrap
