@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -237,7 +238,7 @@ def projected_seconds(spec: BudgetSpec, out: Path, done_rung: int, next_rung: in
         for ipc in spec.ipcs:
             for key in cell_keys(spec, method, ipc, done_rung).values():
                 if key in df.index:
-                    row = df.loc[key]
+                    row = df.loc[key].fillna(0.0)  # a row without timings projects nothing
                     total += float(row["distill_seconds"]) * next_rung / done_rung + float(row["eval_seconds"])
     return total
 
@@ -270,7 +271,7 @@ def choose_rung(points: Sequence[tuple[int, float, float]]) -> tuple[int, str]:
         choose_rung([(1, 80.0, 1.0), (2, 85.0, 0.5), (4, 85.3, 0.5)])   # (2, "")
     """
     pts = sorted(points)
-    best_rung, best, best_hw = max(pts, key=lambda p: (p[1], -p[0]))
+    _, best, best_hw = max(pts, key=lambda p: (p[1], -p[0]))
     chosen = next(r for r, m, hw in pts if m >= best - WITHIN_POINTS or abs(best - m) <= hw + best_hw)
     if chosen != pts[-1][0]:
         return chosen, ""
