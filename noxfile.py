@@ -147,3 +147,17 @@ def sweep(session: nox.Session) -> None:
     if not any(a == "--ipc" or a.startswith("--ipc=") for a in args):
         args = ["--ipc", "10", *args]
     session.run("dasm-bench", "sweep", *args)
+
+
+@nox.session(python=PYTHON)
+def budget(session: nox.Session) -> None:
+    """Budget curves on digits: dc, dm, idc, mtt, dasm (base idc) at x1..x8 their CPU budget, IPC 10
+    and 50, 3 seeds, into results/digits/budget/; resumes. Arguments after `--` replace these defaults
+    one by one (e.g. `-- --max-hours 3 --rungs 1,2,4,8,16 --workers 2`)."""
+    _install(session)
+    defaults = {"--methods": "dc,dm,idc,mtt,dasm", "--dataset": "digits", "--ipc": "10,50", "--seeds": "0,1,2",
+                "--rungs": "1,2,4,8", "--epochs": "200", "--models": "1", "--out": "results/digits/budget",
+                "--max-hours": "4"}  # evaluation as ipc-saturation-digits: 200 epochs, 1 model per set
+    given = {a.split("=", 1)[0] for a in session.posargs if a.startswith("--")}
+    args = [x for k, v in defaults.items() if k not in given for x in (k, v)]
+    session.run("dasm-bench", "budget", "--set", "dasm.base=idc", *args, *session.posargs)

@@ -180,7 +180,8 @@ def gradient_matching(request: DistillRequest, config: DCConfig) -> SyntheticSet
 
 @register_method("dc", DCConfig, kind="matching",
                  description="DC: per-class gradient matching (Zhao et al., ICLR 2021)",
-                 order=20, colour="#0072B2", marker="o")
+                 order=20, colour="#0072B2", marker="o",
+                 budget_fields=("iterations",))  # outer/inner loops are per-IPC structure, not budget
 def dc(request: DistillRequest, config: DCConfig) -> SyntheticSet:
     """Dataset Condensation with gradient matching.
 
@@ -193,7 +194,8 @@ def dc(request: DistillRequest, config: DCConfig) -> SyntheticSet:
 
 @register_method("dsa", DSAConfig, kind="matching",
                  description="DSA: gradient matching with siamese augmentation (Zhao & Bilen, ICML 2021)",
-                 order=21, colour="#56B4E9", marker="D")
+                 order=21, colour="#56B4E9", marker="D",
+                 budget_fields=("iterations",))
 def dsa(request: DistillRequest, config: DSAConfig) -> SyntheticSet:
     """Dataset Condensation with Differentiable Siamese Augmentation.
 

@@ -190,7 +190,10 @@ def _pixel_affine(data: Dataset, device: torch.device) -> tuple[Tensor, Tensor]:
 
 @register_method("idc", IDCConfig, kind="matching",
                  description="IDC: gradient matching with multi-formation (Kim et al., ICML 2022)",
-                 order=23, colour="#E69F00", marker="P")
+                 order=23, colour="#E69F00", marker="P",
+                 # outer iterations (reference niter*100 // inner_loop); inner_loop is the per-network
+                 # step count and stays: scaling it too would square the budget
+                 budget_fields=("iterations",))
 def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
     """Distill ``ipc`` stored images per class, each decoding to ``factor^2`` training images.
 

@@ -337,7 +337,10 @@ def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_class
 
 @register_method("mtt", MTTConfig, kind="matching",
                  description="trajectory matching against expert training trajectories (MTT)",
-                 order=24, colour="#CC79A7", marker="*")
+                 order=24, colour="#CC79A7", marker="*",
+                 # expansion_iterations scales with iterations so DATM's window growth keeps its shape;
+                 # expert_epochs is the matched span (a method setting) and the expert buffer a one-off cache
+                 budget_fields=("iterations", "expansion_iterations"))
 def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching expert trajectories.
 

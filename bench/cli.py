@@ -11,6 +11,7 @@ Examples::
     dasm-bench grid --methods random,herding --dataset digits --ipc 1,10 --seeds 0,1,2 --out results/mine
     dasm-bench sweep --dataset digits --ipc 10 --base dm --trials 20 --set base_overrides=iterations=50
     dasm-bench run cross-arch-digits --workers 2          # an experiment spec (bench/specs/*.toml)
+    dasm-bench budget --methods dm,idc --ipc 10 --seeds 0,1,2 --rungs 1,2,4 --out results/digits/budget
 """
 
 from __future__ import annotations
@@ -129,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=positive_int, default=5)
     p.add_argument("--full-data-epochs", type=positive_int, default=None,
                    help="epochs of the full-data reference line")
+    p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("--device", default="auto")
+    _add_data(p)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("budget", help="budget curves: each method at x1, x2, x4, ... its distillation budget")
+    p.add_argument("--methods", type=str_list, required=True, help="methods with a budget, e.g. dc,dm,idc,mtt,dasm")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--ipc", type=int_list, required=True)
+    p.add_argument("--seeds", type=seed_list, default=[0])
+    p.add_argument("--rungs", type=int_list, default=[1, 2, 4, 8], help="budget multipliers (default: 1,2,4,8)")
+    p.add_argument("--protocol", default="own", help="evaluation protocol (default: own = each method's)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the protocol's epochs")
+    p.add_argument("--models", type=positive_int, default=5, help="fresh models per set (default: 5)")
+    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
+                   help="set a method's x1 config field, e.g. dasm.base=idc or dm.iterations=100 (repeatable)")
+    p.add_argument("--max-hours", type=positive_float, default=None, help="start no rung projected to end after H hours")
+    p.add_argument("--workers", type=positive_int, default=1, help="tasks at once (default: 1; more share the CPU "
+                                                         "and inflate the measured seconds)")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--device", default="auto")
     _add_data(p)
@@ -416,8 +436,28 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     run_sweep(spec)
 
 
+def cmd_budget(args: argparse.Namespace) -> None:
+    from bench.budget_curves import BudgetSpec, run_budget
+    from bench.errors import BenchError
+    from bench.paths import check_writable
+
+    check_writable(args.out, "--out", directory=True)  # before any compute
+
+    overrides: dict[str, dict[str, str]] = {}
+    for key, value in _parse_sets(args.set).items():
+        method, dot, name = key.partition(".")
+        if not dot or not method or not name:
+            raise BenchError(f"--set expects METHOD.KEY=VALUE, got {key}={value}")
+        overrides.setdefault(method, {})[name] = value
+    spec = BudgetSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, rungs=args.rungs,
+                      protocol="default" if args.protocol == "own" else args.protocol, epochs=args.epochs,
+                      num_models=args.models, overrides=overrides, max_hours=args.max_hours,
+                      data_root=args.data_root, download=args.download)
+    run_budget(spec, args.out, args.device, workers=args.workers, progress=not args.no_progress)
+
+
 COMMANDS = {"list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, "show": cmd_show,
-            "grid": cmd_grid, "plot": cmd_plot, "sweep": cmd_sweep}
+            "grid": cmd_grid, "plot": cmd_plot, "sweep": cmd_sweep, "budget": cmd_budget}
 
 
 def cmd_run(args: argparse.Namespace) -> None:

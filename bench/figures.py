@@ -260,6 +260,9 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
             ax.set_xlabel("seconds per set")
         axes[0][0].set_ylabel("test accuracy (%)")
         handles, labels = axes[0][-1].get_legend_handles_labels()
+        if not labels:  # no row recorded a distillation time: nothing to draw
+            plt.close(fig)
+            return []
         fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02))
         if title:
             fig.suptitle(f"accuracy (95% CI) against distillation time; {title}", fontsize=8)

@@ -122,6 +122,9 @@ class MethodSpec:
     def protocol(self) -> str:
         """The method's own evaluation protocol (its config's ``eval_protocol``, else ``dc``)."""
         return str(getattr(self.config_cls, "eval_protocol", "dc") or "dc")
+    # int config fields that set the distillation budget, scaled together by a budget ladder
+    # (bench.budget_curves); None: the method has no budget to scale (coresets)
+    budget_fields: tuple[str, ...] | None = None
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -132,16 +135,26 @@ _GROUPS = {"coreset": "coresets", "matching": "matchers", "dasm": "dasm"}
 
 def register_method(name: str, config_cls: type, kind: str = "matching", description: str = "",
                     group: str | None = None, order: int = 1000, colour: str = "",
-                    marker: str = "o") -> Callable[[Distiller], Distiller]:
+                    marker: str = "o",
+                    budget_fields: tuple[str, ...] | None = None) -> Callable[[Distiller], Distiller]:
     """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``; ``group``
-    (default: from ``kind``), ``order``, ``colour`` and ``marker`` say how reports show it."""
+    (default: from ``kind``), ``order``, ``colour`` and ``marker`` say how reports show it.
+
+    ``budget_fields``: the config's int fields that set how long it distills (``("iterations",)``);
+    a budget ladder (:mod:`bench.budget_curves`) multiplies them together."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config of {name!r} must be a dataclass")
 
     def wrap(fn: Distiller) -> Distiller:
         doc = description or (fn.__doc__ or name).strip().splitlines()[0]
+        if budget_fields is not None:
+            names = {f.name for f in dataclasses.fields(config_cls)}
+            missing = [f for f in budget_fields if f not in names]
+            if missing:
+                raise TypeError(f"budget field(s) {missing} of {name!r} are not fields of {config_cls.__name__}")
         _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc, group or _GROUPS.get(kind, kind),
-                                    order, colour, marker)
+                                    order, colour, marker,
+                                    tuple(budget_fields) if budget_fields is not None else None)
         return fn
 
     return wrap

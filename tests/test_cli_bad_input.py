@@ -116,6 +116,12 @@ CASES = [
      "not a directory"),
     ("import-index-negative", ["import", "{set_dir}", "--dataset", "digits", "--out", "{tmp}/i.safetensors",
                                "--index", "-1"], "index"),
+    # --- budget ladder (issue 13)
+    ("budget-rung-zero", ["budget", "--methods", "dm", "--ipc", "1", "--rungs", "0", "--out", "{tmp}/b"],
+     "positive integer"),
+    ("budget-unknown-method", ["budget", "--methods", "nope", "--ipc", "1", "--out", "{tmp}/b"], "nope"),
+    ("budget-no-budget", ["budget", "--methods", "random", "--ipc", "1", "--out", "{tmp}/b"], "random"),
+    ("budget-out-under-file", ["budget", "--methods", "dm", "--ipc", "1", "--out", "{afile}/b"], "not a directory"),
     ("compare-missing-run", ["compare", "{tmp}/nope", "{res_good}"], "nope"),
     ("compare-k-std-negative", ["compare", "{res_good}", "{res_good}", "--k-std", "-1"], "positive finite"),
 ]
@@ -199,6 +205,10 @@ def no_compute(monkeypatch):
     import bench.evaluation
     import bench.registry
     import bench.runner
+
+    # every method module imported before patching: a module first imported while `distill` is
+    # patched would keep the patched function (``from bench.registry import distill``) for good
+    bench.registry.list_methods()
 
     def refuse(*args, **kwargs):
         raise AssertionError("compute was spent before the bad input was refused")

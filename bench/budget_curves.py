@@ -1,0 +1,389 @@
+"""Budget curves: each method distilled at a ladder of budgets (x1, x2, x4, ... of its configured
+one), accuracy recorded against measured distillation seconds, and the budget the curve justifies.
+
+Rung ``r`` multiplies the method's budget fields (``MethodSpec.budget_fields``, declared where the
+method registers: ``iterations`` for DC/DSA/DM/IDC, MTT's ``iterations`` and
+``expansion_iterations``). DASM and its ablations (configs with ``base``/``base_overrides``) have
+their base's budget: the rung scales the base's fields of every segment through ``base_overrides``.
+Coresets have no budget and are refused. Every rung distils from scratch (its config, hence its
+set's key, differs from every other rung's), through the grid runner, so resume, claims and workers
+come with it; rungs run cheapest first and ``max_hours`` stops before a rung projected to overrun.
+
+Example::
+
+    run_budget(BudgetSpec(methods=["dm", "idc"], dataset="digits", ipcs=[10], seeds=[0, 1, 2],
+                          rungs=[1, 2, 4]), "results/digits/budget")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.registry import apply_overrides, default_config, get_method
+from bench.results import ResultsTable
+from bench.runner import GridSpec, distill_key, eval_key, method_protocol, run_grid
+
+ARCH = "convnet"
+WITHIN_POINTS = 0.5  # a rung this close to the best rung's mean counts as converged
+
+
+@dataclass
+class BudgetSpec:
+    """Methods x IPCs x seeds on one dataset, each at every rung of ``rungs``.
+
+    ``overrides``: per-method config fields applied before scaling (the x1 budget itself may be set,
+    e.g. ``{"dm": {"iterations": 50}}``); ``protocol`` "default" = each method's own."""
+
+    methods: list[str]
+    dataset: str
+    ipcs: list[int]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    rungs: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    protocol: str = "default"
+    epochs: int | None = None
+    num_models: int = 5
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_hours: float | None = None
+    data_root: str | None = None
+    download: bool = False
+
+    def validate(self) -> None:
+        if not self.methods or not self.ipcs or not self.seeds or not self.rungs:
+            raise BenchError("budget needs at least one method, IPC, seed and rung")
+        bad = [r for r in self.rungs if not isinstance(r, int) or r <= 0]
+        if bad:
+            raise BenchError(f"rungs must be positive integers (budget multipliers), got {bad[0]}")
+        if self.max_hours is not None and not self.max_hours > 0:
+            raise BenchError(f"--max-hours must be positive, got {self.max_hours}")
+        unknown = sorted(set(self.overrides) - set(self.methods))
+        if unknown:
+            raise BenchError(f"override for {unknown[0]!r}, which is not among the methods {','.join(self.methods)}")
+        for method in self.methods:
+            get_method(method)
+            budget_fields_of(self, method)  # a method without a budget is refused before anything runs
+        for ipc in self.ipcs:
+            grid = self.grid(max(self.rungs), ipc)
+            grid.validate()  # dataset, IPC, protocol
+            for method in self.methods:
+                rung_config(self, method, ipc, max(self.rungs))
+
+    def grid(self, rung: int, ipc: int) -> GridSpec:
+        """The grid of one rung at one IPC (a method's x1 budget may depend on IPC): every
+        method's config scaled by ``rung``."""
+        overrides = {m: rung_overrides(self, m, ipc, rung) for m in self.methods}
+        return GridSpec(methods=list(self.methods), dataset=self.dataset, ipcs=[ipc], seeds=list(self.seeds),
+                        archs=[ARCH], protocol=self.protocol, epochs=self.epochs, num_models=self.num_models,
+                        overrides=overrides, data_root=self.data_root, download=self.download)
+
+
+# ----------------------------------------------------------------------------- the ladder
+
+def _base_config(spec: BudgetSpec, method: str, ipc: int) -> Any:
+    config = default_config(method, spec.dataset, ipc)
+    user = spec.overrides.get(method)
+    return apply_overrides(config, user) if user else config
+
+
+def _scaled(config: Any, fields: Sequence[str], rung: int, who: str) -> dict[str, int]:
+    out = {}
+    for name in fields:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"budget field {who}.{name} must be an integer, got {value!r}")
+        out[name] = value * rung
+    return out
+
+
+def budget_fields(method: str) -> tuple[str, ...]:
+    """The method's budget fields; a method without any is a one-line error."""
+    fields = get_method(method).budget_fields
+    if not fields:
+        raise BenchError(f"method {method!r} has no distillation budget to ladder "
+                         "(no budget_fields at registration; coresets have none)")
+    return fields
+
+
+def budget_fields_of(spec: BudgetSpec, method: str) -> tuple[str, ...]:
+    """The fields a rung scales: the method's own, or (DASM variants) its base's."""
+    config = _base_config(spec, method, spec.ipcs[0])
+    if _has_base(config):
+        get_method(config.base)
+        return budget_fields(config.base)
+    return budget_fields(method)
+
+
+def _has_base(config: Any) -> bool:
+    return hasattr(config, "base") and hasattr(config, "base_overrides")
+
+
+def rung_overrides(spec: BudgetSpec, method: str, ipc: int, rung: int) -> dict[str, Any]:
+    """Config overrides of ``method`` at ``rung``: the user's overrides plus its budget fields x rung.
+
+    Example::
+
+        rung_overrides(BudgetSpec(["dm"], "digits", [10]), "dm", 10, 4)   # {"iterations": 800}
+    """
+    config = _base_config(spec, method, ipc)
+    user = dict(spec.overrides.get(method, {}))
+    if _has_base(config):  # DASM and its ablations
+        fields = budget_fields(config.base)
+        schedule = getattr(config, "resolved_schedule", None)
+        sizes = sorted(set(schedule(ipc).sizes)) if schedule else [ipc]
+        # every segment's base config at its own size, then scaled; one dict serves all segments,
+        # so their x1 budgets must agree (they do for the shipped defaults)
+        per_size = [_scaled(apply_overrides(default_config(config.base, spec.dataset, n), config.base_overrides)
+                            if config.base_overrides else default_config(config.base, spec.dataset, n),
+                            fields, rung, config.base) for n in sizes]
+        if any(p != per_size[0] for p in per_size):
+            raise BenchError(f"{method}'s segments ({'+'.join(map(str, sizes))} images per class) have different "
+                             f"{config.base} budgets; fix them with base_overrides")
+        return {**user, "base_overrides": {**config.base_overrides, **per_size[0]}}
+    return {**user, **_scaled(config, budget_fields(method), rung, method)}
+
+
+def rung_config(spec: BudgetSpec, method: str, ipc: int, rung: int) -> Any:
+    """The resolved config ``method`` distils with at ``rung``."""
+    return apply_overrides(default_config(method, spec.dataset, ipc), rung_overrides(spec, method, ipc, rung))
+
+
+def budget_label(spec: BudgetSpec, method: str, ipc: int, rung: int) -> str:
+    """``iterations=800`` (or ``base iterations=12`` for DASM): what the rung sets."""
+    over = rung_overrides(spec, method, ipc, rung)
+    fields = budget_fields_of(spec, method)
+    if _has_base(_base_config(spec, method, ipc)):
+        return "base " + " ".join(f"{k}={over['base_overrides'][k]}" for k in fields)
+    return " ".join(f"{k}={over[k]}" for k in fields)
+
+
+def cell_keys(spec: BudgetSpec, method: str, ipc: int, rung: int) -> dict[int, str]:
+    """seed -> the results cell key of (method, ipc, rung, seed) on the ConvNet."""
+    config = rung_config(spec, method, ipc, rung)
+    protocol = method_protocol(spec.grid(rung, ipc), method, config)
+    return {seed: eval_key(distill_key(method, spec.dataset, ipc, seed, config), ARCH, protocol, spec.num_models)
+            for seed in spec.seeds}
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_budget(spec: BudgetSpec, out_dir: str | Path, device: str = "auto", workers: int = 1,
+               progress: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run every missing (rung, method, IPC, seed) cell, cheapest rung first; write the tables and
+    the figure; returns the per-rung summary. Failed cells are reported after the tables are written."""
+    spec.validate()
+    out = Path(out_dir)
+    rungs = sorted(set(spec.rungs))
+    start = time.monotonic()
+    failures: list[str] = []
+    _warm_caches(spec, device, log)
+    for i, rung in enumerate(rungs):
+        if spec.max_hours is not None and i > 0:
+            projected = projected_seconds(spec, out, rungs[i - 1], rung) / max(1, workers)
+            elapsed = time.monotonic() - start
+            if elapsed + projected > spec.max_hours * 3600:
+                log(f"budget: stopping before rung x{rung}: {elapsed / 3600:.2f} h spent + {projected / 3600:.2f} h "
+                    f"projected exceeds --max-hours {spec.max_hours:g}")
+                break
+        for ipc in spec.ipcs:
+            try:
+                run_grid(spec.grid(rung, ipc), out, device, progress=progress, log=log, workers=workers)
+            except BenchError as exc:  # a failed cell (e.g. a diverged rung) must not stop the ladder
+                failures.append(f"x{rung} ipc={ipc}: {exc}")
+                log(f"FAILED {failures[-1]}")
+    summary = summarise_budget(spec, out)
+    for path in write_budget_reports(summary, out, spec.dataset):
+        log(f"wrote {path}")
+    if failures:
+        raise BenchError(f"{len(failures)} rung grid(s) had failures, first: {failures[0]}")
+    return summary
+
+
+def _warm_caches(spec: BudgetSpec, device: str, log: Callable[[str], None]) -> None:
+    """Build one-off shared caches (MTT's expert buffer) before the ladder, so that no rung's measured
+    seconds include them: a zero-budget distillation of each method with an on-disk ``buffer_dir``."""
+    from bench.data import load_dataset
+    from bench.evaluation import resolve_device
+    from bench.registry import DistillRequest, distill
+
+    for method in spec.methods:
+        config = rung_config(spec, method, spec.ipcs[0], 1)
+        if not hasattr(config, "buffer_dir"):
+            continue
+        t0 = time.perf_counter()
+        zero = dataclasses.replace(config, **{f: 0 for f in budget_fields(method)})
+        data = load_dataset(spec.dataset, spec.data_root, spec.download)
+        distill(method, DistillRequest(data, spec.ipcs[0], spec.seeds[0], resolve_device(device), progress=False), zero)
+        log(f"budget: {method} cache ready in {time.perf_counter() - t0:.1f}s (not counted in any rung)")
+
+
+def _rows(spec: BudgetSpec, out: Path) -> pd.DataFrame:
+    table = ResultsTable(out)
+    return table.load() if table.exists() else pd.DataFrame(columns=["cell_key"])
+
+
+def projected_seconds(spec: BudgetSpec, out: Path, done_rung: int, next_rung: int) -> float:
+    """Task-seconds ``next_rung`` should take: the recorded distillation seconds of ``done_rung``
+    scaled by the budget ratio, plus its evaluation seconds (evaluation does not scale)."""
+    df = _rows(spec, out).set_index("cell_key")
+    total = 0.0
+    for method in spec.methods:
+        for ipc in spec.ipcs:
+            for key in cell_keys(spec, method, ipc, done_rung).values():
+                if key in df.index:
+                    row = df.loc[key].fillna(0.0)  # a row without timings projects nothing
+                    total += float(row["distill_seconds"]) * next_rung / done_rung + float(row["eval_seconds"])
+    return total
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of the ``level`` t-interval); half-width NaN below two values.
+    The one place intervals are computed here (swap for bench.stats when it lands)."""
+    from scipy import stats
+
+    vals = [float(v) for v in values]
+    if not vals:
+        return math.nan, math.nan
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+    return mean, float(stats.t.ppf(0.5 + level / 2, len(vals) - 1)) * sd / math.sqrt(len(vals))
+
+
+def choose_rung(points: Sequence[tuple[int, float, float]]) -> tuple[int, str]:
+    """``points``: (rung, mean, half-width) of one method at one IPC. Returns the chosen rung, the
+    smallest whose mean is within ``WITHIN_POINTS`` of the best rung's mean or whose interval
+    overlaps the best's, and a flag: "not converged: ..." when that is the largest rung measured
+    (the percentage is the next-smaller rung's mean as a share of the best rung's).
+
+    Example::
+
+        choose_rung([(1, 80.0, 1.0), (2, 85.0, 0.5), (4, 85.3, 0.5)])   # (2, "")
+    """
+    pts = sorted(points)
+    _, best, best_hw = max(pts, key=lambda p: (p[1], -p[0]))
+    chosen = next(r for r, m, hw in pts if m >= best - WITHIN_POINTS or abs(best - m) <= hw + best_hw)
+    if chosen != pts[-1][0]:
+        return chosen, ""
+    if len(pts) == 1:
+        return chosen, "not converged: one rung measured"
+    prev = pts[-2]
+    return chosen, f"not converged: x{prev[0]} is {100.0 * prev[1] / best:.1f}% of best rung"
+
+
+def summarise_budget(spec: BudgetSpec, out: str | Path) -> pd.DataFrame:
+    """One row per (ipc, method, rung) measured: budget, seeds, distill seconds, accuracy mean and
+    95% interval over seeds, and the chosen-budget mark and flag."""
+    df = _rows(spec, Path(out)).set_index("cell_key")
+    records = []
+    for ipc in spec.ipcs:
+        for method in spec.methods:
+            group = []
+            for rung in sorted(set(spec.rungs)):
+                keys = [k for k in cell_keys(spec, method, ipc, rung).values() if k in df.index]
+                if not keys:
+                    continue
+                rows = df.loc[keys]
+                mean, hw = t_interval(rows["acc_last"].tolist())
+                group.append({"dataset": spec.dataset, "ipc": ipc, "method": method, "rung": rung,
+                              "budget": budget_label(spec, method, ipc, rung), "seeds": len(keys),
+                              "distill_s": float(rows["distill_seconds"].mean()), "acc_mean": mean, "acc_ci95": hw,
+                              "protocol": str(rows["protocol"].iloc[0]), "chosen": False, "flag": ""})
+            if group:
+                chosen, flag = choose_rung([(g["rung"], g["acc_mean"], g["acc_ci95"]) for g in group])
+                for g in group:
+                    if g["rung"] == chosen:
+                        g["chosen"], g["flag"] = True, flag
+            records.extend(group)
+    return pd.DataFrame(records, columns=["dataset", "ipc", "method", "rung", "budget", "seeds", "distill_s",
+                                          "acc_mean", "acc_ci95", "protocol", "chosen", "flag"])
+
+
+# ----------------------------------------------------------------------------- tables and figure
+
+def budget_markdown(summary: pd.DataFrame) -> str:
+    """The Markdown table of one (dataset, ipc)."""
+    from bench.plots import frame_to_markdown
+
+    shown = pd.DataFrame({
+        "method": summary["method"], "rung": [f"x{r}" for r in summary["rung"]], "budget": summary["budget"],
+        "seeds": summary["seeds"], "distill s (mean)": summary["distill_s"].map(lambda v: f"{v:.1f}"),
+        "accuracy % (95% CI)": [f"{m:.2f} ± {h:.2f}" if not math.isnan(h) else f"{m:.2f}"
+                                for m, h in zip(summary["acc_mean"], summary["acc_ci95"])],
+        "chosen": ["**chosen**" + (f" ({f})" if f else "") if c else "" for c, f in
+                   zip(summary["chosen"], summary["flag"])],
+    })
+    ds, ipc = summary["dataset"].iloc[0], summary["ipc"].iloc[0]
+    caption = (f"Budget ladder, {ds} IPC {ipc} (ConvNet, {', '.join(sorted(set(summary['protocol'])))}): "
+               f"accuracy (last epoch) mean ± 95% t-interval over seeds against measured distillation seconds. "
+               f"Chosen = the smallest rung within {WITHIN_POINTS} points of the best rung's mean or whose "
+               "interval overlaps it; \"not converged\" when that is the largest rung measured (the percentage "
+               "is the next-smaller rung's mean as a share of the best).\n\n")
+    return caption + frame_to_markdown(shown)
+
+
+def write_budget_reports(summary: pd.DataFrame, out: str | Path, dataset: str) -> list[Path]:
+    """``budget-<dataset>-ipc<N>.{md,csv}`` per IPC and ``budget-<dataset>.{png,pdf}``."""
+    from bench.synthetic import write_atomically
+
+    out = Path(out)
+    written: list[Path] = []
+    for ipc, g in summary.groupby("ipc"):
+        stem = out / f"budget-{dataset}-ipc{ipc}"
+        write_atomically(stem.with_suffix(".md"), budget_markdown(g))
+        write_atomically(stem.with_suffix(".csv"), g.to_csv(index=False, float_format="%.4f"))
+        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    if len(summary):
+        written += budget_figure(summary, out / f"budget-{dataset}.png")
+    return written
+
+
+def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
+    """Accuracy against distillation seconds (log x), a curve per method, error bars = 95% intervals,
+    rungs labelled, the chosen rung ringed; one panel per IPC. Drawn in the paper style
+    (:mod:`bench.style`: colour-blind-safe colours, a marker per method, TrueType fonts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.plots import save_figure
+    from bench.style import ordered_methods, method_style, paper_style, size
+
+    ipcs = sorted(summary["ipc"].unique())
+    with paper_style():
+        width, height = size("double", 2.6)
+        fig, axes = plt.subplots(1, len(ipcs), figsize=(width if len(ipcs) > 1 else width / 2 + 0.6, height),
+                                 squeeze=False)
+        for ax, ipc in zip(axes[0], ipcs):
+            at_ipc = summary[summary["ipc"] == ipc]
+            for method in ordered_methods(at_ipc["method"].astype(str).unique()):
+                g = at_ipc[at_ipc["method"] == method].sort_values("rung")
+                style = method_style(method)
+                colour = style["color"]
+                ax.errorbar(g["distill_s"], g["acc_mean"], yerr=g["acc_ci95"].fillna(0.0), capsize=2,
+                            elinewidth=0.7, ms=3.5, **{k: v for k, v in style.items() if k != "zorder"})
+                for x, y, r in zip(g["distill_s"], g["acc_mean"], g["rung"]):
+                    ax.annotate(f"x{r}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                                color=colour)
+                c = g[g["chosen"]]
+                ax.scatter(c["distill_s"], c["acc_mean"], s=70, facecolors="none", edgecolors=colour, lw=1.0)
+            ax.set_xscale("log")
+            ax.set_xlabel("distillation seconds (mean over seeds)")
+            ax.set_ylabel("test accuracy, last epoch (%)")
+            ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}")
+            ax.grid(True, alpha=0.3, which="both")
+            ax.legend(loc="lower right")
+        fig.suptitle("budget ladder: accuracy vs distillation time (ring = chosen budget; bars = 95% CI)")
+        fig.tight_layout()
+    return save_figure(fig, path)
