@@ -318,7 +318,9 @@ def distill(method: str, request: DistillRequest, config: Any | None = None,
         "config": cfg, "config_hash": config_hash(split_payload({"method": method, "dataset": request.data.name,
                                                                  "ipc": request.ipc, "seed": request.seed,
                                                                  "config": cfg}, split)),
-        "train_split": split,
+        # what the method really distilled from: a method that holds part of the split out for its
+        # own selections (DASM with SeqMatch's checkpoint choice) records "train-val" itself
+        "train_split": syn.metadata.get("train_split", split),
         "code_version": code_version(), "seconds": round(seconds, 3),
         # the protocol the method is evaluated with (DASM's follows its base matcher)
         "eval_protocol": str(getattr(config, "eval_protocol", "dc")),

@@ -304,7 +304,8 @@ def run_eval_job(job: EvalJob) -> dict[str, Any]:
         "distill_seconds": float(syn.metadata.get("seconds", float("nan"))), "eval_seconds": res.seconds,
         "code_version": code_version(), "config_hash": d.dkey,
         "synthetic_path": str(Path(d.syn_path).relative_to(job.results_dir)),
-        "train_split": d.train_split,
+        # the split the set was distilled from (a method may hold part of it out, e.g. DASM's val)
+        "train_split": str(syn.metadata.get("train_split", d.train_split)),
     }
 
 

@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -178,6 +179,25 @@ def real_data_ranking(request: DistillRequest, arch: str, protocol: EvalProtocol
     return difficulty_scores(model, data, request.device)
 
 
+def held_out_request(request: DistillRequest, config: DASMConfig) -> DistillRequest:
+    """The request SeqMatch's checkpoint choice can be made on honestly.
+
+    With an IDC base the kept checkpoint of each segment is the one with the best validation
+    accuracy (dasm.seqmatch). Under the ``"full"`` training split (reproduction) ``val`` is part of
+    ``train``, so the matcher would score candidates on images it matched against. The sequential
+    matcher then runs on the ``"train-val"`` view (``train`` without ``val``) and scores on the held
+    out ``val``: its set records ``train_split = "train-val"``, so tables say so. Other bases make
+    no selection and use the split they are given.
+    """
+    held_out = request.data.holdout_view()
+    if config.base not in SEQMATCH_BASES or held_out is request.data:
+        return request
+    if request.pool is not None:
+        raise BenchError("a real-data pool given to a sequential matcher with checkpoint selection must index "
+                         "the train-val split (load the dataset with train_split='train-val')")
+    return dataclasses.replace(request, data=held_out)
+
+
 def _pool_summary(pools: list[Tensor]) -> dict[str, Any]:
     sizes = [len(p) for p in pools]
     return {"pool_size": sum(sizes), "pool_min_per_class": min(sizes), "pool_max_per_class": max(sizes)}
@@ -199,8 +219,9 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
         syn = run_sequential(DistillRequest(load_dataset("digits"), ipc=4, seed=0),
                              DASMConfig(base="random"), on_segment=lambda k, acc: print(k, acc))
     """
-    data, device = request.data, request.device
     config.validate()
+    request = held_out_request(request, config)  # checkpoint choices score on a held-out val
+    data, device = request.data, request.device
     schedule = schedule or config.resolved_schedule(request.ipc)
     schedule.check_ipc(request.ipc)
     if schedule.num_segments > 1 or request.frozen is not None:
@@ -270,7 +291,7 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
         "difficulty_protocol": config.ranking_protocol(config.difficulty_epochs).name,
         "segments": records,
     }
-    joined = SyntheticSet.concat(segments, metadata={"dasm": diagnostics})
+    joined = SyntheticSet.concat(segments, metadata={"dasm": diagnostics, "train_split": data.train_split})
     return joined
 
 

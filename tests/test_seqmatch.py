@@ -173,3 +173,21 @@ def test_seqmatch_mtt_base_is_refused_for_later_segments(digits):
 
 def test_seqmatch_hard_only_drops_the_share_of_dasm_last_window():
     assert HardOnlyConfig().drop_fraction == default_schedule(10, 2).windows[-1][0] == 0.25
+
+
+def test_seqmatch_selection_holds_val_out_of_the_full_split():
+    """Under the full training split val is inside train: a sequential matcher that chooses
+    checkpoints on val must not match against those images, and its set says which split it used."""
+    from bench.data import load_dataset
+    from bench.registry import DistillRequest
+    from dasm.sequential_matching import DASMConfig, held_out_request
+
+    full = load_dataset("digits", train_split="full")
+    assert full.train_split == "full" and len(full.train) > len(full.holdout_view().train)
+    request = DistillRequest(full, ipc=2, seed=0)
+    held = held_out_request(request, DASMConfig(base="idc"))
+    assert held.data.train_split == "train-val"
+    val = {tuple(x.flatten().tolist()) for x in held.data.val.images}
+    assert not any(tuple(x.flatten().tolist()) in val for x in held.data.train.images)
+    # bases without checkpoint selection keep the split they were given
+    assert held_out_request(request, DASMConfig(base="dm")).data is full
