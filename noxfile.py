@@ -74,7 +74,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def quality(session: nox.Session) -> None:
-    """Slow quality checks (methods vs random over seeds); writes tables under results/."""
+    """Slow quality checks (methods vs random over seeds); writes tables under results/ (the DASM check
+    re-records results/digits/dasm/ only with DASM_QUALITY_RECORD=1)."""
     _install(session, "[test]")
     session.run("pytest", "-m", "slow", "-s", *(session.posargs or ["-q"]))
 

@@ -5,7 +5,7 @@ for every class, pulls the mean embedding (features before the head, ``net.embed
 class's synthetic images towards the mean embedding of a random real batch of that class.
 Both batches get the same differentiable siamese augmentation (DSA). Only the synthetic images
 are optimised (SGD, momentum 0.5). Defaults follow VICO-UoE/DatasetCondensation ``main_DM.py``
-(see /work/shared/reference/anchors.md, "DM").
+(its argparse defaults and training loop).
 
 DASM interface: real images come only from ``request.pool_indices(c)``; with
 ``request.frozen`` the synthetic mean of class ``c`` is taken over the union of the frozen

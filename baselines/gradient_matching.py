@@ -96,7 +96,8 @@ def get_loops(ipc: int) -> tuple[int, int]:
 
     The reference defines IPC 1/10/20/30/40/50 only and exits otherwise. Our rule outside
     the table: the NEAREST tabulated IPC (ties go to the smaller one), and (50, 10) above
-    50 (the DC author used the better of 50/10 and 20/25 there; see anchors.md).
+    50 (VICO-UoE/DatasetCondensation ``utils.py`` ``get_loops`` stops at 50; (50, 10) is its largest
+    tabulated setting).
 
     Example::
 

@@ -2,7 +2,7 @@
 
 MTT (Cazenavette et al., CVPR 2022; GeorgeCazenavette/mtt-distillation ``buffer.py``) first trains
 ``num_experts`` networks on the REAL training split and records their parameters after every
-epoch. Facts followed here (anchors.md, buffer.py):
+epoch. Facts followed here (GeorgeCazenavette/mtt-distillation ``buffer.py`` and its README):
 
 * SGD at ``lr`` (the reference's ``--lr_teacher`` of buffer.py, 0.01), momentum 0, weight decay 0,
   batch 256, no lr decay (``--decay`` is off by default), ``train_epochs`` epochs (50);
