@@ -375,7 +375,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
         ax.set_ylabel("test accuracy, last epoch (%)")
         ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}", fontsize=10)
         ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle("budget ladder: accuracy vs distillation time (ring = chosen budget)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
