@@ -358,7 +358,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from bench.plots import save_figure
-    from bench.style import ordered_methods, method_style, paper_style, size
+    from bench.style import method_style, ordered_methods, paper_style, size
 
     ipcs = sorted(summary["ipc"].unique())
     with paper_style():
@@ -383,7 +383,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
             ax.set_ylabel("test accuracy, last epoch (%)")
             ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}")
             ax.grid(True, alpha=0.3, which="both")
-            ax.legend(loc="lower right")
+            ax.legend(loc="best")  # wherever it hides the fewest points
         fig.suptitle("budget ladder: accuracy vs distillation time (ring = chosen budget; bars = 95% CI)")
         fig.tight_layout()
     return save_figure(fig, path)
