@@ -384,17 +384,6 @@ def cmd_grid(args: argparse.Namespace) -> None:
     sync_csv(Path(args.out))
     write_reports(Path(args.out), df)
 
-    if args.protocols and args.protocol != "default":
-        raise BenchError("give --protocol or --protocols, not both")
-    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
-                    data_root=args.data_root, download=args.download)
-    full_jobs = [FullDataJob(args.dataset, args.arch[0], proto, args.device, str(Path(args.out).resolve()),
-                             args.data_root, args.download, key=key)
-                 for key, proto in full_data_protocols(spec, args.full_data_epochs)] if args.full_data_epochs else []
-    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs)
-    write_reports(Path(args.out), df)
-
 
 def write_reports(out: Path, df, full: float | None = None) -> None:
     """Every table and figure of a results directory, from the stored rows and sets

@@ -78,3 +78,22 @@ def test_console_entry_exit_code(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
+    """`grid` plans and runs once (a rerun of the same grid would only re-read every cell)."""
+    import bench.cli
+    import bench.runner
+
+    calls = []
+
+    def fake_run_grid(spec, out, device, progress=True, full_data=()):
+        calls.append((tuple(spec.methods), tuple(spec.protocols), len(full_data)))
+        return pd.DataFrame()
+
+    monkeypatch.setattr(bench.runner, "run_grid", fake_run_grid)
+    monkeypatch.setattr(bench.cli, "write_reports", lambda out, df, full=None: None)
+    assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,idc",
+                 "--full-data-epochs", "2", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
+    assert len(calls) == 1
+    assert calls[0][:2] == (("random",), ("own", "idc")) and calls[0][2] >= 1
