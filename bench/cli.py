@@ -70,6 +70,12 @@ def _add_data(p: argparse.ArgumentParser) -> None:
                         "copies); the files are still parsed without running any code from them")
 
 
+def _add_tensorboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write TensorBoard event files here: each cell's accuracy and its set's stored "
+                        "curves (needs the tensorboard package)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit 2 like every other bad input."""
 
@@ -134,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     _add_data(p)
     p.add_argument("--no-progress", action="store_true")
+    _add_tensorboard(p)
 
     p = sub.add_parser("budget", help="budget curves: each method at x1, x2, x4, ... its distillation budget")
     p.add_argument("--methods", type=str_list, required=True, help="methods with a budget, e.g. dc,dm,idc,mtt,dasm")
@@ -180,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", type=str_list, default=None, help="run only these of the spec's architectures")
     p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
+    _add_tensorboard(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     _add_data(p)
     p.add_argument("--no-progress", action="store_true")
@@ -380,7 +388,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
     full_jobs = [FullDataJob(args.dataset, args.arch[0], proto, args.device, str(Path(args.out).resolve()),
                              args.data_root, args.download, key=key)
                  for key, proto in full_data_protocols(spec, args.full_data_epochs)] if args.full_data_epochs else []
-    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs)
+    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs,
+                  tensorboard=args.tensorboard)
     sync_csv(Path(args.out))
     write_reports(Path(args.out), df)
 
@@ -469,7 +478,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
     run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
                    slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
-                   report=not args.no_report)
+                   report=not args.no_report, tensorboard=args.tensorboard)
     sync_csv(out)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -366,7 +367,8 @@ def _optional_positive_int(value: Any, key: str, where: str) -> int | None:
 def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: str = "auto",
                    workers: int | None = None, executor: str = "local", threads: int | None = None,
                    slurm: Any = None, progress: bool = True, log: Callable[[str], None] = print,
-                   data_root: str | None = None, download: bool = False, report: bool = True) -> Any:
+                   data_root: str | None = None, download: bool = False, report: bool = True,
+                   tensorboard: str | os.PathLike | None = None) -> Any:
     """Run every missing cell of ``spec`` into ``out`` (default ``results/<dataset>``), then
     regenerate the directory's tables and figures; returns the whole results table.
 
@@ -391,7 +393,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
     log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
         f"{sets} sets, {cells} evaluation cells -> {target}")
     df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
-                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs)
+                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
     if report:
         from bench.plots import write_reports
 

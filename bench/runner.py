@@ -441,7 +441,8 @@ class _Progress:
 
 
 def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, threads: int | None,
-               progress: _Progress, gpu_count: int = 0) -> tuple[list[Task], int]:
+               progress: _Progress, gpu_count: int = 0,
+               on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[Task], int]:
     """The tasks of every missing cell; returns (tasks, evaluation cells already done)."""
     done = table.done_keys()
     out = out.resolve()  # jobs may run in another working directory (a Slurm node)
@@ -473,7 +474,7 @@ def plan_tasks(spec: GridSpec, out: Path, table: ResultsTable, device: str, thre
                 evals = [Task(run_eval_job, EvalJob(djob, a, p, spec.num_models,
                                                     eval_key(dkey, a, p, spec.num_models), str(out)),
                               f"{method} ipc={ipc} seed={seed} {a} {p.name}", priority=0,
-                              on_done=_writer(table, progress), claim=eval_key(dkey, a, p, spec.num_models))
+                              on_done=_writer(table, progress, on_row), claim=eval_key(dkey, a, p, spec.num_models))
                          for a, p in todo]
                 if Path(djob.syn_path).exists():
                     tasks.extend(evals)  # stored already: straight to evaluation
@@ -512,11 +513,14 @@ class CellGate:
         self.claims.close()
 
 
-def _writer(table: ResultsTable, progress: _Progress) -> Callable[[dict[str, Any]], list[Task]]:
+def _writer(table: ResultsTable, progress: _Progress,
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> Callable[[dict[str, Any]], list[Task]]:
     def write(row: dict[str, Any]) -> list[Task]:
         table.append([row])  # its own cell file, written atomically: O(1), a kill loses no other row
         progress.advance(1, f"{row['method']:>10} ipc={row['ipc']:<3} seed={row['seed']} {row['arch']}: "
                             f"{row['acc_last']:.1f}%")
+        if on_row is not None:  # e.g. TensorBoard scalars (bench.tensorboard_log), after the row is safe
+            on_row(row)
         return []
 
     return write
@@ -525,8 +529,12 @@ def _writer(table: ResultsTable, progress: _Progress) -> Callable[[dict[str, Any
 def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "auto", progress: bool = True,
              log: Callable[[str], None] = print, workers: int | None = 1, executor: str = "local",
              threads: int | None = None, slurm: SlurmOptions | None = None,
-             full_data: FullDataJob | list[FullDataJob] | None = None) -> pd.DataFrame:
+             full_data: FullDataJob | list[FullDataJob] | None = None,
+             tensorboard: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run every missing cell of ``spec``; returns the whole results table of ``out_dir``.
+
+    ``tensorboard``: a directory for TensorBoard event files of each finished cell and its set's
+    stored curves (:mod:`bench.tensorboard_log`; needs the optional tensorboard package).
 
     ``workers``: tasks at once (None: one per CPU core up to 8, one per GPU on CUDA, 64 submitit
     jobs); ``threads``: torch threads per worker (None: cores / workers, or ``cpus_per_job``).
@@ -551,8 +559,14 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
     total = sum(1 for _ in planned_cells(spec))
     bar = _Progress(total, progress, f"{spec.dataset} grid", log)
     inline = executor == "local" and workers == 1  # this process: leave its torch threads alone
+    scalars = None
+    if tensorboard is not None:
+        from bench.tensorboard_log import ScalarLog
+
+        scalars = ScalarLog(tensorboard)
     tasks, already = plan_tasks(spec, out, table, device_name, None if inline else threads, bar,
-                                0 if inline else gpu_count)
+                                0 if inline else gpu_count,
+                                on_row=(lambda row: scalars.cell(row, out)) if scalars is not None else None)
     bar.advance(already)
     for job in [full_data] if isinstance(full_data, FullDataJob) else (full_data or []):
         tasks.append(Task(run_full_data_job, job, f"full data {job.arch} {job.protocol.name}", priority=1,
@@ -564,6 +578,8 @@ def run_grid(spec: GridSpec, out_dir: str | Path, device: str | torch.device = "
                                workers, log, gate=CellGate(table, CellClaims(out), bar))
     finally:
         bar.close()
+        if scalars is not None:
+            scalars.close()
     df = table.consolidate()  # results.parquet / .csv from every cell (a killed run's too)
     if failures:
         raise BenchError(f"{len(failures)} task(s) failed, first: {failures[0]}; "

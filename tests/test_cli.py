@@ -87,7 +87,7 @@ def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_run_grid(spec, out, device, progress=True, full_data=()):
+    def fake_run_grid(spec, out, device, progress=True, full_data=(), tensorboard=None):
         calls.append((tuple(spec.methods), tuple(spec.protocols), len(full_data)))
         return pd.DataFrame()
 

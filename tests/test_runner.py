@@ -282,3 +282,25 @@ def test_rows_record_the_training_split_and_no_test_selected_best(tmp_path):
     config = resolved_config(spec, "random", 1)
     assert distill_key("random", "digits", 1, 0, config, "train-val") == registry.config_hash(
         {"method": "random", "dataset": "digits", "ipc": 1, "seed": 0, "config": registry.config_dict(config)})
+
+
+def test_tensorboard_logs_each_cell_and_its_sets_curves(tmp_path):
+    """`--tensorboard DIR`: every finished cell's accuracy (step = seed) and, once per set, the
+    matching-loss curve the set stores, as offline event files TensorBoard reads."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bench.cli import main
+
+    logdir = tmp_path / "tb"
+    assert main(["grid", "--methods", "random,dc", "--ipc", "1", "--seeds", "0,1", "--epochs", "1",
+                 "--models", "1", "--out", str(tmp_path / "res"), "--device", "cpu", "--no-progress",
+                 "--tensorboard", str(logdir)]) == 0
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    acc = [t for t in tags if t.startswith("acc_last/digits/dc/")]
+    assert len(acc) == 1 and sorted(e.step for e in events.Scalars(acc[0])) == [0, 1]
+    assert any(t.startswith("acc_last/digits/random/") for t in tags)
+    loss = [t for t in tags if t.startswith("distill/dc/ipc1/s0/") and t.endswith("matching_loss")]
+    assert loss and len(events.Scalars(loss[0])) > 1  # one point per stored iteration
