@@ -127,33 +127,29 @@ def test_evaluation_epoch(benchmark, digits, ipc10, protocol):
     lr 0.01, the learned-lr stand-in; its schedule is dc's). ``with_epochs(1)`` is one epoch for
     ``idc`` but two for the dc family, which trains E + 1 epochs as the reference ``evaluate_synset``
     does: compare a protocol with its own baseline, not dc with idc."""
-    images, labels = ipc10
     proto = PROTOCOLS[protocol].with_epochs(EVAL_EPOCHS)
     if proto.lr_from_set:
         proto = dataclasses.replace(proto, lr=0.01)
+    _bench_training(benchmark, "convnet", digits, ipc10, proto, rounds=10)
+
+
+def _bench_training(benchmark, arch: str, digits, ipc10, proto, rounds: int) -> None:
+    """Time ``train_network`` of a fresh, seeded ``arch`` on the IPC-10 set (model built in setup)."""
+    images, labels = ipc10
 
     def setup():
         torch.manual_seed(0)
-        return (create_model("convnet", digits.channels, digits.num_classes, digits.image_size), images, labels,
+        return (create_model(arch, digits.channels, digits.num_classes, digits.image_size), images, labels,
                 proto, torch.Generator().manual_seed(0), torch.device("cpu"), digits.name), {}
 
-    model = benchmark.pedantic(train_network, setup=setup, rounds=10, iterations=1, warmup_rounds=1)
+    model = benchmark.pedantic(train_network, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_timm_resnet18_epoch(benchmark, digits, ipc10):
     """The shortest dc-nodsa run of timm's resnet18 (inputs resized to 32x32) on the IPC-10 set:
     E + 1 = 2 epochs (the dc family's reference schedule)."""
-    images, labels = ipc10
-    proto = PROTOCOLS["dc-nodsa"].with_epochs(1)
-
-    def setup():
-        torch.manual_seed(0)
-        return (create_model("resnet18", digits.channels, digits.num_classes, digits.image_size), images, labels,
-                proto, torch.Generator().manual_seed(0), torch.device("cpu"), digits.name), {}
-
-    model = benchmark.pedantic(train_network, setup=setup, rounds=5, iterations=1, warmup_rounds=1)
-    assert all(torch.isfinite(p).all() for p in model.parameters())
+    _bench_training(benchmark, "resnet18", digits, ipc10, PROTOCOLS["dc-nodsa"].with_epochs(1), rounds=5)
 
 
 # ----------------------------------------------------------------------------- harness
