@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
 
 FILE = "full_data.json"
 

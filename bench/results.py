@@ -4,7 +4,7 @@ Every row is one evaluated cell (method, dataset, IPC, seed, evaluation architec
 last and best accuracy, times, code version and the hash of the resolved config.
 
 Storage. Each finished cell is its own small JSON file, ``<dir>/cells/<cell_key>.json``, written
-once and atomically (temp file + ``link(2)``, see ``bench.synthetic.write_atomically``): appending
+once and atomically (temp file + ``link(2)``, see ``bench.files.write_atomically``): appending
 a row costs the same at 10 or 10,000 rows, takes no lock, and a second row for a key already
 written is a no-op (first writer wins), so duplicates cannot exist. ``results.parquet`` and
 ``results.csv`` are assembled from the cells by ``consolidate()`` (at the end of a run, by
@@ -47,7 +47,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
