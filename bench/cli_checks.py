@@ -86,6 +86,19 @@ def str_list(text: str) -> list[str]:
     return _listed(text, str)
 
 
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--set KEY=VALUE`` options -> ``{KEY: VALUE}`` (values stay strings)."""
+    from bench.errors import BenchError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BenchError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
 def read_config(path: str) -> dict:
     """``--config``: a JSON object of config fields, or an exported sweep result ``{"config": {...}}``."""
     from bench.errors import BenchError

@@ -70,6 +70,37 @@ def cell_file_name(cell_key: str) -> str:
 LEGACY_TRAIN_SPLIT = "train-val"
 
 
+def results_row(syn: Any, res: Any, cell_key: str, synthetic_path: str | None = None, num_models: int | None = None,
+                config_hash: str | None = None, train_split: str = LEGACY_TRAIN_SPLIT) -> dict[str, Any]:
+    """The results row of one evaluated cell: ``res`` (an ``EvalResult``) of the set ``syn``.
+
+    The one row builder (grid runner, ``dasm-bench evaluate``, ``bench.results_row``): the set's
+    identity comes from its metadata, ``config_hash`` defaults to the set's own key and
+    ``train_split`` is used only when the set does not record its split.
+
+    Example::
+
+        row = results_row(syn, res, eval_key(syn.metadata["config_hash"], res.arch, protocol, 5))
+    """
+    from bench.version import code_version
+
+    meta = syn.metadata
+    seconds = meta.get("seconds")
+    return {
+        "cell_key": cell_key, "method": meta.get("method"), "dataset": meta.get("dataset"), "ipc": meta.get("ipc"),
+        "seed": meta.get("seed"), "arch": res.arch, "protocol": res.protocol,
+        "num_models": len(res.acc_last) if num_models is None else num_models,
+        "acc_last": res.last_mean, "acc_last_std": res.last_std,
+        # no "best": a max over test evaluations would select on the test split (bench.evaluation)
+        "acc_best": float("nan"), "acc_best_std": float("nan"),
+        "distill_seconds": float("nan") if seconds is None else float(seconds), "eval_seconds": res.seconds,
+        "code_version": code_version(), "config_hash": config_hash or meta.get("config_hash", "unknown"),
+        "synthetic_path": synthetic_path,
+        # the split the set was distilled from (a method may hold part of it out, e.g. DASM's val)
+        "train_split": str(meta.get("train_split", train_split)),
+    }
+
+
 class ResultsTable:
     """Append-only table of evaluated cells under ``<directory>`` (cells + ``<name>.parquet`` / ``.csv``)."""
 

@@ -176,7 +176,7 @@ def _counting_runner(out, counter, barrier, spec):
     """One runner process whose evaluations are counted (a line per evaluation) and take 0.4 s."""
     import os
 
-    import bench.runner as runner
+    import bench.jobs as jobs
     from bench.evaluation import EvalResult
 
     def fake_evaluate(syn, data, arch, protocol, num_models, seed, device, **kwargs):
@@ -185,7 +185,7 @@ def _counting_runner(out, counter, barrier, spec):
         time.sleep(0.4)
         return EvalResult(arch, protocol.name, [50.0], [51.0], 0.4)
 
-    runner.evaluate_synthetic = fake_evaluate
+    jobs.evaluate_synthetic = fake_evaluate
     barrier.wait(120)
     run_grid(spec, out, device="cpu", progress=False, log=lambda s: None)
 
@@ -247,7 +247,7 @@ def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(tmp_path):
 def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
     from bench.claims import CellClaims
     from bench.results import ResultsTable
-    from bench.runner import CellGate, _Progress
+    from bench.scheduling import CellGate, Progress
 
     table = ResultsTable(tmp_path)
     other = CellClaims(tmp_path)
@@ -261,7 +261,7 @@ def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
 
     threading.Thread(target=finish_elsewhere).start()
     tasks = [Task(ran.append, name, name, priority=0, claim=name) for name in ("held", "free")]
-    gate = CellGate(table, CellClaims(tmp_path), _Progress(2, False, "", lambda s: None), poll_seconds=0.1)
+    gate = CellGate(table, CellClaims(tmp_path), Progress(2, False, "", lambda s: None), poll_seconds=0.1)
     start = time.monotonic()
     assert execute(tasks, InlineExecutor(), max_in_flight=1, log=lambda s: None, gate=gate) == []
     assert ran == ["free"] and time.monotonic() - start >= 0.5  # it waited for the held cell, ran only its own
