@@ -304,3 +304,48 @@ def test_tensorboard_logs_each_cell_and_its_sets_curves(tmp_path):
     assert any(t.startswith("acc_last/digits/random/") for t in tags)
     loss = [t for t in tags if t.startswith("distill/dc/ipc1/s0/") and t.endswith("matching_loss")]
     assert loss and len(events.Scalars(loss[0])) > 1  # one point per stored iteration
+
+
+def test_evaluate_and_the_grid_share_one_row_builder_and_cell_key(tmp_path, capsys):
+    """`dasm-bench evaluate --results` on a grid's stored set, with the set's own seed, is the
+    grid's cell (first writer wins: no second row); another seed is another cell."""
+    from bench.cli import main
+
+    spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=1,
+                    num_models=1)
+    out = tmp_path / "res"
+    grid_row = run_grid(spec, out, device="cpu", **QUIET).iloc[0]
+    syn = next((out / "synthetic").glob("*.safetensors"))
+    args = ["evaluate", str(syn), "--protocol", "dc-nodsa", "--epochs", "1", "--models", "1", "--results", str(out),
+            "--device", "cpu", "--no-progress"]
+    assert main(args + ["--seed", "0"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert df["cell_key"].tolist() == [grid_row["cell_key"]]
+    assert main(args + ["--seed", "1"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert len(df) == 2 and df["cell_key"].is_unique
+    mine = df[df["cell_key"] != grid_row["cell_key"]].iloc[0]
+    # the same identity as the grid's row; only where the set lies is said differently
+    for col in ("method", "dataset", "ipc", "seed", "arch", "protocol", "num_models", "config_hash", "train_split"):
+        assert mine[col] == grid_row[col], col
+    assert pd.isna(mine["acc_best"]) and mine["synthetic_path"] == str(syn)
+
+
+def test_full_data_references_are_planned_once_for_run_and_grid(tmp_path):
+    from bench.full_data import full_data_jobs, read_full_data, write_full_data
+
+    spec = GridSpec(methods=["random", "idc"], dataset="digits", ipcs=[1], protocols=["own", "idc"])
+    jobs = full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)
+    assert sorted(j.key for j in jobs) == ["dc", "idc"]  # keyed by the protocol the sets' rows carry
+    assert all(j.env.train_split == "full" and j.protocol.epochs == 3 for j in jobs)
+    # a current record is not trained again; one trained otherwise (here: another split) is
+    first, *rest = jobs
+    write_full_data(tmp_path, {"dataset": "digits", "arch": "convnet", "protocol": first.protocol.name, "acc": 90.0,
+                               "train_split": "full", "key": first.key})
+    assert [j.key for j in full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)] == [j.key for j in rest]
+    write_full_data(tmp_path, {"dataset": "digits", "arch": "convnet", "protocol": first.protocol.name, "acc": 90.0,
+                               "key": first.key})  # no split recorded: the legacy train-val split
+    assert len(full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)) == len(jobs)
+    # a published number is recorded at once, no job
+    assert full_data_jobs(spec, tmp_path, "convnet", "cpu", published=84.8) == []
+    assert read_full_data(tmp_path)["published"]["acc"] == 84.8
