@@ -35,8 +35,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench.results import cell_file_name
 from bench.files import write_atomically
+from bench.results import cell_file_name
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 300.0

@@ -33,7 +33,7 @@ Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
 Example use::
 
     spec = load_spec("ipc-saturation-digits")          # a name in bench/specs/ or a path
-    grid = spec.grid()                                 # -> bench.runner.GridSpec
+    grid = spec.grid()                                 # -> bench.grid.GridSpec
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class ExperimentSpec:
                                    seeds=list(seeds) if seeds is not None else self.seeds)
 
     def grid(self, data_root: str | None = None, download: bool = False) -> Any:
-        """The :class:`bench.runner.GridSpec` the runner executes."""
+        """The :class:`bench.grid.GridSpec` the runner executes."""
         from bench.grid import GridSpec
 
         return GridSpec(methods=self.method_names(), dataset=self.dataset, ipcs=list(self.ipcs),

@@ -51,8 +51,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
 
 def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     """What a run would do: the grid, and how many of its cells ``out`` already holds."""
-    from bench.results import ResultsTable
     from bench.grid import cell_protocols, distill_key, eval_key, resolved_config
+    from bench.results import ResultsTable
 
     target = Path(out) if out is not None else spec.default_out
     grid = spec.grid()

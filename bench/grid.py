@@ -27,6 +27,7 @@ from bench.evaluation import EvalProtocol, get_protocol, reference_protocol
 from bench.models import model_name_ok
 from bench.registry import apply_overrides, config_dict, config_hash, default_config, get_method, split_payload
 
+
 @dataclass
 class GridSpec:
     """Methods x IPCs x seeds on one dataset, evaluated on ``archs``."""

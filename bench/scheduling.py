@@ -23,6 +23,7 @@ from bench.errors import BenchError
 from bench.executors import _Handle
 from bench.results import ResultsTable
 
+
 @dataclass
 class Task:
     """A job plus what to do with its result; ``priority`` 0 runs before 1 (evaluations first,
