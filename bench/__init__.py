@@ -29,7 +29,7 @@ _API = {
     "markdown_table": "bench.plots", "saturation_figure": "bench.plots", "write_reports": "bench.plots",
     "create_model": "bench.models",
     # experiments
-    "run_experiment": "bench.experiment", "load_spec": "bench.experiment", "ExperimentSpec": "bench.experiment",
+    "run_experiment": "bench.experiment_run", "load_spec": "bench.experiment", "ExperimentSpec": "bench.experiment",
     "run_grid": "bench.runner", "GridSpec": "bench.grid",
     "import_set": "bench.importers", "compare_results": "bench.compare",
     # registries

@@ -94,7 +94,8 @@ def cmd_budget(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from bench.executors import SlurmOptions
-    from bench.experiment import load_spec, plan_summary, run_experiment
+    from bench.experiment import load_spec
+    from bench.experiment_run import plan_summary, run_experiment
     from bench.paths import check_writable
     from bench.results import ResultsTable, check_schema
 

@@ -116,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
               f"({args.models} models, {res.seconds:.1f}s)")
         # the grid's cell when this is the set's own seed, another cell (naming the seed) otherwise
         key = eval_key(meta.get("config_hash", "unknown"), arch, protocol, args.models, args.seed, meta.get("seed"))
-        # sets written before the split was recorded were distilled from the train-val split
+        # (a set that does not record its split is from before the split was recorded: train-val)
         rows.append(results_row(syn, res, key, str(args.synthetic), args.models))
     if args.results:
         table = ResultsTable(args.results)

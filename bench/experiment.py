@@ -346,6 +346,3 @@ def _optional_positive_int(value: Any, key: str, where: str) -> int | None:
         raise BenchError(f"{where}: {key} must be a positive integer, got {value!r}")
     return value
 
-
-# running and planning live in bench.experiment_run; importable from here as before
-from bench.experiment_run import plan_summary, run_experiment  # noqa: E402,F401

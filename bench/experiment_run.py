@@ -1,5 +1,6 @@
-"""Running an experiment spec (``bench.experiment``): every missing cell, then the reports; or
-only a plan of what that would do.
+"""Running an experiment spec (parsed and validated by ``bench.experiment``): every missing cell,
+then the reports; or only a plan of what that would do. Imports flow one way: this module uses
+the spec, the spec module never imports this one.
 
 Example::
 
