@@ -29,8 +29,8 @@ _API = {
     "markdown_table": "bench.plots", "saturation_figure": "bench.plots", "write_reports": "bench.plots",
     "create_model": "bench.models",
     # experiments
-    "run_experiment": "bench.experiment", "load_spec": "bench.experiment", "ExperimentSpec": "bench.experiment",
-    "run_grid": "bench.runner", "GridSpec": "bench.runner",
+    "run_experiment": "bench.experiment_run", "load_spec": "bench.experiment", "ExperimentSpec": "bench.experiment",
+    "run_grid": "bench.runner", "GridSpec": "bench.grid",
     "import_set": "bench.importers", "compare_results": "bench.compare",
     # registries
     "register_method": "bench.registry", "list_methods": "bench.registry", "get_method": "bench.registry",

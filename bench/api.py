@@ -66,18 +66,12 @@ def evaluate(syn: SyntheticSet, data: Dataset | None = None, arch: str = "convne
 
 
 def results_row(syn: SyntheticSet, result: EvalResult) -> dict[str, Any]:
-    """One row of the results table (the columns `dasm-bench evaluate --results` writes)."""
-    from bench.runner import eval_key
-    from bench.version import code_version
+    """One row of the results table (the columns `dasm-bench evaluate --results` writes), for a
+    set evaluated with its own seed: the grid's cell key (bench.grid.eval_key) and row builder
+    (bench.results.results_row)."""
+    from bench.grid import eval_key
+    from bench.results import results_row as build_row
 
-    meta = syn.metadata
-    dkey = meta.get("config_hash", "unknown")
-    n = len(result.acc_last)
-    return {
-        "cell_key": eval_key(f"{dkey}/s{meta.get('seed')}", result.arch, get_protocol(result.protocol), n),
-        "method": meta.get("method"), "dataset": meta.get("dataset"), "ipc": meta.get("ipc"),
-        "seed": meta.get("seed"), "arch": result.arch, "protocol": result.protocol, "num_models": n,
-        "acc_last": result.last_mean, "acc_last_std": result.last_std, "acc_best": result.best_mean,
-        "acc_best_std": result.best_std, "distill_seconds": meta.get("seconds"), "eval_seconds": result.seconds,
-        "code_version": code_version(), "config_hash": dkey, "synthetic_path": None,
-    }
+    key = eval_key(syn.metadata.get("config_hash", "unknown"), result.arch, get_protocol(result.protocol),
+                   len(result.acc_last))
+    return build_row(syn, result, key)

@@ -1,7 +1,7 @@
 """Claims on evaluation cells, so concurrent runners on one results directory split the work.
 
 A runner claims a cell before evaluating it by creating ``<results>/.claims/<cell>.claim``
-exclusively (``bench.synthetic.write_atomically(..., exclusive=True)``: a ``link(2)``, atomic on
+exclusively (``bench.files.write_atomically(..., exclusive=True)``: a ``link(2)``, atomic on
 NFS/Lustre as on a local disk, where ``fcntl`` locks may not work). The file records host, pid
 and a random token; while the claim is held a heartbeat thread touches it every
 ``heartbeat_seconds``. The holder removes it after the cell's row is written.
@@ -35,8 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.files import write_atomically
 from bench.results import cell_file_name
-from bench.synthetic import write_atomically
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 300.0

@@ -43,24 +43,22 @@ def seed(text: str) -> int:
     return _int(text, 0, "a seed: an integer >= 0", MAX_SEED)
 
 
-def positive_float(text: str) -> float:
+def _float(text: str, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise argparse.ArgumentTypeError(f"expected a {'positive finite' if positive else 'finite'} number, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _float(text, positive=True)
 
 
 def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+    return _float(text, positive=False)
 
 
 def _listed(text: str, parse) -> list:
@@ -84,6 +82,19 @@ def seed_list(text: str) -> list[int]:
 
 def str_list(text: str) -> list[str]:
     return _listed(text, str)
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--set KEY=VALUE`` options -> ``{KEY: VALUE}`` (values stay strings)."""
+    from bench.errors import BenchError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BenchError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
 
 
 def read_config(path: str) -> dict:

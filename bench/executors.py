@@ -1,6 +1,6 @@
 """Where the runner's tasks run: this process, a local process pool, or submitit jobs (Slurm).
 
-All executors share one small interface used by ``bench.runner.execute``: ``submit(fn, job)``
+All executors share one small interface used by ``bench.scheduling.execute``: ``submit(fn, job)``
 returns a handle, ``wait(handles)`` returns the finished ones, ``result(handle)`` returns the
 value or raises the task's exception, ``shutdown()``.
 

@@ -33,14 +33,12 @@ Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
 Example use::
 
     spec = load_spec("ipc-saturation-digits")          # a name in bench/specs/ or a path
-    grid = spec.grid()                                 # -> bench.runner.GridSpec
+    grid = spec.grid()                                 # -> bench.grid.GridSpec
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -49,6 +47,7 @@ from typing import Any, Callable
 
 from bench.errors import BenchError
 from bench.paths import safe_slug
+from bench.suggest import suggestion, unknown_name_error
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
@@ -102,35 +101,18 @@ class ExperimentSpec:
         """The same spec restricted to some of its methods / IPCs / architectures (``seeds`` may be
         any list). The kept cells have the same keys as in the whole spec, so parts add up."""
         where = self.source.name if self.source else self.name
-        entries = self.methods
-        if methods:
-            unknown = [m for m in methods if m not in self.method_names()]
-            if unknown:
-                raise BenchError(f"{where}: method {unknown[0]!r} is not in this spec "
-                                 f"(it has {', '.join(self.method_names())})")
-            entries = [m for m in self.methods if m.name in methods]
-        chosen_ipcs = self.ipcs
-        if ipcs:
-            unknown_ipc = [i for i in ipcs if i not in self.ipcs]
-            if unknown_ipc:
-                raise BenchError(f"{where}: IPC {unknown_ipc[0]} is not in this spec's grid "
-                                 f"({', '.join(map(str, self.ipcs))})")
-            chosen_ipcs = [i for i in self.ipcs if i in ipcs]
-        chosen_archs = self.archs
-        if archs:
-            unknown_arch = [a for a in archs if a not in self.archs]
-            if unknown_arch:
-                raise BenchError(f"{where}: architecture {unknown_arch[0]!r} is not in this spec "
-                                 f"({', '.join(self.archs)})")
-            chosen_archs = [a for a in self.archs if a in archs]
+        names = _pick(self.method_names(), methods, lambda m: f"{where}: method {m!r} is not in this spec (it has ")
+        chosen_ipcs = _pick(self.ipcs, ipcs, lambda i: f"{where}: IPC {i} is not in this spec's grid (")
+        chosen_archs = _pick(self.archs, archs, lambda a: f"{where}: architecture {a!r} is not in this spec (")
+        entries = [m for m in self.methods if m.name in names]
         if seeds is not None:
             _check_int_list(seeds, "seeds", where, minimum=0)
         return dataclasses.replace(self, methods=entries, ipcs=chosen_ipcs, archs=chosen_archs,
                                    seeds=list(seeds) if seeds is not None else self.seeds)
 
     def grid(self, data_root: str | None = None, download: bool = False) -> Any:
-        """The :class:`bench.runner.GridSpec` the runner executes."""
-        from bench.runner import GridSpec
+        """The :class:`bench.grid.GridSpec` the runner executes."""
+        from bench.grid import GridSpec
 
         return GridSpec(methods=self.method_names(), dataset=self.dataset, ipcs=list(self.ipcs),
                         seeds=list(self.seeds), archs=list(self.archs), protocol=self.protocol,
@@ -141,10 +123,21 @@ class ExperimentSpec:
 
     def count_cells(self) -> tuple[int, int]:
         """(synthetic sets to distill, evaluation cells) of the full grid."""
-        from bench.runner import planned_cells
+        from bench.grid import planned_cells
 
         sets = len(self.methods) * len(self.ipcs) * len(self.seeds)
         return sets, sum(1 for _ in planned_cells(self.grid()))
+
+
+def _pick(available: list[Any], chosen: list[Any] | None, unknown: Callable[[Any], str]) -> list[Any]:
+    """``available`` restricted to ``chosen`` (in ``available``'s order); all of it when nothing is
+    chosen. A chosen value the spec lacks is an error: ``unknown(value)`` + the values it has."""
+    if not chosen:
+        return list(available)
+    for value in chosen:
+        if value not in available:
+            raise BenchError(f"{unknown(value)}{', '.join(map(str, available))})")
+    return [v for v in available if v in chosen]
 
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
@@ -156,9 +149,7 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     known = sorted(p.stem for p in SPECS_DIR.glob("*.toml"))
-    close = difflib.get_close_matches(path.stem, known, n=3)
-    hint = f"did you mean {', '.join(close)}?" if close else f"shipped specs: {', '.join(known)}"
-    raise BenchError(f"experiment spec {str(name_or_path)!r} not found; {hint}")
+    raise BenchError(f"experiment spec {str(name_or_path)!r} not found{suggestion(path.stem, known, 'shipped specs')}")
 
 
 def _warn(message: str) -> None:
@@ -194,9 +185,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     dataset = _expect(raw["dataset"], str, "dataset", where)
     datasets = list_datasets()
     if dataset not in datasets:
-        close = difflib.get_close_matches(dataset, list(datasets), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(datasets)}"
-        raise BenchError(f"{where}: unknown dataset {dataset!r}{hint}")
+        raise unknown_name_error("dataset", dataset, datasets, where)
     ipcs = _check_int_list(raw["ipc"], "ipc", where, minimum=1)
     seeds = _check_int_list(raw.get("seeds", [0]), "seeds", where, minimum=0)
     archs = raw.get("archs", ["convnet"])
@@ -241,7 +230,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
 
 def _parse_protocols(evaluation: dict[str, Any], where: str) -> list[str]:
     from bench.evaluation import get_protocol
-    from bench.runner import OWN
+    from bench.grid import OWN
 
     if "protocols" not in evaluation:
         return []
@@ -276,13 +265,11 @@ def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
         if not isinstance(optional, bool):
             raise BenchError(f"{where}: methods.{name}.optional must be true or false")
         if name not in registered:
-            close = difflib.get_close_matches(name, list(registered), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(registered)}"
             if optional:
-                warn(f"{where}: method {name!r} is not registered yet; skipping it{hint}")
+                warn(f"{where}: method {name!r} is not registered yet; skipping it{suggestion(name, registered)}")
                 skipped.append(name)
                 continue
-            raise BenchError(f"{where}: unknown method {name!r}{hint}")
+            raise unknown_name_error("method", name, registered, where)
         overrides = {k: v for k, v in body.items() if k not in _METHOD_RESERVED}
         protocol = body.get("protocol")
         if protocol is not None:
@@ -332,9 +319,7 @@ def _check_runnable(spec: ExperimentSpec, where: str) -> None:
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, what: str) -> None:
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=2)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
-            raise BenchError(f"{where}: unknown {what} {key!r}{hint}")
+            raise unknown_name_error(what, key, sorted(allowed), where, listing="allowed", n=2)
 
 
 def _expect(value: Any, kind: type, key: str, where: str) -> Any:
@@ -361,83 +346,3 @@ def _optional_positive_int(value: Any, key: str, where: str) -> int | None:
         raise BenchError(f"{where}: {key} must be a positive integer, got {value!r}")
     return value
 
-
-# ----------------------------------------------------------------------------- running
-
-def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: str = "auto",
-                   workers: int | None = None, executor: str = "local", threads: int | None = None,
-                   slurm: Any = None, progress: bool = True, log: Callable[[str], None] = print,
-                   data_root: str | None = None, download: bool = False, report: bool = True,
-                   tensorboard: str | os.PathLike | None = None) -> Any:
-    """Run every missing cell of ``spec`` into ``out`` (default ``results/<dataset>``), then
-    regenerate the directory's tables and figures; returns the whole results table.
-
-    Example::
-
-        df = run_experiment(load_spec("cross-arch-digits"), workers=2, device="cpu")
-    """
-    from bench.runner import FullDataJob, full_data_protocols, run_grid, write_full_data
-
-    target = Path(out) if out is not None else spec.default_out
-    full_jobs = []
-    full_arch = spec.full_data_arch or spec.archs[0]
-    if spec.full_data_accuracy is not None:
-        write_full_data(target, {"dataset": spec.dataset, "arch": full_arch, "protocol": "published",
-                                 "acc": spec.full_data_accuracy, "source": "published"})
-    elif spec.full_data_epochs is not None:
-        for key, protocol in full_data_protocols(spec.grid(), spec.full_data_epochs):
-            if not _full_data_current(target, spec.dataset, full_arch, protocol.name, key):
-                full_jobs.append(FullDataJob(spec.dataset, full_arch, protocol, device, str(target.resolve()),
-                                             data_root, download, train_split="full", key=key))
-    sets, cells = spec.count_cells()
-    log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
-        f"{sets} sets, {cells} evaluation cells -> {target}")
-    df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
-                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
-    if report:
-        from bench.plots import write_reports
-
-        write_reports(target, df, log=log)
-    return df
-
-
-def _full_data_current(out: Path, dataset: str, arch: str, protocol: str, key: str) -> bool:
-    from bench.full_data import read_full_data
-
-    record = read_full_data(out).get(key)
-    # a record without a split predates it and was trained on the train-val split
-    return record is not None and (record.get("dataset"), record.get("arch"), record.get("protocol"),
-                                   record.get("train_split", "train-val")) == (dataset, arch, protocol, "full")
-
-
-def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
-    """What a run would do: the grid, and how many of its cells ``out`` already holds."""
-    from bench.results import ResultsTable
-    from bench.runner import cell_protocols, distill_key, eval_key, resolved_config
-
-    target = Path(out) if out is not None else spec.default_out
-    grid = spec.grid()
-    done = ResultsTable(target).done_keys()
-    lines = [f"{spec.name} ({spec.source or 'spec'}): {spec.description}".rstrip(": "),
-             f"  dataset {spec.dataset}; IPC {spec.ipcs}; seeds {spec.seeds}; archs {', '.join(spec.archs)}",
-             f"  evaluation: protocol {', '.join(spec.protocols) or spec.protocol}, epochs {spec.epochs or 'protocol default'}, "
-             f"{spec.num_models} models"]
-    if spec.skipped:
-        lines.append(f"  skipped (not registered): {', '.join(spec.skipped)}")
-    total_sets = stored = cells = finished = 0
-    for entry in spec.methods:
-        for ipc in spec.ipcs:
-            config = resolved_config(grid, entry.name, ipc)
-            protocols = cell_protocols(grid, entry.name, ipc, config)
-            for seed in spec.seeds:
-                dkey = distill_key(entry.name, spec.dataset, ipc, seed, config, grid.train_split)
-                total_sets += 1
-                stored += (target / "synthetic" / f"{dkey}.safetensors").exists()
-                for arch in spec.archs:
-                    for protocol in protocols:
-                        cells += 1
-                        finished += eval_key(dkey, arch, protocol, spec.num_models) in done
-        names = ", ".join(p.name for p in protocols)
-        lines.append(f"  {entry.name:<12} protocol {names:<14} overrides {entry.overrides or '-'}")
-    lines.append(f"  {total_sets} sets ({stored} stored), {cells} evaluation cells ({finished} done) in {target}")
-    return "\n".join(lines)

@@ -7,6 +7,10 @@ holds a record per evaluation protocol (keyed by the protocol name the sets' row
     {"by_protocol": {"dc@200ep": {"dataset": "digits", "arch": "convnet", "protocol": "dc@200ep",
                                   "acc": 98.9, "acc_best": 99.1, "source": "computed"}, ...}}
 
+The jobs that compute the references live here too: :func:`full_data_jobs` says which a grid
+still needs (skipping current records; a published number is written at once) and
+:func:`run_full_data_job` trains one in a worker.
+
 The older single-record file (``{"dataset": ..., "protocol": "dc-nodsa@100ep", "acc": ...}``) is
 still read: it becomes one record keyed by its own protocol.
 
@@ -19,10 +23,16 @@ Example::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
+
+if TYPE_CHECKING:  # the table readers (plots, tables) import this module: keep torch out of it
+    from bench.evaluation import EvalProtocol
+    from bench.grid import GridSpec
+    from bench.jobs import JobEnv
 
 FILE = "full_data.json"
 
@@ -76,3 +86,79 @@ def reference_for(records: dict[str, dict[str, Any]], protocol: str,
     if len(fitting) == 1:
         return next(iter(fitting.values()))
     return None
+
+
+# ----------------------------------------------------------------------------- computing references
+
+@dataclass(frozen=True)
+class FullDataJob:
+    """The full-data reference accuracy (the dashed line) of ``arch`` under ``protocol``."""
+
+    arch: str
+    protocol: EvalProtocol
+    results_dir: str
+    env: JobEnv
+    key: str | None = None   # the sets' protocol this reference serves (default: protocol.name)
+
+
+def run_full_data_job(job: FullDataJob) -> dict[str, Any]:
+    """Train ``arch`` on the whole training split (cached under ``<results>/cache``); returns the record."""
+    from bench.evaluation import full_data_accuracy
+
+    data, device = job.env.start()
+    res = full_data_accuracy(data, job.arch, job.protocol, device=device, cache_dir=Path(job.results_dir) / "cache")
+    return {"dataset": job.env.dataset, "arch": job.arch, "protocol": job.protocol.name, "acc": res.last_mean,
+            "train_split": job.env.train_split, "source": "computed", "key": job.key or job.protocol.name}
+
+
+def full_data_protocols(spec: GridSpec, epochs: int) -> list[tuple[str, EvalProtocol]]:
+    """(key, protocol) of each full-data reference a grid needs. One protocol per method (the
+    default): the historical reference, ``dc-nodsa`` at ``epochs``. Several protocols: one
+    reference per protocol that appears, trained under that protocol at ``epochs``, keyed by the
+    sets' protocol name; ``mtt`` (a set's learned learning rate) has no full-data meaning and is
+    left out."""
+    from bench.evaluation import get_protocol
+    from bench.grid import grid_protocols
+
+    if not spec.protocols:
+        proto = get_protocol("dc-nodsa", epochs)
+        return [(proto.name, proto)]
+    seen: dict[str, EvalProtocol] = {}
+    for ipc in spec.ipcs:
+        for proto in grid_protocols(spec, ipc):
+            if not proto.lr_from_set:
+                seen.setdefault(proto.name, proto.with_epochs(epochs))
+    return list(seen.items())
+
+
+def full_data_jobs(spec: GridSpec, out: str | Path, arch: str, device: str, epochs: int | None = None,
+                   published: float | None = None) -> list[FullDataJob]:
+    """The full-data references ``spec`` still needs in ``out``: a ``published`` accuracy (%) is
+    recorded at once (no job); with ``epochs``, a job per protocol whose record is missing or was
+    trained otherwise (another dataset, architecture, protocol or split). The one place that
+    decides this for ``dasm-bench run`` (a spec's ``[evaluation]``) and ``dasm-bench grid``.
+
+    Example::
+
+        jobs = full_data_jobs(spec, "results/demo", "convnet", "cpu", epochs=100)
+        run_grid(spec, "results/demo", full_data=jobs)
+    """
+    from bench.jobs import JobEnv
+
+    target = Path(out)
+    if published is not None:
+        write_full_data(target, {"dataset": spec.dataset, "arch": arch, "protocol": "published",
+                                 "acc": published, "source": "published"})
+        return []
+    if epochs is None:
+        return []
+    records = read_full_data(target)
+    env = JobEnv(spec.dataset, device, spec.data_root, spec.download, train_split="full")
+    jobs = []
+    for key, protocol in full_data_protocols(spec, epochs):
+        record = records.get(key)
+        # a record without a split predates it and was trained on the train-val split
+        if record is None or (record.get("dataset"), record.get("arch"), record.get("protocol"),
+                              record.get("train_split", "train-val")) != (spec.dataset, arch, protocol.name, "full"):
+            jobs.append(FullDataJob(arch, protocol, str(target.resolve()), env, key=key))
+    return jobs

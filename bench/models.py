@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import importlib.metadata
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import BenchError
+from bench.suggest import unknown_name_error
 
 WIDTH = 128  # reference net_width
 
@@ -248,10 +248,8 @@ def create_model(name: str, channels: int, num_classes: int, image_size: int, **
     import timm
 
     if key not in _timm_names():
-        close = difflib.get_close_matches(key, list(_CONVNETS) + list(_VGG11S) + list(_timm_names()), n=3,
-                                          cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `dasm-bench list`"
-        raise BenchError(f"unknown architecture {name!r}{hint}")
+        raise unknown_name_error("architecture", name, [*_CONVNETS, *_VGG11S, *_timm_names()],
+                                 otherwise="see `dasm-bench list`")
     size = max(image_size, MIN_TIMM_SIZE)
     args = dict(pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
     if key.startswith(("vit_", "deit_", "cait_", "xcit_")):

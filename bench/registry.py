@@ -24,7 +24,6 @@ per-segment mechanics (:class:`SegmentHooks`) to a base that honours them (IDC).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import json
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.method_index import BUILTIN_PACKAGES, builtin_method_index
+from bench.suggest import suggestion, unknown_name_error
 from bench.synthetic import SyntheticSet
 from bench.version import code_version
 
@@ -202,10 +202,7 @@ def get_method(name: str) -> MethodSpec:
     if name not in _METHODS:
         _import_defining_module(name)
     if name not in _METHODS:
-        known = set(_METHODS) | set(builtin_method_index().methods)
-        close = difflib.get_close_matches(name, sorted(known), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(known))}"
-        raise BenchError(f"unknown method {name!r}{hint}")
+        raise unknown_name_error("method", name, sorted(set(_METHODS) | set(builtin_method_index().methods)))
     return _METHODS[name]
 
 
@@ -257,9 +254,7 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     changes = {}
     for key, value in overrides.items():
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; fields: {', '.join(sorted(names))}"
-            raise BenchError(f"{type(config).__name__} has no field {key!r}{hint}")
+            raise BenchError(f"{type(config).__name__} has no field {key!r}{suggestion(key, names, 'fields')}")
         changes[key] = _coerce(value, hints.get(key, type(value)), key)
     new = dataclasses.replace(config, **changes)
     check = getattr(new, "validate", None)

@@ -4,7 +4,7 @@ Every row is one evaluated cell (method, dataset, IPC, seed, evaluation architec
 last and best accuracy, times, code version and the hash of the resolved config.
 
 Storage. Each finished cell is its own small JSON file, ``<dir>/cells/<cell_key>.json``, written
-once and atomically (temp file + ``link(2)``, see ``bench.synthetic.write_atomically``): appending
+once and atomically (temp file + ``link(2)``, see ``bench.files.write_atomically``): appending
 a row costs the same at 10 or 10,000 rows, takes no lock, and a second row for a key already
 written is a no-op (first writer wins), so duplicates cannot exist. ``results.parquet`` and
 ``results.csv`` are assembled from the cells by ``consolidate()`` (at the end of a run, by
@@ -47,7 +47,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
@@ -68,6 +68,37 @@ def cell_file_name(cell_key: str) -> str:
     return f"{_HASHED}{hashlib.sha256(cell_key.encode()).hexdigest()}.json"
 # Rows written before the training split was recorded were distilled from the train-val split.
 LEGACY_TRAIN_SPLIT = "train-val"
+
+
+def results_row(syn: Any, res: Any, cell_key: str, synthetic_path: str | None = None, num_models: int | None = None,
+                config_hash: str | None = None, train_split: str = LEGACY_TRAIN_SPLIT) -> dict[str, Any]:
+    """The results row of one evaluated cell: ``res`` (an ``EvalResult``) of the set ``syn``.
+
+    The one row builder (grid runner, ``dasm-bench evaluate``, ``bench.results_row``): the set's
+    identity comes from its metadata, ``config_hash`` defaults to the set's own key and
+    ``train_split`` is used only when the set does not record its split.
+
+    Example::
+
+        row = results_row(syn, res, eval_key(syn.metadata["config_hash"], res.arch, protocol, 5))
+    """
+    from bench.version import code_version
+
+    meta = syn.metadata
+    seconds = meta.get("seconds")
+    return {
+        "cell_key": cell_key, "method": meta.get("method"), "dataset": meta.get("dataset"), "ipc": meta.get("ipc"),
+        "seed": meta.get("seed"), "arch": res.arch, "protocol": res.protocol,
+        "num_models": len(res.acc_last) if num_models is None else num_models,
+        "acc_last": res.last_mean, "acc_last_std": res.last_std,
+        # no "best": a max over test evaluations would select on the test split (bench.evaluation)
+        "acc_best": float("nan"), "acc_best_std": float("nan"),
+        "distill_seconds": float("nan") if seconds is None else float(seconds), "eval_seconds": res.seconds,
+        "code_version": code_version(), "config_hash": config_hash or meta.get("config_hash", "unknown"),
+        "synthetic_path": synthetic_path,
+        # the split the set was distilled from (a method may hold part of it out, e.g. DASM's val)
+        "train_split": str(meta.get("train_split", train_split)),
+    }
 
 
 class ResultsTable:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.errors import BenchError
-from bench.paths import give_default_mode
+from bench.files import write_atomically  # noqa: F401  (re-exported: callers import it from here too)
 
 FORMAT = "dasm-bench/synthetic-set"
 FORMAT_VERSION = 1
@@ -203,43 +202,6 @@ def _check_sidecar(meta: Any, side: Path) -> None:
 
 def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
-
-
-def write_atomically(path: Path, data: bytes | str, exclusive: bool = False) -> bool:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename; returns whether it wrote.
-
-    A process killed mid-write leaves only a ``.<name>.*.tmp`` file, never a half file at ``path``.
-    ``exclusive``: first writer wins: if ``path`` exists nothing is written and False is returned.
-    That publish step is ``link(2)``, not ``O_EXCL``, because link is atomic on NFS too; a lost NFS
-    reply is recognised by the temp file's link count reaching 2 (the lock-file recipe of open(2)).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        give_default_mode(fd)  # mkstemp makes 0600; outputs get the umask's mode like any tool's
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        if not exclusive:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return os.stat(tmp).st_nlink == 2
-        except OSError:  # a file system without hard links: check, then rename (a narrow last-wins race)
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        if exclusive:
-            Path(tmp).unlink(missing_ok=True)  # the published name (if any) is a second link to the data
 
 
 def _jsonable(obj: Any) -> Any:

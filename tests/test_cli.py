@@ -82,7 +82,7 @@ def test_console_entry_exit_code(tmp_path):
 
 def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
     """`grid` plans and runs once (a rerun of the same grid would only re-read every cell)."""
-    import bench.cli
+    import bench.plots
     import bench.runner
 
     calls = []
@@ -92,7 +92,7 @@ def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
         return pd.DataFrame()
 
     monkeypatch.setattr(bench.runner, "run_grid", fake_run_grid)
-    monkeypatch.setattr(bench.cli, "write_reports", lambda out, df, full=None: None)
+    monkeypatch.setattr(bench.plots, "write_reports", lambda out, df, full=None: None)
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,idc",
                  "--full-data-epochs", "2", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
     assert len(calls) == 1

@@ -203,6 +203,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 def no_compute(monkeypatch):
     """Bad input must be refused before any distillation or evaluation starts."""
     import bench.evaluation
+    import bench.jobs
     import bench.registry
     import bench.runner
 
@@ -214,8 +215,8 @@ def no_compute(monkeypatch):
         raise AssertionError("compute was spent before the bad input was refused")
 
     for module, name in ((bench.evaluation, "evaluate_synthetic"), (bench.registry, "distill"),
-                         (bench.runner, "evaluate_synthetic"), (bench.runner, "distill"), (bench.runner, "execute")):
-        monkeypatch.setattr(module, name, refuse, raising=False)
+                         (bench.jobs, "evaluate_synthetic"), (bench.jobs, "distill"), (bench.runner, "execute")):
+        monkeypatch.setattr(module, name, refuse)
 
 
 def _run(argv: list[str]) -> int:

@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from bench.errors import BenchError
-from bench.experiment import SPECS_DIR, load_spec, plan_summary, resolve_spec_path, run_experiment
+from bench.experiment import SPECS_DIR, load_spec, resolve_spec_path
+from bench.experiment_run import plan_summary, run_experiment
 from bench.registry import list_methods
 from bench.runner import distill_key, eval_key, method_protocol, resolved_config
 

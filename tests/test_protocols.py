@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from bench.errors import BenchError
-from bench.experiment import SPECS_DIR, load_spec, run_experiment
+from bench.experiment import SPECS_DIR, load_spec
+from bench.experiment_run import run_experiment
 from bench.full_data import read_full_data, reference_for, write_full_data
 from bench.results import ResultsTable
 from bench.runner import GridSpec, cell_protocols, method_protocol, planned_cells, resolved_config, run_grid

@@ -176,7 +176,7 @@ def _counting_runner(out, counter, barrier, spec):
     """One runner process whose evaluations are counted (a line per evaluation) and take 0.4 s."""
     import os
 
-    import bench.runner as runner
+    import bench.jobs as jobs
     from bench.evaluation import EvalResult
 
     def fake_evaluate(syn, data, arch, protocol, num_models, seed, device, **kwargs):
@@ -185,7 +185,7 @@ def _counting_runner(out, counter, barrier, spec):
         time.sleep(0.4)
         return EvalResult(arch, protocol.name, [50.0], [51.0], 0.4)
 
-    runner.evaluate_synthetic = fake_evaluate
+    jobs.evaluate_synthetic = fake_evaluate
     barrier.wait(120)
     run_grid(spec, out, device="cpu", progress=False, log=lambda s: None)
 
@@ -247,7 +247,7 @@ def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(tmp_path):
 def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
     from bench.claims import CellClaims
     from bench.results import ResultsTable
-    from bench.runner import CellGate, _Progress
+    from bench.scheduling import CellGate, Progress
 
     table = ResultsTable(tmp_path)
     other = CellClaims(tmp_path)
@@ -261,7 +261,7 @@ def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
 
     threading.Thread(target=finish_elsewhere).start()
     tasks = [Task(ran.append, name, name, priority=0, claim=name) for name in ("held", "free")]
-    gate = CellGate(table, CellClaims(tmp_path), _Progress(2, False, "", lambda s: None), poll_seconds=0.1)
+    gate = CellGate(table, CellClaims(tmp_path), Progress(2, False, "", lambda s: None), poll_seconds=0.1)
     start = time.monotonic()
     assert execute(tasks, InlineExecutor(), max_in_flight=1, log=lambda s: None, gate=gate) == []
     assert ran == ["free"] and time.monotonic() - start >= 0.5  # it waited for the held cell, ran only its own
@@ -304,3 +304,48 @@ def test_tensorboard_logs_each_cell_and_its_sets_curves(tmp_path):
     assert any(t.startswith("acc_last/digits/random/") for t in tags)
     loss = [t for t in tags if t.startswith("distill/dc/ipc1/s0/") and t.endswith("matching_loss")]
     assert loss and len(events.Scalars(loss[0])) > 1  # one point per stored iteration
+
+
+def test_evaluate_and_the_grid_share_one_row_builder_and_cell_key(tmp_path, capsys):
+    """`dasm-bench evaluate --results` on a grid's stored set, with the set's own seed, is the
+    grid's cell (first writer wins: no second row); another seed is another cell."""
+    from bench.cli import main
+
+    spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=1,
+                    num_models=1)
+    out = tmp_path / "res"
+    grid_row = run_grid(spec, out, device="cpu", **QUIET).iloc[0]
+    syn = next((out / "synthetic").glob("*.safetensors"))
+    args = ["evaluate", str(syn), "--protocol", "dc-nodsa", "--epochs", "1", "--models", "1", "--results", str(out),
+            "--device", "cpu", "--no-progress"]
+    assert main(args + ["--seed", "0"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert df["cell_key"].tolist() == [grid_row["cell_key"]]
+    assert main(args + ["--seed", "1"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert len(df) == 2 and df["cell_key"].is_unique
+    mine = df[df["cell_key"] != grid_row["cell_key"]].iloc[0]
+    # the same identity as the grid's row; only where the set lies is said differently
+    for col in ("method", "dataset", "ipc", "seed", "arch", "protocol", "num_models", "config_hash", "train_split"):
+        assert mine[col] == grid_row[col], col
+    assert pd.isna(mine["acc_best"]) and mine["synthetic_path"] == str(syn)
+
+
+def test_full_data_references_are_planned_once_for_run_and_grid(tmp_path):
+    from bench.full_data import full_data_jobs, read_full_data, write_full_data
+
+    spec = GridSpec(methods=["random", "idc"], dataset="digits", ipcs=[1], protocols=["own", "idc"])
+    jobs = full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)
+    assert sorted(j.key for j in jobs) == ["dc", "idc"]  # keyed by the protocol the sets' rows carry
+    assert all(j.env.train_split == "full" and j.protocol.epochs == 3 for j in jobs)
+    # a current record is not trained again; one trained otherwise (here: another split) is
+    first, *rest = jobs
+    write_full_data(tmp_path, {"dataset": "digits", "arch": "convnet", "protocol": first.protocol.name, "acc": 90.0,
+                               "train_split": "full", "key": first.key})
+    assert [j.key for j in full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)] == [j.key for j in rest]
+    write_full_data(tmp_path, {"dataset": "digits", "arch": "convnet", "protocol": first.protocol.name, "acc": 90.0,
+                               "key": first.key})  # no split recorded: the legacy train-val split
+    assert len(full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)) == len(jobs)
+    # a published number is recorded at once, no job
+    assert full_data_jobs(spec, tmp_path, "convnet", "cpu", published=84.8) == []
+    assert read_full_data(tmp_path)["published"]["acc"] == 84.8

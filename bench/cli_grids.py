@@ -1,0 +1,117 @@
+"""``dasm-bench`` commands that run or report on a whole grid: grid, run (an experiment spec),
+budget, sweep, plot (``bench.cli`` dispatches to them; each imports what it uses when run).
+
+Example::
+
+    cmd_run(build_parser().parse_args(["run", "cross-arch-digits", "--plan"]))
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli_checks import check_slurm, parse_sets, sync_csv
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    from bench.errors import BenchError
+    from bench.full_data import full_data_jobs
+    from bench.paths import check_writable
+    from bench.results import ResultsTable, check_schema
+    from bench.runner import GridSpec, run_grid
+
+    if args.protocols and args.protocol != "default":
+        raise BenchError("give --protocol or --protocols, not both")
+    check_writable(args.out, "--out", directory=True)
+    table = ResultsTable(args.out)
+    check_schema(table.load(), table.parquet)
+    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
+                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
+                    data_root=args.data_root, download=args.download)
+    # the same full-data references as a spec's full_data_epochs (bench.full_data), on the first architecture
+    full_jobs = full_data_jobs(spec, args.out, args.arch[0], args.device, epochs=args.full_data_epochs)
+    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs,
+                  tensorboard=args.tensorboard)
+    sync_csv(Path(args.out))
+    from bench.plots import write_reports  # matplotlib: only once there is something to draw
+
+    write_reports(Path(args.out), df)
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from bench.errors import BenchError
+    from bench.paths import check_writable
+    from bench.plots import write_reports
+    from bench.results import ResultsTable, check_schema, repair_csv
+
+    out = Path(args.results)
+    table = ResultsTable(out)
+    if not table.exists():
+        raise BenchError(f"no results table in {out} (expected {table.parquet.name} or {table.cells.name}/)")
+    check_writable(out, "results directory", directory=True)
+    df = check_schema(table.load(), table.parquet)
+    if repair_csv(table, df):
+        print(f"{table.csv.name} was unreadable or stale: rewritten from the stored rows")
+    write_reports(out, table.consolidate())  # a killed run's cells are in the regenerated table too
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from bench.paths import check_writable
+    from bench.sweep import SearchSpace, SweepSpec, run_sweep
+
+    if args.out:
+        check_writable(args.out, "--out", directory=True)
+    space = SearchSpace(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
+                        sample_hi=args.sample_hi, lr_factor=args.lr_factor)
+    spec = SweepSpec(dataset=args.dataset, ipc=args.ipc, base=args.base, trials=args.trials, seed=args.seed,
+                     worker=args.worker, study=args.study, storage=args.storage, out=args.out, timeout=args.timeout,
+                     overrides=parse_sets(args.set), space=space, arch=args.arch, protocol=args.protocol,
+                     eval_epochs=args.epochs, eval_models=args.models, prune_startup=args.prune_startup,
+                     device=args.device, data_root=args.data_root, download=args.download)
+    run_sweep(spec)
+
+
+def cmd_budget(args: argparse.Namespace) -> None:
+    from bench.budget_curves import BudgetSpec, run_budget
+    from bench.errors import BenchError
+    from bench.paths import check_writable
+
+    check_writable(args.out, "--out", directory=True)  # before any compute
+
+    overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_sets(args.set).items():
+        method, dot, name = key.partition(".")
+        if not dot or not method or not name:
+            raise BenchError(f"--set expects METHOD.KEY=VALUE, got {key}={value}")
+        overrides.setdefault(method, {})[name] = value
+    spec = BudgetSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, rungs=args.rungs,
+                      protocol="default" if args.protocol == "own" else args.protocol, epochs=args.epochs,
+                      num_models=args.models, overrides=overrides, max_hours=args.max_hours,
+                      data_root=args.data_root, download=args.download)
+    run_budget(spec, args.out, args.device, workers=args.workers, progress=not args.no_progress)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench.executors import SlurmOptions
+    from bench.experiment import load_spec
+    from bench.experiment_run import plan_summary, run_experiment
+    from bench.paths import check_writable
+    from bench.results import ResultsTable, check_schema
+
+    spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
+    out = Path(args.out) if args.out is not None else spec.default_out
+    table = ResultsTable(out)
+    check_schema(table.load(), table.parquet)
+    if args.plan:
+        print(plan_summary(spec, args.out))
+        return
+    check_writable(out, "--out", directory=True)
+    if args.executor == "slurm":
+        check_slurm()
+    slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
+                         cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
+    run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
+                   slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
+                   report=not args.no_report, tensorboard=args.tensorboard)
+    sync_csv(out)

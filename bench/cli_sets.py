@@ -1,0 +1,172 @@
+"""``dasm-bench`` commands on one synthetic set or one results table: list, distill, evaluate,
+show, import, compare (``bench.cli`` dispatches to them; each imports what it uses when run, so
+``dasm-bench list`` stays light).
+
+Example::
+
+    cmd_distill(build_parser().parse_args(["distill", "--method", "random", "--ipc", "1"]))
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli_checks import parse_sets, read_config
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from bench.data import list_datasets
+    from bench.models import list_architectures
+    from bench.registry import method_summaries
+
+    if args.what in ("methods", "all"):
+        print("methods:")
+        for name, (kind, description) in method_summaries().items():  # read from source: no method imports
+            print(f"  {name:<14} {kind:<9} {description}")
+    if args.what in ("datasets", "all"):
+        print("datasets:")
+        for name, desc in list_datasets().items():
+            print(f"  {name:<14} {desc}")
+    if args.what in ("archs", "all"):
+        archs = list_architectures(args.filter)
+        if args.what == "all" and not args.filter:
+            shown = archs[:12]
+            print(f"architectures ({len(archs)}; `dasm-bench list archs --filter 'vit*'` for more):")
+            print("  " + ", ".join(shown) + ", ...")
+        else:
+            print("architectures:")
+            for a in archs:
+                print(f"  {a}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from bench.data import load_dataset
+    from bench.evaluation import resolve_device
+    from bench.paths import check_writable, safe_slug
+    from bench.registry import DistillRequest, apply_overrides, default_config, distill, get_method
+    from bench.synthetic import save_picture
+
+    get_method(args.method)
+    overrides = read_config(args.config) if args.config else {}
+    overrides.update(parse_sets(args.set))
+    out = Path(args.out or f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
+                           f"-s{args.seed}.safetensors")
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    check_writable(out, "--out")  # before any compute
+    data = load_dataset(args.dataset, args.data_root, args.download, args.train_split)
+    data.check_ipc(args.ipc)
+    apply_overrides(default_config(args.method, args.dataset, args.ipc), overrides)  # a bad field: before any compute
+    device = resolve_device(args.device)
+    request = DistillRequest(data, args.ipc, args.seed, device, progress=not args.no_progress)
+    syn = distill(args.method, request, overrides=overrides)
+    path = syn.save(out)
+    print(f"saved {len(syn)} images ({args.method}, {args.dataset}, IPC {args.ipc}, seed {args.seed}) "
+          f"to {path} in {syn.metadata['seconds']:.1f}s")
+    if args.picture:
+        png = save_picture(syn, path.with_suffix(".png"), data.mean, data.std, data.class_names,
+                           title=f"{args.method} IPC {args.ipc}")
+        print(f"picture: {png}")
+
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from bench.data import load_dataset
+    from bench.errors import BenchError
+    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, reference_protocol, resolve_device
+    from bench.grid import eval_key
+    from bench.models import model_name_ok
+    from bench.paths import check_writable
+    from bench.registry import get_method
+    from bench.results import ResultsTable, check_schema, results_row
+    from bench.synthetic import SyntheticSet
+
+    syn = SyntheticSet.load(args.synthetic)
+    meta = syn.metadata
+    dataset = meta.get("dataset")
+    if not dataset:
+        raise BenchError(f"{args.synthetic} does not record its dataset")
+    for arch in args.arch:
+        model_name_ok(arch)
+    if args.results:  # what will be written to is checked before any compute is spent
+        check_writable(args.results, "--results", directory=True)
+        table = ResultsTable(args.results)
+        check_schema(table.load(), table.parquet)
+    data = load_dataset(dataset, args.data_root, args.download)
+    check_compatible(syn, data)
+    protocol_name = args.protocol
+    if protocol_name is None:
+        method = meta.get("method")
+        cfg_cls = get_method(method).config_cls if method and not meta.get("eval_protocol") else None
+        protocol_name = meta.get("eval_protocol") or (getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc")
+        protocol_name = reference_protocol(protocol_name, dataset)  # DC on MNIST: dc-aug
+    protocol = get_protocol(protocol_name, args.epochs)
+    if args.lr is not None:
+        protocol = dataclasses.replace(protocol, lr=args.lr, name=f"{protocol.name}@lr{args.lr:g}")
+    device = resolve_device(args.device)
+    rows = []
+    for arch in args.arch:
+        res = evaluate_synthetic(syn, data, arch, protocol, args.models, args.seed, device,
+                                 progress=not args.no_progress)
+        print(f"{meta.get('method', '?')} {dataset} IPC {meta.get('ipc', '?')} on {arch} ({protocol.name}): "
+              f"last {res.last_mean:.2f} ± {res.last_std:.2f}%  "
+              f"({args.models} models, {res.seconds:.1f}s)")
+        # the grid's cell when this is the set's own seed, another cell (naming the seed) otherwise
+        key = eval_key(meta.get("config_hash", "unknown"), arch, protocol, args.models, args.seed, meta.get("seed"))
+        # (a set that does not record its split is from before the split was recorded: train-val)
+        rows.append(results_row(syn, res, key, str(args.synthetic), args.models))
+    if args.results:
+        table = ResultsTable(args.results)
+        table.append(rows)
+        table.consolidate()
+        print(f"results appended to {Path(args.results) / 'results.parquet'} (+ .csv)")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from bench.data import load_dataset
+    from bench.paths import check_writable
+    from bench.synthetic import SyntheticSet, save_picture
+
+    if args.curves:
+        from bench.curves import show_curves
+
+        show_curves(args.synthetic, args.out)
+        return
+    syn = SyntheticSet.load(args.synthetic)
+    check_writable(Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png"), "--out")
+    meta = syn.metadata
+    if meta.get("dataset"):
+        data = load_dataset(meta["dataset"])
+        mean, std, names = data.mean, data.std, data.class_names
+    else:
+        c = syn.images.shape[1]
+        mean, std, names = (0.5,) * c, (0.5,) * c, None
+    out = Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png")
+    save_picture(syn, out, mean, std, names, args.max_per_class, args.decoded,
+                 title=f"{meta.get('method', '')} {meta.get('dataset', '')} IPC {meta.get('ipc', '')}")
+    print(f"picture: {out}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from bench.data import load_dataset
+    from bench.importers import import_set
+    from bench.paths import check_writable
+
+    check_writable(Path(args.out), "--out")  # before any work
+    data = load_dataset(args.dataset, args.data_root, args.download)
+    syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed)
+    path = syn.save(args.out)
+    info = syn.metadata["import"]
+    print(f"imported {len(syn)} images ({info['format']}, {info['labels']} labels, IPC {syn.metadata['ipc']}) "
+          f"from {args.source} to {path}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from bench.compare import compare_main
+
+    code = compare_main(args.run, args.reference, args.metric, args.k_std, args.k_images, args.verbose)
+    if code:
+        raise SystemExit(code)  # 1: the run disagrees with the reference (2 stays "bad input")
