@@ -304,7 +304,7 @@ DIAGNOSTICS = "dasm.diagnostics:diagnostics_figures"
 @register_method("dasm", DASMConfig, kind="dasm",
                  description="DASM: sequential segments, each matched on harder real data (easy -> hard)",
                  order=33, colour="#D55E00", marker="o",
-                 diagnostics=DIAGNOSTICS)
+                 diagnostics=DIAGNOSTICS, search="dasm.schedule_search:ScheduleObjective")
 def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """Difficulty-Aligned Sequential Matching with the configured (or default easy->hard) schedule.
 
