@@ -7,10 +7,9 @@ the reference ``DiffAugment`` / ``ParamDiffAug`` of VICO-UoE/DatasetCondensation
 copied into GeorgeCazenavette/mtt-distillation):
 
 * six ops (defined in :mod:`bench.dsa_ops`): ``color`` (brightness, then saturation, then
-  contrast), ``crop`` (translation
-  with zero padding, pad ratio 0.125), ``cutout`` (a 0.5 x 0.5 zero box), ``flip``
-  (horizontal, p = 0.5), ``scale`` (per-axis factor in [1/1.2, 1.2]) and ``rotate``
-  (angle in [-15, 15] degrees);
+  contrast), ``crop`` (translation with zero padding, pad ratio 0.125), ``cutout`` (a 0.5 x 0.5
+  zero box), ``flip`` (horizontal, p = 0.5), ``scale`` (per-axis factor in [1/1.2, 1.2]) and
+  ``rotate`` (angle in [-15, 15] degrees);
 * mode ``'S'`` (the reference default): ONE op drawn per call from the strategy string;
   mode ``'M'``: every op of the strategy, in order;
 * Siamese: the reference re-seeds the global RNG with the same seed for the real and the
