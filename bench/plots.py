@@ -1,7 +1,8 @@
 """Figures and tables from stored results (never recomputes): IPC-saturation curves, accuracy
 tables, cross-architecture tables, pictures of the synthetic sets and each method's own
-diagnostics figure (a hook on its registered spec), as PNG and PDF. The paper tables live in :mod:`bench.tables`, the paper figures in
-:mod:`bench.figures`, their look in :mod:`bench.style`; :func:`write_reports` writes them all.
+diagnostics figure (a hook on its registered spec), as PNG and PDF. The paper tables live in
+:mod:`bench.tables`, the paper figures in :mod:`bench.figures`, their look in :mod:`bench.style`,
+the figure writer and set picture in :mod:`bench.pictures`; :func:`write_reports` writes them all.
 
 Example::
 

@@ -140,6 +140,8 @@ class MethodSpec:
 
             figure = get_method("dasm").hook("diagnostics")   # dasm.diagnostics.diagnostics_figures
         """
+        if name not in HOOKS:
+            raise ValueError(f"unknown method hook {name!r}; hooks: {', '.join(HOOKS)}")
         ref = getattr(self, name)
         if not ref:
             return None
@@ -148,6 +150,7 @@ class MethodSpec:
 
 
 _METHODS: dict[str, MethodSpec] = {}
+HOOKS = ("diagnostics", "search")
 
 
 _GROUPS = {"coreset": "coresets", "matching": "matchers", "dasm": "dasm"}
@@ -166,7 +169,7 @@ def register_method(name: str, config_cls: type, kind: str = "matching", descrip
     ``search``: ``"module:attribute"`` of the method's figure and sweep hooks (:meth:`MethodSpec.hook`)."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config of {name!r} must be a dataclass")
-    for hook, ref in (("diagnostics", diagnostics), ("search", search)):
+    for hook, ref in zip(HOOKS, (diagnostics, search)):
         if ref and (ref.count(":") != 1 or not all(ref.split(":"))):
             raise TypeError(f"{hook} hook of {name!r} must be 'module:attribute', got {ref!r}")
 
