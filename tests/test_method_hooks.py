@@ -32,13 +32,17 @@ class ToyConfig:
 
 @pytest.fixture()
 def toy_method(monkeypatch):
+    # registered into a copy of the table, which the teardown puts back: no other test sees the toy.
+    # Every built-in is registered first, so none lands only in the copy (a module registers once).
+    registry.list_methods()
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+
     @register_method("toy-hooked", ToyConfig, kind="coreset", group="toys",
                      diagnostics="test_method_hooks:toy_diagnostics")
     def toy(request: DistillRequest, config: ToyConfig):
         return distill("random", DistillRequest(request.data, request.ipc, request.seed))
 
-    yield "toy-hooked"
-    monkeypatch.delitem(registry._METHODS, "toy-hooked")
+    return "toy-hooked"
 
 
 def test_hooks_resolve_from_module_and_attribute():
@@ -70,3 +74,7 @@ def test_plot_draws_a_registered_methods_diagnostics_through_its_hook(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["synthetic", "toys"]
     # a second run keeps what exists: neither the picture nor the diagnostics are drawn again
     assert set_figures(pd.DataFrame(rows), tmp_path, log=lambda m: None) == [] and len(DRAWN) == 1
+
+
+def test_the_toy_method_is_gone_after_its_test():
+    assert "toy-hooked" not in registry._METHODS
