@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from bench.errors import BenchError
+
 
 def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths.
@@ -23,6 +25,11 @@ def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "
     import matplotlib
     import matplotlib.pyplot as plt
 
+    supported = fig.canvas.get_supported_filetypes()
+    unknown = [fmt for fmt in formats if fmt not in supported]
+    if unknown:  # e.g. `dasm-bench show --out set.xyz`: one line, before anything is written
+        plt.close(fig)
+        raise BenchError(f"cannot write a .{unknown[0]} figure; use one of .{', .'.join(sorted(supported))}")
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []

@@ -101,3 +101,17 @@ def test_picture_is_written(tmp_path, digits):
     [wide] = synthetic_picture(packed, tmp_path / "decoded.png", digits.mean, digits.std, formats=("png",),
                                decoded=True, max_per_class=12)
     assert Image.open(wide).size[0] > 1.5 * Image.open(narrow).size[0]
+
+
+def test_picture_in_an_unknown_format_is_a_one_line_error(tmp_path, digits, capsys):
+    from bench.cli import main
+    from bench.registry import DistillRequest, distill
+
+    syn = distill("random", DistillRequest(digits, ipc=1, seed=0))
+    with pytest.raises(BenchError, match=r"cannot write a \.xyz figure; use one of .*\.png"):
+        synthetic_picture(syn, tmp_path / "grid", digits.mean, digits.std, formats=("png", "xyz"))
+    assert not list(tmp_path.iterdir())                   # nothing written, not even the png
+    path = syn.save(tmp_path / "set.safetensors")
+    assert main(["show", str(path), "--out", str(tmp_path / "set.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write a .xyz figure") and err.count("\n") == 1
