@@ -334,7 +334,7 @@ def budget_markdown(summary: pd.DataFrame) -> str:
 
 def write_budget_reports(summary: pd.DataFrame, out: str | Path, dataset: str) -> list[Path]:
     """``budget-<dataset>-ipc<N>.{md,csv}`` per IPC and ``budget-<dataset>.{png,pdf}``."""
-    from bench.synthetic import write_atomically
+    from bench.files import write_atomically
 
     out = Path(out)
     written: list[Path] = []

@@ -58,12 +58,13 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
-    from bench.sweep import SearchSpace, SweepSpec, run_sweep
+    from bench.sweep import SweepSpec, run_sweep
 
     if args.out:
         check_writable(args.out, "--out", directory=True)
-    space = SearchSpace(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
-                        sample_hi=args.sample_hi, lr_factor=args.lr_factor)
+    # DASM's search-space settings, checked by its registered search hook (dasm.schedule_search)
+    space = dict(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
+                 sample_hi=args.sample_hi, lr_factor=args.lr_factor)
     spec = SweepSpec(dataset=args.dataset, ipc=args.ipc, base=args.base, trials=args.trials, seed=args.seed,
                      worker=args.worker, study=args.study, storage=args.storage, out=args.out, timeout=args.timeout,
                      overrides=parse_sets(args.set), space=space, arch=args.arch, protocol=args.protocol,

@@ -45,7 +45,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from bench.evaluation import resolve_device
     from bench.paths import check_writable, safe_slug
     from bench.registry import DistillRequest, apply_overrides, default_config, distill, get_method
-    from bench.synthetic import save_picture
+    from bench.pictures import synthetic_picture
 
     get_method(args.method)
     overrides = read_config(args.config) if args.config else {}
@@ -65,8 +65,8 @@ def cmd_distill(args: argparse.Namespace) -> None:
     print(f"saved {len(syn)} images ({args.method}, {args.dataset}, IPC {args.ipc}, seed {args.seed}) "
           f"to {path} in {syn.metadata['seconds']:.1f}s")
     if args.picture:
-        png = save_picture(syn, path.with_suffix(".png"), data.mean, data.std, data.class_names,
-                           title=f"{args.method} IPC {args.ipc}")
+        [png] = synthetic_picture(syn, path.with_suffix(".png"), data.mean, data.std, data.class_names,
+                                  max_per_class=20, title=f"{args.method} IPC {args.ipc}", formats=("png",))
         print(f"picture: {png}")
 
 
@@ -128,7 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_show(args: argparse.Namespace) -> None:
     from bench.data import load_dataset
     from bench.paths import check_writable
-    from bench.synthetic import SyntheticSet, save_picture
+    from bench.pictures import synthetic_picture
+    from bench.synthetic import SyntheticSet
 
     if args.curves:
         from bench.curves import show_curves
@@ -145,8 +146,9 @@ def cmd_show(args: argparse.Namespace) -> None:
         c = syn.images.shape[1]
         mean, std, names = (0.5,) * c, (0.5,) * c, None
     out = Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png")
-    save_picture(syn, out, mean, std, names, args.max_per_class, args.decoded,
-                 title=f"{meta.get('method', '')} {meta.get('dataset', '')} IPC {meta.get('ipc', '')}")
+    [out] = synthetic_picture(syn, out, mean, std, names, args.max_per_class, decoded=args.decoded,
+                              title=f"{meta.get('method', '')} {meta.get('dataset', '')} IPC {meta.get('ipc', '')}",
+                              formats=(out.suffix.lstrip(".").lower() or "png",))
     print(f"picture: {out}")
 
 

@@ -23,18 +23,8 @@ import pandas as pd
 
 from bench.paths import safe_slug
 from bench.stats import paired_difference, per_seed, t_interval
-
-BASE_ARCH = "convnet"
-
-# how architectures are named in papers; others are shown as given
-PRETTY_ARCH = {
-    "convnet": "ConvNet", "convnet_bn": "ConvNet-BN", "resnet18": "ResNet-18", "resnet50": "ResNet-50",
-    "vgg11_dc": "VGG-11", "vgg11_dc_bn": "VGG-11-BN", "vgg11": "VGG-11 (timm)", "vgg11_bn": "VGG-11-BN (timm)",
-    "convnext_atto": "ConvNeXt-atto",
-    "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
-    "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
-}
-
+# the base architecture and display names are presentation, shared with bench.figures; importable from here too
+from bench.style import BASE_ARCH, PRETTY_ARCH, pretty_arch  # noqa: F401
 
 # A run whose best test accuracy over training stays below this multiple of chance did not train
 # (e.g. ConvNeXt under plain SGD from an unlucky initialisation); tables count and mark such runs.
@@ -47,10 +37,6 @@ def chance_accuracy(dataset: str) -> float | None:
 
     n = registered_num_classes(dataset)
     return 100.0 / n if n else None
-
-
-def pretty_arch(name: str) -> str:
-    return PRETTY_ARCH.get(name, name)
 
 
 def _method_key(name: str) -> tuple[int, str]:

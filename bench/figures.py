@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import improvement_over_random
-from bench.plots import save_figure
+from bench.pictures import save_figure
 from bench.stats import paired_difference, per_seed, t_interval
-from bench.style import method_style, ordered_methods, paper_style, size
+from bench.style import BASE_ARCH, method_style, ordered_methods, paper_style, pretty_arch, size
 
 FORMATS = ("png", "pdf")
 
@@ -193,8 +193,6 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
 def cross_arch_heatmap(summary: pd.DataFrame, path: str | os.PathLike, title: str = "",
                        formats: Sequence[str] = FORMATS) -> list[Path]:
     """Methods x architectures, colour = mean accuracy, the value written in each cell."""
-    from bench.cross_arch import BASE_ARCH, pretty_arch
-
     plt = _plt()
     methods = ordered_methods(summary["method"])
     archs = list(dict.fromkeys(summary["arch"]))

@@ -203,7 +203,7 @@ def _timm_names() -> tuple[str, ...]:
 
     names = tuple(timm.list_models())
     if cache is not None:
-        from bench.synthetic import write_atomically
+        from bench.files import write_atomically
 
         try:
             write_atomically(cache, "\n".join(names) + "\n")

@@ -1,7 +1,8 @@
 """Figures and tables from stored results (never recomputes): IPC-saturation curves, accuracy
-tables, cross-architecture tables, pictures of the synthetic sets and DASM's per-segment
-diagnostics, as PNG and PDF. The paper tables live in :mod:`bench.tables`, the paper figures in
-:mod:`bench.figures`, their look in :mod:`bench.style`; :func:`write_reports` writes them all.
+tables, cross-architecture tables, pictures of the synthetic sets and each method's own
+diagnostics figure (a hook on its registered spec), as PNG and PDF. The paper tables live in
+:mod:`bench.tables`, the paper figures in :mod:`bench.figures`, their look in :mod:`bench.style`,
+the figure writer and set picture in :mod:`bench.pictures`; :func:`write_reports` writes them all.
 
 Example::
 
@@ -18,27 +19,8 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from bench.paths import safe_slug
+from bench.pictures import save_figure, synthetic_picture  # noqa: F401 (the figure writer, importable from here too)
 from bench.results import summarise
-
-
-def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths.
-    Fonts are embedded as TrueType (Type 42), never Type 3, whatever style drew the figure."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = base.with_suffix(f".{fmt}")
-        # no creation date: regenerating a figure from the same results leaves the file unchanged
-        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
-        with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-            fig.savefig(target, dpi=200 if fmt == "png" else 150, metadata=metadata)
-        written.append(target)
-    plt.close(fig)
-    return written
 
 
 def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
@@ -102,52 +84,11 @@ def frame_to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def synthetic_picture(syn, path: str | os.PathLike, mean: Sequence[float], std: Sequence[float],
-                      class_names: Sequence[str] | None = None, max_per_class: int = 10, title: str | None = None,
-                      formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """A synthetic set as one image grid (a row per class, up to ``max_per_class`` columns), drawn
-    as a single picture so that sets of hundreds of images render in well under a second."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    from torchvision.utils import make_grid
-
-    labels = syn.hard_labels
-    classes = sorted(set(labels.tolist()))
-    cols = max(1, min(max_per_class, max(int((labels == c).sum()) for c in classes)))
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    pixels = (syn.images.detach().cpu().float() * s + m).clamp(0, 1)
-    tiles = []
-    for c in classes:  # pad short rows with blanks so every class is one row
-        idx = torch.nonzero(labels == c).flatten()[:cols]
-        row = pixels[idx]
-        if len(row) < cols:
-            row = torch.cat([row, torch.ones(cols - len(row), *pixels.shape[1:])])
-        tiles.append(row)
-    grid = make_grid(torch.cat(tiles), nrow=cols, padding=1, pad_value=1.0)
-    size = pixels.shape[-1] + 1
-    fig, ax = plt.subplots(figsize=(min(14.0, 0.45 * cols + 1.2), min(14.0, 0.45 * len(classes) + 0.6)))
-    image = grid.permute(1, 2, 0).numpy()
-    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1,
-              interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([size * (r + 0.5) for r in range(len(classes))])
-    ax.set_yticklabels([class_names[c] if class_names else str(c) for c in classes], fontsize=7)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
-
-
 def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print) -> list[Path]:
     """Pictures of the stored sets (lowest seed per method, dataset and IPC) under
-    ``figures/synthetic/`` and DASM diagnostics under ``figures/dasm/`` for sets that carry them.
-    A picture whose file exists is kept: sets are content-addressed, so it cannot be stale."""
+    ``figures/synthetic/``, and the method's own diagnostics figure (its registered ``diagnostics``
+    hook, e.g. DASM's per-segment records) under ``figures/<method group>/`` for sets that carry
+    them. A picture whose file exists is kept: sets are content-addressed, so it cannot be stale."""
     from bench.data import load_dataset
     from bench.errors import BenchError
     from bench.synthetic import SyntheticSet
@@ -163,10 +104,11 @@ def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print)
         stem = "-".join([safe_slug(r.method), safe_slug(r.dataset), f"ipc{safe_slug(r.ipc)}", f"s{safe_slug(r.seed)}",
                          safe_slug(str(r.config_hash)[:8])])
         picture = out / "figures" / "synthetic" / stem
-        dasm_fig = out / "figures" / "dasm" / stem
         need_picture = not picture.with_suffix(".png").exists()
-        need_dasm = not dasm_fig.with_suffix(".png").exists()
-        if not (need_picture or need_dasm) or not src.exists():
+        group, diagnostics = _diagnostics_hook(str(r.method))
+        diag_fig = out / "figures" / safe_slug(group) / stem if diagnostics else None
+        need_diag = diag_fig is not None and not diag_fig.with_suffix(".png").exists()
+        if not (need_picture or need_diag) or not src.exists():
             continue
         try:
             syn = SyntheticSet.load(src)
@@ -181,22 +123,26 @@ def set_figures(df: pd.DataFrame, out: Path, log: Callable[[str], None] = print)
                 mean, std, names = (0.5,) * syn.images.shape[1], (0.5,) * syn.images.shape[1], None
             written += synthetic_picture(syn, picture, mean, std, names,
                                          title=f"{r.method} / {r.dataset} / IPC {r.ipc} / seed {r.seed}")
-        if need_dasm and isinstance(syn.metadata.get("dasm"), dict):
-            written += _dasm_figure(syn, dasm_fig, log)
+        if need_diag:
+            try:
+                written += list(diagnostics(syn, diag_fig))
+            except Exception as exc:  # one unreadable record must not stop regenerating everything else
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log(f"no {r.method} diagnostics for {diag_fig.name}: {message}")
     return written
 
 
-def _dasm_figure(syn, path: Path, log: Callable[[str], None]) -> list[Path]:
+def _diagnostics_hook(method: str) -> tuple[str, Callable | None]:
+    """(group, diagnostics hook) of a registered method; no hook for a name the registry does not
+    know (an imported set's ``--method``) or a method package that is not installed."""
+    from bench.errors import BenchError
+    from bench.registry import get_method
+
     try:
-        from dasm.diagnostics import diagnostics_figure
-    except ImportError:
-        return []  # the DASM package is not installed beside the harness
-    try:
-        return list(diagnostics_figure(syn, path))
-    except Exception as exc:  # one unreadable record must not stop regenerating everything else
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log(f"no DASM diagnostics for {path.name}: {message}")
-        return []
+        spec = get_method(method)
+        return spec.group, spec.hook("diagnostics")
+    except (BenchError, ImportError):
+        return "", None
 
 
 def view_reports(base: pd.DataFrame, all_rows: pd.DataFrame, full: dict, out: Path, suffix: str = "",
@@ -248,7 +194,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     """Regenerate every table and figure of a results directory from its stored rows and sets:
     ``table_acc_last.md`` (each method's own protocol; ``table_acc_best.md`` only for legacy rows that hold a "best"), the paper tables and figures of
     :func:`view_reports` (ConvNet rows; a suffix per dataset when there are several),
-    cross-architecture tables and heatmaps, set pictures and DASM diagnostics. ``full_data``
+    cross-architecture tables and heatmaps, set pictures and method diagnostics. ``full_data``
     (a percentage) replaces the stored full-data references."""
     from bench.cross_arch import BASE_ARCH, write_cross_arch_tables
     from bench.full_data import read_full_data

@@ -125,9 +125,32 @@ class MethodSpec:
     # int config fields that set the distillation budget, scaled together by a budget ladder
     # (bench.budget_curves); None: the method has no budget to scale (coresets)
     budget_fields: tuple[str, ...] | None = None
+    # hooks through which the harness uses what only the method knows, as "module:attribute" so the
+    # harness never imports a method module by name and registering one imports nothing more:
+    # diagnostics(syn, path) -> [written files]: a figure of what the method recorded in a set
+    # (none when the set carries nothing); search(sweep_spec, data) -> an Optuna objective for
+    # `dasm-bench sweep` (see bench.sweep)
+    diagnostics: str = ""
+    search: str = ""
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The method's ``diagnostics`` or ``search`` hook, imported on first use (None if it has none).
+
+        Example::
+
+            figure = get_method("dasm").hook("diagnostics")   # dasm.diagnostics.diagnostics_figures
+        """
+        if name not in HOOKS:
+            raise ValueError(f"unknown method hook {name!r}; hooks: {', '.join(HOOKS)}")
+        ref = getattr(self, name)
+        if not ref:
+            return None
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 _METHODS: dict[str, MethodSpec] = {}
+HOOKS = ("diagnostics", "search")
 
 
 _GROUPS = {"coreset": "coresets", "matching": "matchers", "dasm": "dasm"}
@@ -136,14 +159,19 @@ _GROUPS = {"coreset": "coresets", "matching": "matchers", "dasm": "dasm"}
 def register_method(name: str, config_cls: type, kind: str = "matching", description: str = "",
                     group: str | None = None, order: int = 1000, colour: str = "",
                     marker: str = "o",
-                    budget_fields: tuple[str, ...] | None = None) -> Callable[[Distiller], Distiller]:
+                    budget_fields: tuple[str, ...] | None = None, diagnostics: str = "",
+                    search: str = "") -> Callable[[Distiller], Distiller]:
     """Decorator registering ``fn(request, config) -> SyntheticSet`` under ``name``; ``group``
     (default: from ``kind``), ``order``, ``colour`` and ``marker`` say how reports show it.
 
     ``budget_fields``: the config's int fields that set how long it distills (``("iterations",)``);
-    a budget ladder (:mod:`bench.budget_curves`) multiplies them together."""
+    a budget ladder (:mod:`bench.budget_curves`) multiplies them together. ``diagnostics`` and
+    ``search``: ``"module:attribute"`` of the method's figure and sweep hooks (:meth:`MethodSpec.hook`)."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config of {name!r} must be a dataclass")
+    for hook, ref in zip(HOOKS, (diagnostics, search)):
+        if ref and (ref.count(":") != 1 or not all(ref.split(":"))):
+            raise TypeError(f"{hook} hook of {name!r} must be 'module:attribute', got {ref!r}")
 
     def wrap(fn: Distiller) -> Distiller:
         doc = description or (fn.__doc__ or name).strip().splitlines()[0]
@@ -154,7 +182,8 @@ def register_method(name: str, config_cls: type, kind: str = "matching", descrip
                 raise TypeError(f"budget field(s) {missing} of {name!r} are not fields of {config_cls.__name__}")
         _METHODS[name] = MethodSpec(name, fn, config_cls, kind, doc, group or _GROUPS.get(kind, kind),
                                     order, colour, marker,
-                                    tuple(budget_fields) if budget_fields is not None else None)
+                                    tuple(budget_fields) if budget_fields is not None else None,
+                                    diagnostics, search)
         return fn
 
     return wrap

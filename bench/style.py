@@ -32,6 +32,24 @@ GROUP_LINES = {"coresets": {"linestyle": ":", "linewidth": 1.1},
                "dasm": {"linestyle": "-", "linewidth": 1.6}}
 GROUP_NAMES = {"coresets": "coresets", "matchers": "matching baselines", "dasm": "DASM and ablations"}
 
+# the architecture the sets are distilled with: the first column of cross-architecture tables
+BASE_ARCH = "convnet"
+
+# how architectures are named in papers; others are shown as given
+PRETTY_ARCH = {
+    "convnet": "ConvNet", "convnet_bn": "ConvNet-BN", "resnet18": "ResNet-18", "resnet50": "ResNet-50",
+    "vgg11_dc": "VGG-11", "vgg11_dc_bn": "VGG-11-BN", "vgg11": "VGG-11 (timm)", "vgg11_bn": "VGG-11-BN (timm)",
+    "convnext_atto": "ConvNeXt-atto",
+    "mobilenetv3_small_050": "MobileNetV3-S-0.5", "mobilenetv3_small_100": "MobileNetV3-S",
+    "regnetx_002": "RegNetX-200MF", "efficientnet_b0": "EfficientNet-B0", "vit_tiny_patch16_224": "ViT-Tiny",
+}
+
+
+def pretty_arch(name: str) -> str:
+    """An architecture's name as papers write it (``resnet18`` -> ``ResNet-18``)."""
+    return PRETTY_ARCH.get(name, name)
+
+
 # sizes legible at print size: 7-8 pt text, as the templates' captions (~9 pt) expect
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
       "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7, "legend.frameon": False,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.errors import BenchError
-from bench.plots import save_figure
+from bench.pictures import save_figure
 from bench.synthetic import SyntheticSet
 
 
@@ -40,6 +40,15 @@ def diagnostics_table(syn: SyntheticSet) -> str:
                     f"{'-' if pl is None else f'{pl:.3f}':>9}  {'-' if al is None else f'{al:.3f}':>8}  "
                     f"{r['val_accuracy']:>6.1f}%")
     return "\n".join(rows)
+
+
+def diagnostics_figures(syn: SyntheticSet, path: str | os.PathLike) -> list[Path]:
+    """The registry's ``diagnostics`` hook of DASM and its sequential ablations (what ``dasm-bench
+    plot`` draws under ``figures/dasm/``): the figure when the set carries DASM's per-segment
+    records, nothing when it does not."""
+    if not isinstance(syn.metadata.get("dasm"), dict):
+        return []
+    return diagnostics_figure(syn, path)
 
 
 def diagnostics_figure(syn: SyntheticSet, path: str | os.PathLike,

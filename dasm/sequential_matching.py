@@ -297,9 +297,14 @@ def run_sequential(request: DistillRequest, config: DASMConfig, on_segment: OnSe
 
 # ----------------------------------------------------------------------------- registered methods
 
+# the per-segment figure `dasm-bench plot` draws for sets that carry metadata["dasm"]
+DIAGNOSTICS = "dasm.diagnostics:diagnostics_figures"
+
+
 @register_method("dasm", DASMConfig, kind="dasm",
                  description="DASM: sequential segments, each matched on harder real data (easy -> hard)",
-                 order=33, colour="#D55E00", marker="o")
+                 order=33, colour="#D55E00", marker="o",
+                 diagnostics=DIAGNOSTICS, search="dasm.schedule_search:ScheduleObjective")
 def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """Difficulty-Aligned Sequential Matching with the configured (or default easy->hard) schedule.
 
@@ -312,7 +317,8 @@ def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
 
 @register_method("seq", DASMConfig, kind="dasm",
                  description="sequential matching without difficulty: DASM's segments, window [0, 1] each",
-                 order=30, colour="#0072B2", marker="D")
+                 order=30, colour="#0072B2", marker="D",
+                 diagnostics=DIAGNOSTICS)
 def sequential_without_difficulty(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """SeqMatch-style ablation: the same segment sizes, every segment sees all real data."""
     return run_sequential(request, config, schedule=config.resolved_schedule(request.ipc).full_windows())
@@ -320,7 +326,8 @@ def sequential_without_difficulty(request: DistillRequest, config: DASMConfig) -
 
 @register_method("dasm-reverse", DASMConfig, kind="dasm",
                  description="DASM ablation with mirrored windows (hard -> easy)",
-                 order=32, colour="#009E73", marker="v")
+                 order=32, colour="#009E73", marker="v",
+                 diagnostics=DIAGNOSTICS)
 def dasm_reverse(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """DASM with every window mirrored (``[lo, hi] -> [1-hi, 1-lo]``): later segments see easy data."""
     return run_sequential(request, config, schedule=config.resolved_schedule(request.ipc).reversed())

@@ -8,7 +8,7 @@ import pytest
 from bench import results as results_mod
 from bench.errors import BenchError
 from bench.results import MIGRATED, ResultsTable, cell_file_name, summarise
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
 
 
 def _row(key, method="random", ipc=1, seed=0, acc=50.0):

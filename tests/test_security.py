@@ -189,7 +189,7 @@ def test_check_writable(tmp_path):
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_files_get_the_umask_mode(tmp_path, umask):
     from bench.results import ResultsTable
-    from bench.synthetic import write_atomically
+    from bench.files import write_atomically
 
     old = os.umask(umask)
     try:

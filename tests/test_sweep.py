@@ -1,5 +1,6 @@
 """Optuna sweeps of DASM's schedule: the sampled space, the validation-only objective, pruning,
-export -> ``dasm-bench distill --config`` round trip, resuming a study, and CLI errors.
+export -> ``dasm-bench distill --config`` round trip, resuming a study, and CLI errors; the harness
+reaches DASM's objective only through the ``search`` hook registered with the method.
 
 Fast settings: digits, IPC 3-4, a 2-epoch ranking model without augmentation, 2-epoch
 evaluations of one model, and the "random" base (or DM with 2 iterations).
@@ -15,14 +16,16 @@ import random
 import optuna
 import pytest
 
-import bench.sweep as sweep
+import dasm.schedule_search as schedule_search
 from bench.cli import main
 from bench.errors import BenchError, DivergedError
 from bench.evaluation import EvalResult, evaluate_synthetic, get_protocol
+from bench.registry import get_method
+from bench.sweep import SweepSpec, make_objective, sample_learning_rate, segment_reporter
 from bench.synthetic import SyntheticSet
-from bench.sweep import (SearchSpace, SweepObjective, SweepSpec, fit_window, format_base_overrides,
-                         largest_remainder, sample_learning_rate, sample_schedule, segment_reporter, segment_sizes)
 from dasm.base_matcher import parse_base_overrides
+from dasm.schedule_search import (ScheduleObjective, SearchSpace, fit_window, format_base_overrides, largest_remainder,
+                                  sample_schedule, segment_sizes)
 from dasm.segment_schedule import SegmentSchedule
 
 FAST = {"difficulty_epochs": "2", "difficulty_protocol": "dc-nodsa"}
@@ -171,8 +174,8 @@ def _spec(**kw) -> SweepSpec:
 
 def test_pruned_trial_stops_before_evaluation(digits, monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep, "evaluate_synthetic", lambda *a, **k: calls.append(k))
-    objective = SweepObjective(_spec(), digits)
+    monkeypatch.setattr(schedule_search, "evaluate_synthetic", lambda *a, **k: calls.append(k))
+    objective = ScheduleObjective(_spec(), digits)
     trial = _PruningTrial({"num_segments": 2, "share_1": 0.5, "share_2": 0.5, "segment2_lo": 0.3})
     with pytest.raises(optuna.TrialPruned, match="segment 1"):
         objective(trial)
@@ -199,9 +202,9 @@ def test_objective_scores_on_the_validation_split_only(digits, monkeypatch):
                      "protocol": protocol.name, "models": num_models})
         return EvalResult(arch, protocol.name, [42.0], [50.0], 0.1)
 
-    monkeypatch.setattr(sweep, "evaluate_synthetic", fake_evaluate)
+    monkeypatch.setattr(schedule_search, "evaluate_synthetic", fake_evaluate)
     no_test = dataclasses.replace(digits, test=_NoTest())
-    objective = SweepObjective(_spec(), no_test)
+    objective = ScheduleObjective(_spec(), no_test)
     trial = optuna.trial.FixedTrial({"num_segments": 2, "share_1": 0.5, "share_2": 0.5, "segment2_lo": 0.3})
     assert objective(trial) == 42.0
     assert seen == [{"split": "val", "n": 40, "schedule": "2@0-1,2@0.3-1", "protocol": "dc-nodsa@2ep", "models": 1}]
@@ -214,21 +217,33 @@ def test_a_diverged_run_fails_only_its_trial(digits, monkeypatch):
     def diverge(*a, **k):
         raise DivergedError("training diverged: loss became nan at epoch 1")
 
-    monkeypatch.setattr(sweep, "evaluate_synthetic", diverge)
+    monkeypatch.setattr(schedule_search, "evaluate_synthetic", diverge)
     trial = optuna.trial.FixedTrial({"num_segments": 1})
-    value = SweepObjective(_spec(ipc=2), digits)(trial)
+    value = ScheduleObjective(_spec(ipc=2), digits)(trial)
     assert math.isnan(value) and "diverged" in trial.user_attrs["error"]
+
+
+def test_the_sweep_finds_dasms_objective_through_its_registered_hook(digits):
+    assert get_method("dasm").hook("search") is ScheduleObjective
+    objective = make_objective(_spec(), digits)
+    assert isinstance(objective, ScheduleObjective) and objective.protocol.name == "dc-nodsa@2ep"
+    with pytest.raises(BenchError, match="'dm' has no search space"):
+        make_objective(_spec(method="dm"), digits)
+    # the CLI hands the search space over as a dict of settings; the objective checks it
+    assert ScheduleObjective(_spec(space={"max_segments": 2}), digits).space == SearchSpace(max_segments=2)
+    with pytest.raises(BenchError, match="no setting 'max_segment'"):
+        ScheduleObjective(_spec(space={"max_segment": 2}), digits)
 
 
 def test_bad_fixed_fields_fail_before_any_trial(digits):
     with pytest.raises(BenchError, match="decided by the sweep"):
-        SweepObjective(_spec(overrides={"schedule": "4"}), digits)
+        ScheduleObjective(_spec(overrides={"schedule": "4"}), digits)
     with pytest.raises(BenchError, match="base_overrides"):
-        SweepObjective(_spec(base="dm", overrides={"base_overrides": "nope=1"}), digits)
+        ScheduleObjective(_spec(base="dm", overrides={"base_overrides": "nope=1"}), digits)
     # a learning rate fixed by the user is not swept
-    obj = SweepObjective(_spec(base="dm", overrides={"base_overrides": "iterations=2;lr_img=0.5"}), digits)
+    obj = ScheduleObjective(_spec(base="dm", overrides={"base_overrides": "iterations=2;lr_img=0.5"}), digits)
     assert obj.lr_field is None
-    assert SweepObjective(_spec(base="dm"), digits).lr_field == "lr_img"
+    assert ScheduleObjective(_spec(base="dm"), digits).lr_field == "lr_img"
 
 
 # ----------------------------------------------------------------------------- CLI: export, resume, errors

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.synthetic import SyntheticSet, decode_multi_formation, save_picture
+from bench.pictures import synthetic_picture
+from bench.synthetic import SyntheticSet, decode_multi_formation
 
 
 def _set(k=6, c=1, h=8, factor=1):
@@ -84,8 +85,33 @@ def test_concat_assigns_segment_ids():
 
 
 def test_picture_is_written(tmp_path, digits):
+    from PIL import Image
+
     from bench.registry import DistillRequest, distill
 
     syn = distill("random", DistillRequest(digits, ipc=3, seed=0))
-    out = save_picture(syn, tmp_path / "grid.png", digits.mean, digits.std, digits.class_names)
-    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    [out] = synthetic_picture(syn, tmp_path / "grid.png", digits.mean, digits.std, digits.class_names,
+                              formats=("png",))
+    assert out == tmp_path / "grid.png" and out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in synthetic_picture(syn, tmp_path / "both", digits.mean, digits.std)) == \
+        ["both.pdf", "both.png"]                       # the figure writer's formats by default
+    # decoded: IDC's factor 2 turns each stored image into 4, so the rows get 4x as many columns
+    packed = SyntheticSet(syn.images, syn.labels, factor=2)
+    [narrow] = synthetic_picture(packed, tmp_path / "packed.png", digits.mean, digits.std, formats=("png",))
+    [wide] = synthetic_picture(packed, tmp_path / "decoded.png", digits.mean, digits.std, formats=("png",),
+                               decoded=True, max_per_class=12)
+    assert Image.open(wide).size[0] > 1.5 * Image.open(narrow).size[0]
+
+
+def test_picture_in_an_unknown_format_is_a_one_line_error(tmp_path, digits, capsys):
+    from bench.cli import main
+    from bench.registry import DistillRequest, distill
+
+    syn = distill("random", DistillRequest(digits, ipc=1, seed=0))
+    with pytest.raises(BenchError, match=r"cannot write a \.xyz figure; use one of .*\.png"):
+        synthetic_picture(syn, tmp_path / "grid", digits.mean, digits.std, formats=("png", "xyz"))
+    assert not list(tmp_path.iterdir())                   # nothing written, not even the png
+    path = syn.save(tmp_path / "set.safetensors")
+    assert main(["show", str(path), "--out", str(tmp_path / "set.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write a .xyz figure") and err.count("\n") == 1

@@ -103,7 +103,7 @@ def _fmt(seconds: float | None) -> str:
 
 
 def write_baseline(path: Path, current: dict[str, dict], note: str) -> None:
-    from bench.synthetic import write_atomically
+    from bench.files import write_atomically
 
     data = load_baseline(path)
     data["benchmarks"] = {**data.get("benchmarks", {}), **current}

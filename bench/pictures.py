@@ -1,0 +1,88 @@
+"""Writing figures: :func:`save_figure`, the one figure writer (every table figure, set picture and
+method diagnostic goes through it), and :func:`synthetic_picture`, the one renderer of a synthetic
+set as an image grid (``dasm-bench distill --picture``, ``show`` and ``plot``). No pandas, no
+method: modules at any level (``bench.figures``, ``bench.plots``, a method's diagnostics) import it.
+
+Example::
+
+    syn = SyntheticSet.load("herding.safetensors")
+    synthetic_picture(syn, "herding", data.mean, data.std, data.class_names)    # herding.png + .pdf
+    synthetic_picture(syn, "herding.png", data.mean, data.std, formats=("png",))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import BenchError
+
+
+def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths.
+    Fonts are embedded as TrueType (Type 42), never Type 3, whatever style drew the figure."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    supported = fig.canvas.get_supported_filetypes()
+    unknown = [fmt for fmt in formats if fmt not in supported]
+    if unknown:  # e.g. `dasm-bench show --out set.xyz`: one line, before anything is written
+        plt.close(fig)
+        raise BenchError(f"cannot write a .{unknown[0]} figure; use one of .{', .'.join(sorted(supported))}")
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = base.with_suffix(f".{fmt}")
+        # no creation date: regenerating a figure from the same results leaves the file unchanged
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
+        with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+            fig.savefig(target, dpi=200 if fmt == "png" else 150, metadata=metadata)
+        written.append(target)
+    plt.close(fig)
+    return written
+
+
+def synthetic_picture(syn, path: str | os.PathLike, mean: Sequence[float], std: Sequence[float],
+                      class_names: Sequence[str] | None = None, max_per_class: int = 10, title: str | None = None,
+                      formats: Sequence[str] = ("png", "pdf"), decoded: bool = False) -> list[Path]:
+    """A synthetic set as one image grid (a row per class, up to ``max_per_class`` columns), drawn
+    as a single picture so that sets of hundreds of images render in well under a second.
+    ``decoded``: the images a model trains on (IDC's multi-formation decoded) instead of the stored ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from torchvision.utils import make_grid
+
+    images, labels = syn.decode() if decoded else (syn.images, syn.labels)
+    labels = labels if labels.ndim == 1 else labels.argmax(1)
+    classes = sorted(set(labels.tolist()))
+    cols = max(1, min(max_per_class, max(int((labels == c).sum()) for c in classes)))
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    pixels = (images.detach().cpu().float() * s + m).clamp(0, 1)
+    tiles = []
+    for c in classes:  # pad short rows with blanks so every class is one row
+        idx = torch.nonzero(labels == c).flatten()[:cols]
+        row = pixels[idx]
+        if len(row) < cols:
+            row = torch.cat([row, torch.ones(cols - len(row), *pixels.shape[1:])])
+        tiles.append(row)
+    grid = make_grid(torch.cat(tiles), nrow=cols, padding=1, pad_value=1.0)
+    size = pixels.shape[-1] + 1
+    fig, ax = plt.subplots(figsize=(min(14.0, 0.45 * cols + 1.2), min(14.0, 0.45 * len(classes) + 0.6)))
+    image = grid.permute(1, 2, 0).numpy()
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([size * (r + 0.5) for r in range(len(classes))])
+    ax.set_yticklabels([class_names[c] if class_names else str(c) for c in classes], fontsize=7)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, formats)
