@@ -30,10 +30,11 @@ from tqdm.auto import tqdm
 
 from bench.augmentation import DSA, DSATransform, strategy_for
 from bench.data import Dataset
-from bench.errors import BenchError, DivergedError
+from bench.errors import BenchError
 from bench.models import create_model
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
+from bench.training import guarded_step, has_batchnorm
 
 INITS = ("real", "noise")
 
@@ -106,10 +107,6 @@ def mean_embedding_loss(real_features: Tensor, syn_features: Tensor) -> Tensor:
         mean_embedding_loss(torch.ones(4, 3), torch.zeros(2, 3))   # tensor(3.)
     """
     return ((real_features.mean(dim=0) - syn_features.mean(dim=0)) ** 2).sum()
-
-
-def has_batchnorm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def distribution_matching_loss(embed: Callable[[Tensor], Tensor], real_by_class: list[Tensor],
@@ -239,12 +236,8 @@ def distribution_matching(request: DistillRequest, config: DMConfig) -> Syntheti
             real_by_class.append(real_c)
             syn_by_class.append(syn_c)
         loss = distribution_matching_loss(net.embed, real_by_class, syn_by_class, joint_forward=has_batchnorm(net))
-        if not torch.isfinite(loss):
-            raise DivergedError(f"dm diverged: loss {loss.item()} at iteration {it} (lr_img {config.lr_img:g}); "
-                                f"lower lr_img")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        guarded_step(optimizer, loss, lambda v: f"dm diverged: loss {v} at iteration {it} "
+                                                f"(lr_img {config.lr_img:g}); lower lr_img")
         losses.append(loss.item() / data.num_classes)  # the reference logs the per-class average
         if it % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
