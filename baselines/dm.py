@@ -22,19 +22,19 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bench.augmentation import DSA, DSATransform, strategy_for
+from bench.augmentation import DSA, DSATransform
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import create_model
-from bench.registry import DistillRequest, register_method
+from bench.registry import DSA_REFERENCE, DistillRequest, register_method
 from bench.synthetic import SyntheticSet
-from bench.training import guarded_step, has_batchnorm
+from bench.training import guarded_step, has_batchnorm, resolve_dsa_strategy
 
 INITS = ("real", "noise")
 
@@ -49,15 +49,19 @@ class DMConfig:
 
     ``dsa_strategy``: ``"auto"`` = the reference strategy for the dataset (no flip on digits),
     ``"none"`` = no augmentation, or an explicit op string such as ``"color_crop"``.
+    ``momentum_img`` was ``momentum`` before the shared vocabulary (still accepted, and hashed
+    under that name: ``bench.registry.config_dict``).
     """
+
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"momentum": "momentum_img"}
 
     iterations: int = 20000          # --Iteration
     lr_img: float = 1.0              # --lr_img (10 for CIFAR-10 at IPC >= 100, README)
-    momentum: float = 0.5            # SGD momentum of optimizer_img
+    momentum_img: float = 0.5        # SGD momentum of optimizer_img
     batch_real: int = 256            # --batch_real, per class
     init: str = "real"               # --init: real | noise
     arch: str = "convnet"            # --model ConvNet (instance norm)
-    dsa_strategy: str = "auto"       # --dsa_strategy
+    dsa_strategy: str = DSA_REFERENCE  # --dsa_strategy
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "DMConfig":
@@ -85,13 +89,13 @@ class DMConfig:
             raise BenchError(f"dm iterations must be >= 0, got {self.iterations}")
         if not self.lr_img > 0:
             raise BenchError(f"dm lr_img must be positive, got {self.lr_img}")
-        if not 0 <= self.momentum < 1:
-            raise BenchError(f"dm momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.momentum_img < 1:
+            raise BenchError(f"dm momentum_img must be in [0, 1), got {self.momentum_img}")
         if self.batch_real < 1:
             raise BenchError(f"dm batch_real must be >= 1, got {self.batch_real}")
         if self.init not in INITS:
             raise BenchError(f"dm init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.dsa_strategy != "auto":
+        if self.dsa_strategy != DSA_REFERENCE:
             DSA(self.dsa_strategy)  # an unknown op is a one-line BenchError now, not mid-run
 
 
@@ -174,15 +178,8 @@ def _initial_images(request: DistillRequest, config: DMConfig, g: torch.Generato
     if config.init == "noise":
         return torch.randn(data.num_classes * request.ipc, data.channels, data.image_size, data.image_size,
                            generator=g)
-    chosen = []
-    for c in range(data.num_classes):
-        pool = request.pool_indices(c)
-        if len(pool) < request.ipc:
-            # duplicates would receive identical gradients under a siamese transform and stay copies
-            raise BenchError(f"dm init 'real' needs {request.ipc} distinct images of class {c} but its pool "
-                             f"has {len(pool)}; use init=noise or a larger pool")
-        chosen.append(pool[torch.randperm(len(pool), generator=g)[: request.ipc]])
-    return data.train.get(torch.cat(chosen))
+    # distinct images: duplicates would receive identical gradients under a siamese transform and stay copies
+    return data.train.get(request.random_pool_indices(request.ipc, g, "dm init 'real' (or init=noise)"))
 
 
 def _real_batch(request: DistillRequest, c: int, batch: int, g: torch.Generator) -> Tensor:
@@ -193,8 +190,7 @@ def _real_batch(request: DistillRequest, c: int, batch: int, g: torch.Generator)
 
 
 def _dsa_for(request: DistillRequest, config: DMConfig) -> DSA | None:
-    strategy = strategy_for(request.data.name) if config.dsa_strategy == "auto" else config.dsa_strategy
-    dsa = DSA(strategy, siamese=True)
+    dsa = DSA(resolve_dsa_strategy(config.dsa_strategy, request.data.name), siamese=True)
     return dsa if dsa.ops else None
 
 
@@ -217,7 +213,7 @@ def distribution_matching(request: DistillRequest, config: DMConfig) -> Syntheti
     syn = _initial_images(request, config, g_init).to(device).requires_grad_(True)
     frozen = _frozen_by_class(request)
     dsa = _dsa_for(request, config)
-    optimizer = torch.optim.SGD([syn], lr=config.lr_img, momentum=config.momentum)
+    optimizer = torch.optim.SGD([syn], lr=config.lr_img, momentum=config.momentum_img)
     net_seed = int(torch.randint(2**62, (1,), generator=request.generator(_STREAM_NET)))
     losses: list[float] = []
 

@@ -2,7 +2,8 @@
 
 A ConvNet is trained on the real training data (the request's pool) for ``epochs`` epochs. Each
 sample's correctness is recorded from the training forward pass of the minibatch that holds it
-(once per epoch), as Toneva et al. and DeepCore (``deepcore/methods/forgetting.py``) do. A
+(once per epoch), as Toneva et al. and DeepCore (PatrickZH/DeepCore ``deepcore/methods/forgetting.py``)
+do. A
 forgetting event is a transition correct -> incorrect between consecutive epochs. Samples never
 classified correctly count as maximally forgettable (Toneva et al. give them infinite
 forgetting; DeepCore leaves them at 0 because its counter only sees transitions). Per class the

@@ -26,7 +26,7 @@ from bench.data import Dataset
 from bench.errors import BenchError, DivergedError
 from bench.registry import DistillRequest
 from bench.synthetic import SyntheticSet
-from bench.training import guarded_step, has_batchnorm  # noqa: F401 (has_batchnorm: dc imports it here)
+from bench.training import guarded_step
 
 METRICS = ("ours", "mse", "cos", "l1")
 

@@ -77,6 +77,9 @@ class MTTConfig:
     """MTT hyper-parameters; defaults are the reference distill.py / buffer.py defaults (CIFAR scale)."""
 
     eval_protocol: ClassVar[str] = "mtt"  # evaluated at the learned syn_lr (and in ZCA space if used)
+    # before the shared vocabulary: pix_init and momentum (still accepted, and hashed under those
+    # names: bench.registry.config_dict)
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"pix_init": "init", "momentum": "momentum_img"}
     iterations: int = 5000
     syn_steps: int = 20
     expert_epochs: int = 3
@@ -87,9 +90,9 @@ class MTTConfig:
     lr_img: float = 1000.0
     lr_lr: float = 1e-5
     lr_teacher: float = 0.01                   # initial syn_lr (distill.py --lr_teacher)
-    momentum: float = 0.5                      # images and syn_lr optimisers (reference)
+    momentum_img: float = 0.5                  # images' optimiser; syn_lr's uses the same (reference)
     batch_syn: int | None = None               # None: the whole student training set per step
-    pix_init: str = "real"                     # reference CLI default is "noise"; its runs/DATM use real
+    init: str = "real"                         # --pix_init; reference CLI default "noise", its runs/DATM use real
     dsa: bool = True
     zca: bool = False
     gradient_mode: str = "unrolled"
@@ -145,8 +148,8 @@ class MTTConfig:
             raise BenchError(f"mtt: batch_syn must be >= 1 or None, got {self.batch_syn}")
         if self.gradient_mode not in GRADIENT_MODES:
             raise BenchError(f"mtt: unknown gradient_mode {self.gradient_mode!r}; use {', '.join(GRADIENT_MODES)}")
-        if self.pix_init not in ("real", "noise"):
-            raise BenchError(f"mtt: pix_init must be 'real' or 'noise', got {self.pix_init!r}")
+        if self.init not in ("real", "noise"):
+            raise BenchError(f"mtt: init must be 'real' or 'noise', got {self.init!r}")
         for key in ("lr_img", "lr_teacher", "expert_lr"):
             if getattr(self, key) <= 0:
                 raise BenchError(f"mtt: {key} must be > 0, got {getattr(self, key)}")
@@ -187,18 +190,10 @@ def start_epoch_upper_bound(config: MTTConfig, iteration: int) -> int:
 def _initial_images(request: DistillRequest, config: MTTConfig) -> Tensor:
     """Class-major start images: ``ipc`` random real images per class from the allowed pool, or noise."""
     data = request.data
-    if config.pix_init == "noise":
+    if config.init == "noise":
         shape = (data.num_classes * request.ipc, data.channels, data.image_size, data.image_size)
         return torch.randn(shape, generator=request.generator(3))
-    g = request.generator(0)
-    chosen = []
-    for c in range(data.num_classes):
-        pool = request.pool_indices(c)
-        if len(pool) < request.ipc:
-            raise BenchError(f"mtt: the real-data pool of class {c} has {len(pool)} images, "
-                             f"fewer than ipc {request.ipc}")
-        chosen.append(pool[torch.randperm(len(pool), generator=g)[:request.ipc]])
-    return data.train.get(torch.cat(chosen))
+    return data.train.get(request.random_pool_indices(request.ipc, request.generator(0), "mtt"))
 
 
 def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_classes: int) -> Tensor:
@@ -237,7 +232,7 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
 
     labels = torch.arange(data.num_classes).repeat_interleave(request.ipc)
     images = _initial_images(request, config)
-    if zca is not None and config.pix_init == "real":
+    if zca is not None and config.init == "real":
         images = zca.whiten_normalised(images, data)
     images = images.to(device).requires_grad_(True)
 
@@ -252,8 +247,8 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     pool_size = len(pool_labels)
 
     syn_lr = torch.tensor(config.lr_teacher, device=device).requires_grad_(True)
-    opt_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
-    opt_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=config.momentum)
+    opt_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum_img)
+    opt_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=config.momentum_img)
     dsa = DSA(strategy_for(data.name), siamese=False) if config.dsa else None
     sampler = request.generator(1)   # expert and start epoch
     batches = request.generator(2)   # student minibatches and DSA

@@ -19,9 +19,9 @@ Protocols differ between the reference papers, so every result row names its pro
 The headline number is the LAST-epoch test accuracy, mean +- std over models. There is no
 "best" accuracy: taking a maximum over test-set evaluations selects on the test split. The
 references' own "best" numbers are not computed here either: MTT's is the best last-epoch test
-accuracy over distillation checkpoints (``distill.py``), a test-set selection, and IDC's
-(``train.py``) evaluates only at the last epoch outside ImageNet, so it equals the last-epoch
-accuracy. ``EvalResult.acc_best`` and the results table's ``acc_best`` column are kept for schema
+accuracy over distillation checkpoints (GeorgeCazenavette/mtt-distillation ``distill.py``), a
+test-set selection, and IDC's (snu-mllab/Efficient-Dataset-Condensation ``train.py``) evaluates
+only at the last epoch outside ImageNet, so it equals the last-epoch accuracy. ``EvalResult.acc_best`` and the results table's ``acc_best`` column are kept for schema
 compatibility and hold NaN. Any selection our own code makes (sweeps, DASM) uses ``split="val"``.
 
 Example::

@@ -3,7 +3,9 @@
 - :func:`has_batchnorm`: whether a network has BatchNorm layers (DC freezes their statistics on
   real data, DM embeds all classes in one batch for them);
 - :func:`guarded_step`: one optimiser step that first refuses a non-finite loss with a one-line
-  :class:`bench.errors.DivergedError` naming what diverged and what to lower.
+  :class:`bench.errors.DivergedError` naming what diverged and what to lower;
+- :func:`resolve_dsa_strategy`: a config's ``dsa_strategy`` with :data:`DSA_REFERENCE` ("auto")
+  turned into the reference strategy for the dataset.
 
 Example::
 
@@ -19,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import DivergedError
+
+DSA_REFERENCE = "auto"  # a dsa_strategy value: the reference strategy for the dataset
 
 
 def has_batchnorm(net: nn.Module) -> bool:
@@ -44,3 +48,19 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: Tensor, diverged: Calla
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def resolve_dsa_strategy(value: str, dataset: str) -> str:
+    """The DSA op string a config's ``dsa_strategy`` stands for: :data:`DSA_REFERENCE` ("auto")
+    is the reference strategy for ``dataset`` (``bench.augmentation.strategy_for``: no flip on
+    digit datasets); anything else ("none", "color_crop", ...) is taken as written.
+
+    Example::
+
+        resolve_dsa_strategy("auto", "digits")        # 'color_crop_cutout_scale_rotate'
+    """
+    if value == DSA_REFERENCE:
+        from bench.augmentation import strategy_for
+
+        return strategy_for(dataset)
+    return value
