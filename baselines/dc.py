@@ -31,13 +31,14 @@ import torch
 from tqdm.auto import tqdm
 
 from baselines.gradient_matching import (FrozenImages, RealPool, check_finite, check_metric,
-                                         class_matching_loss, freeze_batchnorm, get_loops,
-                                         has_batchnorm, loss_curve, seeded_model, train_on_tensors)
-from bench.augmentation import DSA, strategy_for
+                                         class_matching_loss, freeze_batchnorm, get_loops, loss_curve,
+                                         seeded_model, train_on_tensors)
+from bench.augmentation import DSA
 from bench.errors import BenchError
 from bench.models import create_model
-from bench.registry import DistillRequest, register_method
+from bench.registry import DSA_REFERENCE, DistillRequest, register_method
 from bench.synthetic import SyntheticSet
+from bench.training import has_batchnorm, resolve_dsa_strategy
 
 
 @dataclass
@@ -47,12 +48,16 @@ class DCConfig:
     ``outer_loop``/``inner_loop`` None: the reference table by IPC (:func:`get_loops`).
     ``init``: "noise" (reference default for DC) or "real". ``metric``: "ours", "mse",
     "cos" (or IDC's "l1"). ``momentum_net`` 0: the current reference (its first release
-    used 0.5). ``dsa_strategy`` "": the reference strategy for the dataset (no flip on digits).
+    used 0.5). ``dsa_strategy`` "auto": the reference strategy for the dataset (no flip on digits);
+    before the shared vocabulary this was ``""`` and ``arch`` was ``model`` (both still accepted,
+    and hashed under the old spelling: ``bench.registry.config_dict``).
     Evaluated as the reference evaluates DC: no augmentation, 300 epochs ("dc-nodsa"; its
     MNIST-only crop/scale/rotate augmentation has no protocol here).
     """
 
     eval_protocol: ClassVar[str] = "dc-nodsa"
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"model": "arch"}
+    LEGACY_VALUES: ClassVar[dict[str, dict[str, str]]] = {"dsa_strategy": {"": DSA_REFERENCE}}
 
     iterations: int = 1000
     outer_loop: int | None = None
@@ -65,10 +70,14 @@ class DCConfig:
     batch_train: int = 256
     init: str = "noise"
     metric: str = "ours"
-    model: str = "convnet"
+    arch: str = "convnet"
     dsa: bool = False
-    dsa_strategy: str = ""
+    dsa_strategy: str = DSA_REFERENCE
     bn_images_per_class: int = 16
+
+    def __post_init__(self) -> None:
+        if self.dsa_strategy == "":  # the old spelling of "the reference strategy"
+            self.dsa_strategy = DSA_REFERENCE
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "DCConfig":
@@ -133,14 +142,14 @@ def gradient_matching(request: DistillRequest, config: DCConfig) -> SyntheticSet
     syn = init.detach().clone().requires_grad_(True)
     opt_img = torch.optim.SGD([syn], lr=config.lr_img, momentum=config.momentum_img)
 
-    strategy = config.dsa_strategy or strategy_for(data.name)
+    strategy = resolve_dsa_strategy(config.dsa_strategy, data.name)
     siamese = DSA(strategy, siamese=True) if config.dsa else None
     per_sample = DSA(strategy, siamese=False) if config.dsa else None
     name = "dsa" if config.dsa else "dc"
     curve: list[float] = []
     bar = tqdm(range(config.iterations), desc=name, disable=not request.progress, leave=False)
     for it in bar:
-        net = seeded_model(lambda: create_model(config.model, ch, num_classes, size), g_net, device)
+        net = seeded_model(lambda: create_model(config.arch, ch, num_classes, size), g_net, device)
         params = list(net.parameters())
         opt_net = torch.optim.SGD(net.parameters(), lr=config.lr_net, momentum=config.momentum_net)
         batchnorm = has_batchnorm(net)

@@ -22,18 +22,19 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bench.augmentation import DSA, DSATransform, strategy_for
+from bench.augmentation import DSA, DSATransform
 from bench.data import Dataset
-from bench.errors import BenchError, DivergedError
+from bench.errors import BenchError
 from bench.models import create_model
-from bench.registry import DistillRequest, register_method
+from bench.registry import DSA_REFERENCE, DistillRequest, register_method
 from bench.synthetic import SyntheticSet
+from bench.training import guarded_step, has_batchnorm, resolve_dsa_strategy
 
 INITS = ("real", "noise")
 
@@ -48,15 +49,19 @@ class DMConfig:
 
     ``dsa_strategy``: ``"auto"`` = the reference strategy for the dataset (no flip on digits),
     ``"none"`` = no augmentation, or an explicit op string such as ``"color_crop"``.
+    ``momentum_img`` was ``momentum`` before the shared vocabulary (still accepted, and hashed
+    under that name: ``bench.registry.config_dict``).
     """
+
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"momentum": "momentum_img"}
 
     iterations: int = 20000          # --Iteration
     lr_img: float = 1.0              # --lr_img (10 for CIFAR-10 at IPC >= 100, README)
-    momentum: float = 0.5            # SGD momentum of optimizer_img
+    momentum_img: float = 0.5        # SGD momentum of optimizer_img
     batch_real: int = 256            # --batch_real, per class
     init: str = "real"               # --init: real | noise
     arch: str = "convnet"            # --model ConvNet (instance norm)
-    dsa_strategy: str = "auto"       # --dsa_strategy
+    dsa_strategy: str = DSA_REFERENCE  # --dsa_strategy
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "DMConfig":
@@ -84,13 +89,13 @@ class DMConfig:
             raise BenchError(f"dm iterations must be >= 0, got {self.iterations}")
         if not self.lr_img > 0:
             raise BenchError(f"dm lr_img must be positive, got {self.lr_img}")
-        if not 0 <= self.momentum < 1:
-            raise BenchError(f"dm momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.momentum_img < 1:
+            raise BenchError(f"dm momentum_img must be in [0, 1), got {self.momentum_img}")
         if self.batch_real < 1:
             raise BenchError(f"dm batch_real must be >= 1, got {self.batch_real}")
         if self.init not in INITS:
             raise BenchError(f"dm init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.dsa_strategy != "auto":
+        if self.dsa_strategy != DSA_REFERENCE:
             DSA(self.dsa_strategy)  # an unknown op is a one-line BenchError now, not mid-run
 
 
@@ -106,10 +111,6 @@ def mean_embedding_loss(real_features: Tensor, syn_features: Tensor) -> Tensor:
         mean_embedding_loss(torch.ones(4, 3), torch.zeros(2, 3))   # tensor(3.)
     """
     return ((real_features.mean(dim=0) - syn_features.mean(dim=0)) ** 2).sum()
-
-
-def has_batchnorm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def distribution_matching_loss(embed: Callable[[Tensor], Tensor], real_by_class: list[Tensor],
@@ -177,15 +178,8 @@ def _initial_images(request: DistillRequest, config: DMConfig, g: torch.Generato
     if config.init == "noise":
         return torch.randn(data.num_classes * request.ipc, data.channels, data.image_size, data.image_size,
                            generator=g)
-    chosen = []
-    for c in range(data.num_classes):
-        pool = request.pool_indices(c)
-        if len(pool) < request.ipc:
-            # duplicates would receive identical gradients under a siamese transform and stay copies
-            raise BenchError(f"dm init 'real' needs {request.ipc} distinct images of class {c} but its pool "
-                             f"has {len(pool)}; use init=noise or a larger pool")
-        chosen.append(pool[torch.randperm(len(pool), generator=g)[: request.ipc]])
-    return data.train.get(torch.cat(chosen))
+    # distinct images: duplicates would receive identical gradients under a siamese transform and stay copies
+    return data.train.get(request.random_pool_indices(request.ipc, g, "dm init 'real' (or init=noise)"))
 
 
 def _real_batch(request: DistillRequest, c: int, batch: int, g: torch.Generator) -> Tensor:
@@ -196,8 +190,7 @@ def _real_batch(request: DistillRequest, c: int, batch: int, g: torch.Generator)
 
 
 def _dsa_for(request: DistillRequest, config: DMConfig) -> DSA | None:
-    strategy = strategy_for(request.data.name) if config.dsa_strategy == "auto" else config.dsa_strategy
-    dsa = DSA(strategy, siamese=True)
+    dsa = DSA(resolve_dsa_strategy(config.dsa_strategy, request.data.name), siamese=True)
     return dsa if dsa.ops else None
 
 
@@ -220,7 +213,7 @@ def distribution_matching(request: DistillRequest, config: DMConfig) -> Syntheti
     syn = _initial_images(request, config, g_init).to(device).requires_grad_(True)
     frozen = _frozen_by_class(request)
     dsa = _dsa_for(request, config)
-    optimizer = torch.optim.SGD([syn], lr=config.lr_img, momentum=config.momentum)
+    optimizer = torch.optim.SGD([syn], lr=config.lr_img, momentum=config.momentum_img)
     net_seed = int(torch.randint(2**62, (1,), generator=request.generator(_STREAM_NET)))
     losses: list[float] = []
 
@@ -239,12 +232,8 @@ def distribution_matching(request: DistillRequest, config: DMConfig) -> Syntheti
             real_by_class.append(real_c)
             syn_by_class.append(syn_c)
         loss = distribution_matching_loss(net.embed, real_by_class, syn_by_class, joint_forward=has_batchnorm(net))
-        if not torch.isfinite(loss):
-            raise DivergedError(f"dm diverged: loss {loss.item()} at iteration {it} (lr_img {config.lr_img:g}); "
-                                f"lower lr_img")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        guarded_step(optimizer, loss, lambda v: f"dm diverged: loss {v} at iteration {it} "
+                                                f"(lr_img {config.lr_img:g}); lower lr_img")
         losses.append(loss.item() / data.num_classes)  # the reference logs the per-class average
         if it % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")

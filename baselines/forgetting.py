@@ -2,7 +2,8 @@
 
 A ConvNet is trained on the real training data (the request's pool) for ``epochs`` epochs. Each
 sample's correctness is recorded from the training forward pass of the minibatch that holds it
-(once per epoch), as Toneva et al. and DeepCore (``deepcore/methods/forgetting.py``) do. A
+(once per epoch), as Toneva et al. and DeepCore (PatrickZH/DeepCore ``deepcore/methods/forgetting.py``)
+do. A
 forgetting event is a transition correct -> incorrect between consecutive epochs. Samples never
 classified correctly count as maximally forgettable (Toneva et al. give them infinite
 forgetting; DeepCore leaves them at 0 because its counter only sees transitions). Per class the
@@ -27,9 +28,10 @@ from tqdm.auto import tqdm
 
 from baselines.real_data_features import (STREAM_TRAIN, RealNetConfig, check_pools, pool_union, seeded_model,
                                           selected_real_images)
-from bench.errors import BenchError, DivergedError
+from bench.errors import BenchError
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
+from bench.training import guarded_step
 
 STREAM_TIES = 2
 
@@ -82,14 +84,10 @@ def record_correctness(request: DistillRequest, config: ForgettingConfig, indice
             batch = order[start:start + config.batch_size]
             out = model(images[batch.to(device)])
             loss = F.cross_entropy(out, labels[batch.to(device)])
-            if not torch.isfinite(loss):
-                raise DivergedError(f"forgetting: training diverged at epoch {epoch + 1} (lr {config.lr:g}); "
-                                    f"lower the learning rate")
             # correctness BEFORE this step's update, as the reference records it
             correct[epoch, batch] = (out.argmax(1) == labels[batch.to(device)]).cpu()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            guarded_step(opt, loss, lambda v: f"forgetting: training diverged at epoch {epoch + 1} "
+                                              f"(lr {config.lr:g}); lower the learning rate")
     return correct
 
 

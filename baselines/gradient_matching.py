@@ -26,6 +26,7 @@ from bench.data import Dataset
 from bench.errors import BenchError, DivergedError
 from bench.registry import DistillRequest
 from bench.synthetic import SyntheticSet
+from bench.training import guarded_step
 
 METRICS = ("ours", "mse", "cos", "l1")
 
@@ -210,10 +211,6 @@ def seeded_model(factory: Callable[[], nn.Module], generator: torch.Generator, d
     return factory().to(device).train()
 
 
-def has_batchnorm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
 def freeze_batchnorm(net: nn.Module, real_images: Tensor) -> None:
     """DC's BatchNorm handling: one train-mode pass over a real batch (16 per class in the
     reference) sets the running statistics, then every BatchNorm layer goes to eval mode,
@@ -280,11 +277,7 @@ def train_on_tensors(net: nn.Module, optimizer: torch.optim.Optimizer, images: T
                 loss = lam * F.cross_entropy(out, y_a) + (1 - lam) * F.cross_entropy(out, y_b)
             else:
                 loss = F.cross_entropy(net(x), y)
-            if not torch.isfinite(loss):
-                raise DivergedError(f"inner network training diverged (loss {loss.item()}); lower lr_net")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            guarded_step(optimizer, loss, lambda v: f"inner network training diverged (loss {v}); lower lr_net")
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -3,7 +3,7 @@ tracks the class mean.
 
 Features are ``ConvNet.embed`` of a ConvNet trained on the real training data
 (:mod:`baselines.real_data_features`), as the DC paper's herding baseline and DeepCore
-(``deepcore/methods/herding.py``, ``balance=True``: per class, Euclidean metric).
+(PatrickZH/DeepCore ``deepcore/methods/herding.py``, ``balance=True``: per class, Euclidean metric).
 
 Deviation from DeepCore: DeepCore takes ``argmax`` of the distance between ``(i+1)*mu - sum``
 and the candidates, i.e. the sample that moves the running mean FARTHEST from the class mean.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from baselines.real_data_features import RealNetConfig, check_pools, class_embeddings, selected_real_images
+from baselines.real_data_features import RealNetConfig, feature_coreset
 from bench.errors import BenchError
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
@@ -78,7 +78,4 @@ def herding(request: DistillRequest, config: HerdingConfig) -> SyntheticSet:
 
         syn = distill("herding", DistillRequest(load_dataset("digits"), ipc=3, seed=1), overrides={"epochs": 2})
     """
-    check_pools(request)
-    features = class_embeddings(request, config, desc="herding: feature net")
-    chosen = [request.pool_indices(c)[herding_order(f, request.ipc)] for c, f in enumerate(features)]
-    return selected_real_images(request, torch.cat(chosen))
+    return feature_coreset(request, config, "herding: feature net", lambda f: herding_order(f, request.ipc))

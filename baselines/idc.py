@@ -114,6 +114,7 @@ class IDCConfig:
     """
 
     eval_protocol: ClassVar[str] = "idc"
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"model": "arch"}  # hashed as "model": bench.registry.config_dict
 
     iterations: int = 2000
     inner_loop: int = 100
@@ -138,7 +139,7 @@ class IDCConfig:
     mixup_net: str = "cut"
     mix_p: float = 0.5
     mix_beta: float = 1.0
-    model: str = "convnet"
+    arch: str = "convnet"
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "IDCConfig":
@@ -234,7 +235,7 @@ def idc(request: DistillRequest, config: IDCConfig) -> SyntheticSet:
     cutmix_prob = config.mix_p if config.mixup_net == "cut" else 0.0
 
     def model():
-        return create_model(config.model, ch, num_classes, size)
+        return create_model(config.arch, ch, num_classes, size)
 
     def train_net(net, opt, n: int, epochs: int) -> None:
         # real data only: IDC's and SeqMatch's `train_epoch(args, loader_real, ...)`, never the frozen images

@@ -3,7 +3,7 @@ from its nearest already chosen centre.
 
 Features are ``ConvNet.embed`` of a ConvNet trained on the real training data
 (:mod:`baselines.real_data_features`), the same space as herding, as the DC paper's k-center
-baseline. Details follow DeepCore's ``k_center_greedy`` (``deepcore/methods/kcentergreedy.py``,
+baseline. Details follow DeepCore's ``k_center_greedy`` (PatrickZH/DeepCore ``deepcore/methods/kcentergreedy.py``,
 ``balance=True``): Euclidean distance; the FIRST centre is drawn uniformly at random from the
 class (DeepCore: ``np.random.randint(0, sample_num)`` under the run's seed; here from
 ``request.generator(STREAM_FIRST_CENTER)``), then each further centre is the point whose
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from baselines.real_data_features import RealNetConfig, check_pools, class_embeddings, selected_real_images
+from baselines.real_data_features import RealNetConfig, feature_coreset
 from bench.errors import BenchError
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
@@ -78,11 +78,6 @@ def kcenter(request: DistillRequest, config: KCenterConfig) -> SyntheticSet:
 
         syn = distill("kcenter", DistillRequest(load_dataset("digits"), ipc=3, seed=1), overrides={"epochs": 2})
     """
-    check_pools(request)
-    features = class_embeddings(request, config, desc="k-center: feature net")
     g = request.generator(STREAM_FIRST_CENTER)
-    chosen = []
-    for c, f in enumerate(features):
-        first = int(torch.randint(len(f), (1,), generator=g))
-        chosen.append(request.pool_indices(c)[kcenter_order(f, request.ipc, first)])
-    return selected_real_images(request, torch.cat(chosen))
+    return feature_coreset(request, config, "k-center: feature net",
+                           lambda f: kcenter_order(f, request.ipc, int(torch.randint(len(f), (1,), generator=g))))

@@ -35,7 +35,7 @@ restricts the real images used to initialise the synthetic set; ``request.frozen
 ``metadata["syn_lr"]``; the reference evaluates its sets with that learning rate.
 
 ZCA (``zca=True``): experts and students work in whitened space (see
-:class:`baselines.mtt_experts.ZCAWhitening`); the returned images are mapped back to the dataset's
+:class:`bench.zca.ZCAWhitening`); the returned images are mapped back to the dataset's
 normalised space, and ``metadata["zca_file"]`` names the stored transform so an evaluation can
 whiten train and test images exactly as the distiller did.
 
@@ -52,20 +52,23 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.augmentation import DSA, DSATransform, strategy_for
+from baselines.flat_params import ParamLayout
+from baselines.mtt_experts import ExpertBuffer, ExpertSettings
+# the matching loss and its gradient modes live in baselines.mtt_gradients; imported here for callers
+# that know them as baselines.mtt names
+from baselines.mtt_gradients import (GRADIENT_MODES, MatchResult, StudentStep,  # noqa: F401
+                                     plan_student_steps, trajectory_gradients, trajectory_matching_loss)
+from bench.augmentation import DSA, strategy_for
 from bench.errors import BenchError, DivergedError
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
-from baselines.mtt_experts import ExpertBuffer, ExpertSettings, ParamLayout
-
-GRADIENT_MODES = ("unrolled", "checkpointed", "tesla")
 EMBEDDED = ("digits", "mnist5k")
 
 
@@ -74,6 +77,9 @@ class MTTConfig:
     """MTT hyper-parameters; defaults are the reference distill.py / buffer.py defaults (CIFAR scale)."""
 
     eval_protocol: ClassVar[str] = "mtt"  # evaluated at the learned syn_lr (and in ZCA space if used)
+    # before the shared vocabulary: pix_init and momentum (still accepted, and hashed under those
+    # names: bench.registry.config_dict)
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"pix_init": "init", "momentum": "momentum_img"}
     iterations: int = 5000
     syn_steps: int = 20
     expert_epochs: int = 3
@@ -84,9 +90,9 @@ class MTTConfig:
     lr_img: float = 1000.0
     lr_lr: float = 1e-5
     lr_teacher: float = 0.01                   # initial syn_lr (distill.py --lr_teacher)
-    momentum: float = 0.5                      # images and syn_lr optimisers (reference)
+    momentum_img: float = 0.5                  # images' optimiser; syn_lr's uses the same (reference)
     batch_syn: int | None = None               # None: the whole student training set per step
-    pix_init: str = "real"                     # reference CLI default is "noise"; its runs/DATM use real
+    init: str = "real"                         # --pix_init; reference CLI default "noise", its runs/DATM use real
     dsa: bool = True
     zca: bool = False
     gradient_mode: str = "unrolled"
@@ -142,8 +148,8 @@ class MTTConfig:
             raise BenchError(f"mtt: batch_syn must be >= 1 or None, got {self.batch_syn}")
         if self.gradient_mode not in GRADIENT_MODES:
             raise BenchError(f"mtt: unknown gradient_mode {self.gradient_mode!r}; use {', '.join(GRADIENT_MODES)}")
-        if self.pix_init not in ("real", "noise"):
-            raise BenchError(f"mtt: pix_init must be 'real' or 'noise', got {self.pix_init!r}")
+        if self.init not in ("real", "noise"):
+            raise BenchError(f"mtt: init must be 'real' or 'noise', got {self.init!r}")
         for key in ("lr_img", "lr_teacher", "expert_lr"):
             if getattr(self, key) <= 0:
                 raise BenchError(f"mtt: {key} must be > 0, got {getattr(self, key)}")
@@ -179,151 +185,15 @@ def start_epoch_upper_bound(config: MTTConfig, iteration: int) -> int:
     return min(grown, final)
 
 
-# ----------------------------------------------------------------------------- the matching loss
-
-def trajectory_matching_loss(end: Tensor, start: Tensor, target: Tensor) -> Tensor:
-    """``||end - target||^2 / ||start - target||^2`` (the reference's 1/num_params factors cancel)."""
-    return (end - target).pow(2).sum() / (start - target).pow(2).sum()
-
-
-@dataclass
-class StudentStep:
-    """One student update: which images of the training pool, and the DSA transform drawn for it."""
-
-    indices: Tensor
-    augment: DSATransform | None = None
-
-    def batch(self, pool: Tensor) -> Tensor:
-        x = pool[self.indices]
-        return self.augment(x) if self.augment is not None else x
-
-
-def plan_student_steps(pool_size: int, syn_steps: int, batch_syn: int | None, dsa: DSA | None,
-                       generator: torch.Generator) -> list[StudentStep]:
-    """Minibatches as the reference draws them (a permutation split into chunks, popped from the
-    end, redrawn when used up) plus one DSA transform per step, drawn up front so that a
-    recomputation replays exactly the same batches."""
-    size = batch_syn or pool_size
-    steps, chunks = [], []
-    for _ in range(syn_steps):
-        if not chunks:
-            chunks = list(torch.split(torch.randperm(pool_size, generator=generator), size))
-        idx = chunks.pop()
-        aug = dsa.sample(generator, batch_size=len(idx)) if dsa is not None else None
-        steps.append(StudentStep(idx, aug))
-    return steps
-
-
-@dataclass
-class MatchResult:
-    loss: float
-    grad_images: Tensor
-    grad_lr: Tensor
-    extra: dict = field(default_factory=dict)
-
-
-Forward = Callable[[Tensor, Tensor], Tensor]  # (flat parameters, images) -> logits
-
-
-def trajectory_gradients(forward: Forward, start: Tensor, target: Tensor, images: Tensor, labels: Tensor,
-                         syn_lr: Tensor, plan: list[StudentStep], fixed_images: Tensor | None = None,
-                         mode: str = "unrolled") -> MatchResult:
-    """Loss and its gradients w.r.t. ``images`` and ``syn_lr`` for one student run.
-
-    The student trains on ``pool = cat(fixed_images, images)`` (fixed = DASM's frozen images, no
-    gradient) with labels ``labels`` (for the whole pool), following ``plan``.
-
-    Example::
-
-        res = trajectory_gradients(layout.forward, start, target, images, labels, torch.tensor(0.01), plan)
-        images.grad = res.grad_images
-    """
-    if mode == "unrolled":
-        return _unrolled(forward, start, target, images, labels, syn_lr, plan, fixed_images)
-    if mode in ("checkpointed", "tesla"):
-        return _reverse_walk(forward, start, target, images, labels, syn_lr, plan, fixed_images,
-                             exact=(mode == "checkpointed"))
-    raise BenchError(f"mtt: unknown gradient_mode {mode!r}; use {', '.join(GRADIENT_MODES)}")
-
-
-def _pool(fixed: Tensor | None, images: Tensor) -> Tensor:
-    return images if fixed is None or len(fixed) == 0 else torch.cat([fixed, images])
-
-
-def _unrolled(forward: Forward, start: Tensor, target: Tensor, images: Tensor, labels: Tensor, syn_lr: Tensor,
-              plan: list[StudentStep], fixed: Tensor | None) -> MatchResult:
-    x_leaf = images.detach().requires_grad_(True)
-    lr = syn_lr.detach().requires_grad_(True)
-    pool = _pool(fixed, x_leaf)
-    w = start.detach().requires_grad_(True)
-    for step in plan:
-        ce = F.cross_entropy(forward(w, step.batch(pool)), labels[step.indices])
-        g = torch.autograd.grad(ce, w, create_graph=True)[0]
-        w = w - lr * g
-    loss = trajectory_matching_loss(w, start, target)
-    gx, glr = torch.autograd.grad(loss, (x_leaf, lr), allow_unused=True)
-    return MatchResult(float(loss.detach()), _zeros_if_none(gx, images), _zeros_if_none(glr, syn_lr))
-
-
-def _reverse_walk(forward: Forward, start: Tensor, target: Tensor, images: Tensor, labels: Tensor,
-                  syn_lr: Tensor, plan: list[StudentStep], fixed: Tensor | None, exact: bool) -> MatchResult:
-    """Gradients from a forward that keeps only parameter vectors and a backward that recomputes one
-    step at a time. With w_{i+1} = w_i - a g_i(w_i, X_i) and adjoint l_{i+1} = dL/dw_{i+1}:
-
-        dL/dX_i = -a (dg_i/dX_i)^T l_{i+1},  dL/da = -sum_i g_i . l_{i+1},
-        l_i = l_{i+1} - a H_i l_{i+1}   (exact; TESLA keeps l_i = l_N)
-    """
-    lr = float(syn_lr)
-    images = images.detach()
-    pool_const = _pool(fixed, images)
-    weights = [start.detach()]
-    for step in plan:  # forward: no graph kept beyond one step
-        w = weights[-1].clone().requires_grad_(True)
-        ce = F.cross_entropy(forward(w, step.batch(pool_const)), labels[step.indices])
-        g = torch.autograd.grad(ce, w)[0]
-        weights.append((weights[-1] - lr * g).detach())
-    end = weights[-1]
-    loss = trajectory_matching_loss(end, start, target)
-    adjoint = 2.0 * (end - target) / (start - target).pow(2).sum()
-    grad_images = torch.zeros_like(images)
-    grad_lr = torch.zeros((), dtype=syn_lr.dtype, device=syn_lr.device)
-    for i in reversed(range(len(plan))):
-        step = plan[i]
-        w = weights[i].clone().requires_grad_(True)
-        x_leaf = images.clone().requires_grad_(True)
-        ce = F.cross_entropy(forward(w, step.batch(_pool(fixed, x_leaf))), labels[step.indices])
-        g = torch.autograd.grad(ce, w, create_graph=True)[0]
-        # one double-backward gives both the batch's gradient and (exact mode) the HVP H_i l_{i+1}
-        directional = (g * adjoint).sum()
-        wrt = (x_leaf, w) if exact else (x_leaf,)
-        grads = torch.autograd.grad(directional, wrt, allow_unused=True)
-        grad_lr = grad_lr - (g.detach() * adjoint).sum().to(grad_lr)
-        if grads[0] is not None:  # None when the batch held only fixed (frozen) images
-            grad_images -= lr * grads[0]
-        if exact and grads[1] is not None:
-            adjoint = adjoint - lr * grads[1]
-    return MatchResult(float(loss), grad_images, grad_lr)
-
-
-def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
 # ----------------------------------------------------------------------------- the distiller
 
 def _initial_images(request: DistillRequest, config: MTTConfig) -> Tensor:
     """Class-major start images: ``ipc`` random real images per class from the allowed pool, or noise."""
     data = request.data
-    if config.pix_init == "noise":
+    if config.init == "noise":
         shape = (data.num_classes * request.ipc, data.channels, data.image_size, data.image_size)
         return torch.randn(shape, generator=request.generator(3))
-    g = request.generator(0)
-    chosen = []
-    for c in range(data.num_classes):
-        pool = request.pool_indices(c)
-        if len(pool) < request.ipc:
-            raise BenchError(f"mtt: the real-data pool of class {c} has {len(pool)} images, "
-                             f"fewer than ipc {request.ipc}")
-        chosen.append(pool[torch.randperm(len(pool), generator=g)[:request.ipc]])
-    return data.train.get(torch.cat(chosen))
+    return data.train.get(request.random_pool_indices(request.ipc, request.generator(0), "mtt"))
 
 
 def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_classes: int) -> Tensor:
@@ -362,7 +232,7 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
 
     labels = torch.arange(data.num_classes).repeat_interleave(request.ipc)
     images = _initial_images(request, config)
-    if zca is not None and config.pix_init == "real":
+    if zca is not None and config.init == "real":
         images = zca.whiten_normalised(images, data)
     images = images.to(device).requires_grad_(True)
 
@@ -377,8 +247,8 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     pool_size = len(pool_labels)
 
     syn_lr = torch.tensor(config.lr_teacher, device=device).requires_grad_(True)
-    opt_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
-    opt_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=config.momentum)
+    opt_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum_img)
+    opt_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=config.momentum_img)
     dsa = DSA(strategy_for(data.name), siamese=False) if config.dsa else None
     sampler = request.generator(1)   # expert and start epoch
     batches = request.generator(2)   # student minibatches and DSA

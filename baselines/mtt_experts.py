@@ -1,4 +1,4 @@
-"""MTT expert trajectories: a resumable on-disk buffer, ZCA whitening and flat-parameter forwards.
+"""MTT expert trajectories: expert training and a resumable on-disk buffer.
 
 MTT (Cazenavette et al., CVPR 2022; GeorgeCazenavette/mtt-distillation ``buffer.py``) first trains
 ``num_experts`` networks on the REAL training split and records their parameters after every
@@ -18,11 +18,9 @@ same experts share them; settings outside the key (batch, DSA, expert seed) get 
 when they differ from the defaults. A killed build leaves finished experts (kept and skipped on the
 next build) and at most a ``.expert_*.tmp`` file (ignored). A damaged expert file is rebuilt.
 
-ZCA (``zca=True``): the reference fits kornia's ``ZCAWhitening(eps=0.1)`` on the training images
-in [0, 1] pixel space (no mean/std normalisation) and trains experts and distils in whitened space.
-:class:`ZCAWhitening` re-implements that transform (unbiased covariance, ``T = U (S + eps)^-1/2 U^T``)
-and is stored once per buffer as ``zca.safetensors`` (``mean`` 1xD, ``transform`` DxD, ``inverse``
-DxD). Helpers map our normalised images to and from that space.
+ZCA (``zca=True``): experts train in whitened space; the transform (:class:`bench.zca.ZCAWhitening`,
+the reference's kornia ``ZCAWhitening(eps=0.1)`` on [0, 1] pixels) is fitted once per buffer and
+stored there as ``zca.safetensors``. Parameters are flat vectors (:class:`baselines.flat_params.ParamLayout`).
 
 Example::
 
@@ -40,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,149 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.data import Dataset
-from bench.errors import BenchError, DivergedError
+from baselines.flat_params import ParamLayout
+from bench.data import Dataset, ImageSet
+from bench.errors import BenchError
+from bench.evaluation import accuracy
 from bench.paths import safe_slug
-from bench.synthetic import write_atomically
+from bench.files import write_atomically
+from bench.training import guarded_step
+# ZCA moved to the harness (bench.zca); imported here so older `from baselines.mtt_experts import
+# ZCAWhitening` lines keep working
+from bench.zca import ZCA_EPS, ZCA_FORMAT, ZCAWhitening, from_pixels, to_pixels  # noqa: F401
 
 EXPERT_FORMAT = "dasm-bench/mtt-expert"
-ZCA_FORMAT = "dasm-bench/zca"
-ZCA_EPS = 0.1  # the reference's kornia ZCAWhitening(eps=0.1)
-
-
-# ----------------------------------------------------------------------------- ZCA
-
-@dataclass
-class ZCAWhitening:
-    """ZCA whitening of flattened images, as kornia's ``ZCAWhitening`` that the MTT reference uses.
-
-    Fitted on images in [0, 1] pixel space: ``z = (x - mean) @ T`` with
-    ``T = U diag((S + eps)^-1/2) U^T`` from the SVD of the unbiased covariance; ``inverse`` is
-    ``U diag((S + eps)^1/2) U^T`` so ``unwhiten(whiten(x)) == x`` up to rounding.
-
-    Example::
-
-        zca = ZCAWhitening.fit(pixels)              # pixels: N,C,H,W in [0, 1]
-        z = zca.whiten(pixels); x = zca.unwhiten(z)
-    """
-
-    mean: Tensor        # 1 x D
-    transform: Tensor   # D x D
-    inverse: Tensor     # D x D
-    eps: float = ZCA_EPS
-
-    @classmethod
-    def fit(cls, pixels: Tensor, eps: float = ZCA_EPS, chunk: int = 4096) -> "ZCAWhitening":
-        """Fit on N,C,H,W pixel images (float64 accumulation: CIFAR has D = 3072)."""
-        flat = pixels.reshape(len(pixels), -1)
-        n, d = flat.shape
-        if n < 2:
-            raise BenchError("ZCA needs at least two images to fit")
-        mean = flat.double().mean(0, keepdim=True)
-        cov = torch.zeros(d, d, dtype=torch.float64)
-        for s in range(0, n, chunk):
-            centred = flat[s:s + chunk].double() - mean
-            cov += centred.T @ centred
-        cov /= n - 1  # kornia's default unbiased estimate
-        u, s, _ = torch.linalg.svd(cov)
-        transform = u @ torch.diag(torch.rsqrt(s + eps)) @ u.T
-        inverse = u @ torch.diag(torch.sqrt(s + eps)) @ u.T
-        return cls(mean.float(), transform.float(), inverse.float(), float(eps))
-
-    def whiten(self, pixels: Tensor) -> Tensor:
-        shape = pixels.shape
-        flat = pixels.reshape(shape[0], -1)
-        out = (flat - self.mean.to(flat)) @ self.transform.to(flat)
-        return out.reshape(shape)
-
-    def unwhiten(self, z: Tensor) -> Tensor:
-        shape = z.shape
-        out = z.reshape(shape[0], -1) @ self.inverse.to(z) + self.mean.to(z)
-        return out.reshape(shape)
-
-    # Our images live in the dataset's normalised space; the reference fits ZCA on raw pixels.
-    def whiten_normalised(self, x: Tensor, data: Dataset) -> Tensor:
-        """Normalised images (bench convention) -> whitened images (what experts/students see)."""
-        return self.whiten(to_pixels(x, data))
-
-    def unwhiten_to_normalised(self, z: Tensor, data: Dataset) -> Tensor:
-        """Whitened images -> the dataset's normalised space (how a SyntheticSet stores them)."""
-        return from_pixels(self.unwhiten(z), data)
-
-    def save(self, path: Path) -> None:
-        from safetensors.torch import save as st_save
-
-        blob = st_save({"mean": self.mean.contiguous(), "transform": self.transform.contiguous(),
-                        "inverse": self.inverse.contiguous()},
-                       metadata={"format": ZCA_FORMAT, "eps": repr(self.eps), "space": "pixels in [0, 1]"})
-        write_atomically(path, blob)
-
-    @classmethod
-    def load(cls, path: Path) -> "ZCAWhitening":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("format") != ZCA_FORMAT:
-                    raise BenchError(f"{path} is not a dasm-bench ZCA file")
-                return cls(f.get_tensor("mean"), f.get_tensor("transform"), f.get_tensor("inverse"),
-                           float(meta["eps"]))
-        except BenchError:
-            raise
-        except Exception as exc:  # safetensors raises its own error types
-            raise BenchError(f"ZCA file {path} cannot be read: {str(exc).splitlines()[0]}") from None
-
-
-def to_pixels(x: Tensor, data: Dataset) -> Tensor:
-    """Normalised -> [0, 1]-range pixels (no clamping: the map must stay invertible)."""
-    mean = torch.tensor(data.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x * std + mean
-
-
-def from_pixels(p: Tensor, data: Dataset) -> Tensor:
-    mean = torch.tensor(data.mean, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
-    return (p - mean) / std
-
-
-# ----------------------------------------------------------------------------- flat parameters
-
-class ParamLayout:
-    """How a model's parameters map onto one flat vector (``named_parameters`` order).
-
-    ``forward(flat, x)`` runs the model with the parameters taken from ``flat`` through
-    ``torch.func.functional_call`` (the reference's ``ReparamModule``); gradients flow into ``flat``.
-
-    Example::
-
-        layout = ParamLayout(model)
-        logits = layout.forward(layout.flatten(model), x)
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.names = [n for n, _ in model.named_parameters()]
-        self.shapes = [tuple(p.shape) for _, p in model.named_parameters()]
-        self.numels = [math.prod(s) for s in self.shapes]
-        self.size = sum(self.numels)
-
-    def flatten(self, model: nn.Module | None = None) -> Tensor:
-        params = dict((model or self.model).named_parameters())
-        return torch.cat([params[n].detach().reshape(-1) for n in self.names])
-
-    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
-        if flat.numel() != self.size:
-            raise BenchError(f"flat parameter vector has {flat.numel()} values, the model needs {self.size}")
-        return {n: chunk.view(s) for n, chunk, s in zip(self.names, flat.split(self.numels), self.shapes)}
-
-    def forward(self, flat: Tensor, x: Tensor) -> Tensor:
-        return torch.func.functional_call(self.model, self.unflatten(flat), (x,))
-
-    def describe(self) -> list[list]:
-        return [[n, list(s)] for n, s in zip(self.names, self.shapes)]
-
 
 # ----------------------------------------------------------------------------- experts
 
@@ -241,17 +107,6 @@ def _expert_seed(settings: ExpertSettings, expert: int) -> int:
     return settings.seed * 1_000_003 + expert
 
 
-def _accuracy(model: nn.Module, images: Tensor, labels: Tensor, device: torch.device) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for s in range(0, len(images), 1024):
-            out = model(images[s:s + 1024].to(device))
-            correct += int((out.argmax(1).cpu() == labels[s:s + 1024]).sum())
-    model.train()
-    return 100.0 * correct / max(1, len(images))
-
-
 def train_expert(data: Dataset, settings: ExpertSettings, expert: int, images: Tensor, labels: Tensor,
                  device: torch.device, val: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, float | None]:
     """Train one expert on (images, labels) (the whole real training split, already in the expert's
@@ -275,14 +130,13 @@ def train_expert(data: Dataset, settings: ExpertSettings, expert: int, images: T
             if aug is not None:
                 x = aug(x, gen)
             loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise DivergedError(f"expert {expert} diverged at epoch {epoch} (lr {settings.lr:g}); "
-                                    f"lower the expert lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            guarded_step(opt, loss, lambda v: f"expert {expert} diverged at epoch {epoch} (lr {settings.lr:g}); "
+                                              f"lower the expert lr")
         snapshots.append(layout.flatten().cpu())
-    acc = _accuracy(model, val[0], val[1], device) if val is not None else None
+    acc = None
+    if val is not None:  # val images are already in the expert's input space: identity normalisation
+        acc = accuracy(model, ImageSet(val[0], val[1], data.num_classes, (0.0,) * data.channels,
+                                       (1.0,) * data.channels), device)
     return torch.stack(snapshots), acc
 
 

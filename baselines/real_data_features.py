@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +47,7 @@ _INIT_SALT = 7_777
 class RealNetConfig:
     """Budget of the ConvNet trained on the real training data.
 
-    Defaults are DeepCore's selection arguments (``main.py``: ``--selection_epochs 40``,
+    Defaults are DeepCore's selection arguments (PatrickZH/DeepCore ``main.py``: ``--selection_epochs 40``,
     ``--selection_lr 0.1``, momentum 0.9, weight decay 5e-4, batch 256, constant learning rate),
     i.e. the paper-scale (CIFAR) budget. DeepCore also uses Nesterov momentum; our shared
     ``train_network`` uses plain momentum.
@@ -103,10 +104,7 @@ class RealNetConfig:
 
 def check_pools(request: DistillRequest) -> None:
     """One-line error when a class's pool holds fewer than ``ipc`` images (a coreset cannot repeat)."""
-    for c in range(request.data.num_classes):
-        size = len(request.pool_indices(c))
-        if size < request.ipc:
-            raise BenchError(f"class {c} has {size} real images in its pool, fewer than ipc {request.ipc}")
+    request.check_pool_sizes(request.ipc, "coreset")
 
 
 def pool_union(request: DistillRequest) -> Tensor:
@@ -170,3 +168,19 @@ def selected_real_images(request: DistillRequest, indices: Tensor) -> SyntheticS
     idx = indices.long()
     return SyntheticSet(request.data.train.get(idx).clone(), request.data.train.labels[idx].clone(),
                         metadata={"selected_indices": idx.tolist()})
+
+
+def feature_coreset(request: DistillRequest, config: RealNetConfig, desc: str,
+                    order: Callable[[Tensor], Tensor]) -> SyntheticSet:
+    """Per class, the pool images at ``order(features)[:ipc]`` positions, where ``features`` are the
+    class's pool embeddings (:func:`class_embeddings`); classes are visited in order, so an
+    ``order`` that draws from a generator draws class by class.
+
+    Example::
+
+        syn = feature_coreset(request, config, "herding: feature net", lambda f: herding_order(f, request.ipc))
+    """
+    check_pools(request)
+    features = class_embeddings(request, config, desc=desc)
+    chosen = [request.pool_indices(c)[order(f)] for c, f in enumerate(features)]
+    return selected_real_images(request, torch.cat(chosen))

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.registry import apply_overrides, default_config, get_method
+from bench.registry import OWN_PROTOCOL, apply_overrides, default_config, get_method
 from bench.results import ResultsTable
 from bench.runner import GridSpec, distill_key, eval_key, method_protocol, run_grid
 
@@ -41,14 +41,14 @@ class BudgetSpec:
     """Methods x IPCs x seeds on one dataset, each at every rung of ``rungs``.
 
     ``overrides``: per-method config fields applied before scaling (the x1 budget itself may be set,
-    e.g. ``{"dm": {"iterations": 50}}``); ``protocol`` "default" = each method's own."""
+    e.g. ``{"dm": {"iterations": 50}}``); ``protocol`` OWN_PROTOCOL ("default") = each method's own."""
 
     methods: list[str]
     dataset: str
     ipcs: list[int]
     seeds: list[int] = field(default_factory=lambda: [0])
     rungs: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    protocol: str = "default"
+    protocol: str = OWN_PROTOCOL
     epochs: int | None = None
     num_models: int = 5
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli_checks import check_slurm, parse_sets, sync_csv
+from bench.vocabulary import OWN_PROTOCOL
 
 
 def cmd_grid(args: argparse.Namespace) -> None:
@@ -21,7 +22,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from bench.results import ResultsTable, check_schema
     from bench.runner import GridSpec, run_grid
 
-    if args.protocols and args.protocol != "default":
+    if args.protocols and args.protocol != OWN_PROTOCOL:
         raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
     table = ResultsTable(args.out)
@@ -87,7 +88,7 @@ def cmd_budget(args: argparse.Namespace) -> None:
             raise BenchError(f"--set expects METHOD.KEY=VALUE, got {key}={value}")
         overrides.setdefault(method, {})[name] = value
     spec = BudgetSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, rungs=args.rungs,
-                      protocol="default" if args.protocol == "own" else args.protocol, epochs=args.epochs,
+                      protocol=OWN_PROTOCOL if args.protocol == "own" else args.protocol, epochs=args.epochs,
                       num_models=args.models, overrides=overrides, max_hours=args.max_hours,
                       data_root=args.data_root, download=args.download)
     run_budget(spec, args.out, args.device, workers=args.workers, progress=not args.no_progress)

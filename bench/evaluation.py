@@ -19,9 +19,9 @@ Protocols differ between the reference papers, so every result row names its pro
 The headline number is the LAST-epoch test accuracy, mean +- std over models. There is no
 "best" accuracy: taking a maximum over test-set evaluations selects on the test split. The
 references' own "best" numbers are not computed here either: MTT's is the best last-epoch test
-accuracy over distillation checkpoints (``distill.py``), a test-set selection, and IDC's
-(``train.py``) evaluates only at the last epoch outside ImageNet, so it equals the last-epoch
-accuracy. ``EvalResult.acc_best`` and the results table's ``acc_best`` column are kept for schema
+accuracy over distillation checkpoints (GeorgeCazenavette/mtt-distillation ``distill.py``), a
+test-set selection, and IDC's (snu-mllab/Efficient-Dataset-Condensation ``train.py``) evaluates
+only at the last epoch outside ImageNet, so it equals the last-epoch accuracy. ``EvalResult.acc_best`` and the results table's ``acc_best`` column are kept for schema
 compatibility and hold NaN. Any selection our own code makes (sweeps, DASM) uses ``split="val"``.
 
 Example::
@@ -48,10 +48,11 @@ from torch import Tensor, nn
 
 from bench.augmentation import cutmix
 from bench.data import Dataset, ImageSet
-from bench.errors import BenchError, DivergedError
+from bench.errors import BenchError
 from bench.models import create_model
 from bench.paths import safe_slug
-from bench.synthetic import SyntheticSet
+from bench.synthetic import SyntheticSet, write_atomically
+from bench.training import guarded_step
 
 
 SCHEDULES = ("dc", "multistep")
@@ -162,11 +163,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 # ----------------------------------------------------------------------------- training
 
-def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross entropy for hard (int) or soft (probability rows) targets."""
-    return F.cross_entropy(logits, target)
-
-
 def make_augmentation(protocol: EvalProtocol, dataset_name: str,
                       image_size: int) -> Callable[[Tensor, torch.Generator], Tensor] | None:
     """The per-batch training augmentation of ``protocol`` (None: none)."""
@@ -224,15 +220,12 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
             if protocol.cutmix_prob > 0:
                 x, y_a, y_b, lam = cutmix(x, y, generator, beta=protocol.cutmix_beta, prob=protocol.cutmix_prob)
                 out = model(x)
-                loss = lam * soft_cross_entropy(out, y_a) + (1 - lam) * soft_cross_entropy(out, y_b)
+                loss = lam * F.cross_entropy(out, y_a) + (1 - lam) * F.cross_entropy(out, y_b)
             else:
-                loss = soft_cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise DivergedError(f"training diverged: loss became {loss.item()} at epoch {epoch} "
-                                    f"(lr {opt.param_groups[0]['lr']:g}); lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                # F.cross_entropy takes hard (int) and soft (probability-row) targets alike
+                loss = F.cross_entropy(model(x), y)
+            guarded_step(opt, loss, lambda v: f"training diverged: loss became {v} at epoch {epoch} "
+                                              f"(lr {opt.param_groups[0]['lr']:g}); lower the learning rate")
         if on_epoch is not None:
             on_epoch(epoch, model, opt)
         if sched is not None:
@@ -341,7 +334,7 @@ def evaluate_synthetic(syn: SyntheticSet, data: Dataset, arch: str = "convnet",
 
 def _zca_space(syn: SyntheticSet, data: Dataset, images: Tensor, split: str) -> tuple[Tensor, ImageSet]:
     """A set distilled in ZCA-whitened space (MTT) trains and tests in that space, as its reference does."""
-    from baselines.mtt_experts import ZCAWhitening
+    from bench.zca import ZCAWhitening
 
     path = Path(syn.metadata["zca_file"])
     if not path.exists():
@@ -385,8 +378,6 @@ def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProto
             pass  # a damaged cache entry is recomputed
     res = evaluate_training_set(data.train.images, data.train.labels, data, arch, protocol, num_models, seed,
                                 device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(res), indent=2))
-    os.replace(tmp, path)
+    # a unique temp name per writer: concurrent jobs computing the same cell never share one
+    write_atomically(path, json.dumps(dataclasses.asdict(res), indent=2).encode())
     return res

@@ -48,6 +48,7 @@ from typing import Any, Callable
 from bench.errors import BenchError
 from bench.paths import safe_slug
 from bench.suggest import suggestion, unknown_name_error
+from bench.vocabulary import OWN_PROTOCOL
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
@@ -77,7 +78,7 @@ class ExperimentSpec:
     ipcs: list[int]
     seeds: list[int]
     archs: list[str]
-    protocol: str = "default"
+    protocol: str = OWN_PROTOCOL
     protocols: list[str] = field(default_factory=list)  # ["own", "idc"]: a grid axis (see GridSpec)
     epochs: int | None = None
     num_models: int = 5
@@ -198,7 +199,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     if not isinstance(evaluation, dict):
         raise BenchError(f"{where}: [evaluation] must be a table")
     _check_keys(evaluation, _EVAL_KEYS, where, "[evaluation] key")
-    protocol = _expect(evaluation.get("protocol", "default"), str, "evaluation.protocol", where)
+    protocol = _expect(evaluation.get("protocol", OWN_PROTOCOL), str, "evaluation.protocol", where)
     protocols = _parse_protocols(evaluation, where)
     epochs = _optional_positive_int(evaluation.get("epochs"), "evaluation.epochs", where)
     models = _optional_positive_int(evaluation.get("models", 5), "evaluation.models", where)
@@ -307,7 +308,7 @@ def _check_runnable(spec: ExperimentSpec, where: str) -> None:
             model_name_ok(arch)
         except BenchError as exc:
             raise BenchError(f"{where}: {exc}") from None
-    if spec.protocol != "default":
+    if spec.protocol != OWN_PROTOCOL:
         try:
             get_protocol(spec.protocol, spec.epochs)
         except BenchError as exc:

@@ -25,7 +25,7 @@ from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, get_protocol, reference_protocol
 from bench.models import model_name_ok
-from bench.registry import apply_overrides, config_dict, config_hash, default_config, get_method, split_payload
+from bench.registry import OWN_PROTOCOL, apply_overrides, config_dict, config_hash, default_config, get_method, split_payload
 
 
 @dataclass
@@ -37,7 +37,7 @@ class GridSpec:
     ipcs: list[int]
     seeds: list[int] = field(default_factory=lambda: [0])
     archs: list[str] = field(default_factory=lambda: ["convnet"])
-    protocol: str = "default"          # "default": each method's own (config.eval_protocol, else "dc")
+    protocol: str = OWN_PROTOCOL       # OWN_PROTOCOL: each method's own (config.eval_protocol, else "dc")
     epochs: int | None = None          # evaluation budget override (CPU runs)
     num_models: int = 5
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method config overrides
@@ -64,7 +64,7 @@ class GridSpec:
             model_name_ok(arch)
         if self.num_models < 1:
             raise BenchError(f"num_models must be >= 1, got {self.num_models}")
-        if self.protocol != "default":
+        if self.protocol != OWN_PROTOCOL:
             get_protocol(self.protocol, self.epochs)
         for name in self.method_protocols.values():
             get_protocol(name, self.epochs)
@@ -77,7 +77,7 @@ def method_protocol(spec: GridSpec, method: str, config: Any) -> EvalProtocol:
     """An explicit protocol as asked; otherwise the method's reference protocol on this dataset
     (DC on MNIST-like data: ``dc-aug``, see :func:`bench.evaluation.reference_protocol`)."""
     name = spec.method_protocols.get(method) or (
-        spec.protocol if spec.protocol != "default"
+        spec.protocol if spec.protocol != OWN_PROTOCOL
         else reference_protocol(getattr(config, "eval_protocol", "dc"), spec.dataset))
     return get_protocol(name, spec.epochs)
 

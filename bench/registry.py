@@ -24,12 +24,9 @@ per-segment mechanics (:class:`SegmentHooks`) to a base that honours them (IDC).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
-import json
 import pkgutil
 import time
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,8 +36,11 @@ from torch import Tensor, nn
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.method_index import BUILTIN_PACKAGES, builtin_method_index
-from bench.suggest import suggestion, unknown_name_error
+from bench.suggest import unknown_name_error
 from bench.synthetic import SyntheticSet
+# config handling lives in bench.method_config; its names stay importable from here
+from bench.method_config import (DSA_REFERENCE, apply_overrides, canonical_overrides,  # noqa: F401
+                                 config_dict, config_hash, split_payload)
 from bench.version import code_version
 
 
@@ -83,6 +83,26 @@ class DistillRequest:
     def pool_indices(self, c: int) -> Tensor:
         """Training-split indices of class ``c`` that this request allows."""
         return self.data.train.indices_by_class[c] if self.pool is None else self.pool[c]
+
+    def check_pool_sizes(self, n: int, method: str) -> None:
+        """One-line error when a class's pool holds fewer than ``n`` images (a method that picks
+        ``n`` distinct real images per class cannot repeat one)."""
+        for c in range(self.data.num_classes):
+            size = len(self.pool_indices(c))
+            if size < n:
+                raise BenchError(f"{method}: class {c} has {size} real images in its pool, fewer than ipc {n}")
+
+    def random_pool_indices(self, n: int, generator: torch.Generator, method: str) -> Tensor:
+        """Class-major training-split indices: ``n`` distinct random pool images per class (one
+        ``randperm`` of each class's pool from ``generator``), e.g. a method's "real" init.
+
+        Example::
+
+            idx = request.random_pool_indices(request.ipc, request.generator(0), "dm")
+        """
+        self.check_pool_sizes(n, method)
+        return torch.cat([pool[torch.randperm(len(pool), generator=generator)[:n]]
+                          for pool in (self.pool_indices(c) for c in range(self.data.num_classes))])
 
     def generator(self, stream: int = 0) -> torch.Generator:
         """A CPU generator seeded from (seed, stream): independent, reproducible random streams."""
@@ -148,6 +168,8 @@ class MethodSpec:
         module, _, attr = ref.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+
+from bench.vocabulary import OWN_PROTOCOL  # noqa: E402,F401 (re-exported: specs compare against it)
 
 _METHODS: dict[str, MethodSpec] = {}
 HOOKS = ("diagnostics", "search")
@@ -243,68 +265,6 @@ def default_config(method: str, dataset: str, ipc: int) -> Any:
     cls = get_method(method).config_cls
     factory = getattr(cls, "for_setting", None)
     return factory(dataset, ipc) if factory else cls()
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation, annotation)
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
-            return None
-        return _coerce(value, args[0], key)
-    try:
-        if annotation is bool and isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if annotation in (int, float, str, bool):
-            if annotation is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return annotation(value)
-        if origin in (tuple, list) and isinstance(value, str):
-            inner = args[0] if args else str
-            items = [v for v in value.replace("[", "").replace("]", "").replace("(", "").replace(")", "").split(",") if v.strip()]
-            return origin(_coerce(v.strip(), inner, key) for v in items)
-        if origin in (tuple, list) and isinstance(value, (list, tuple)):
-            return origin(value)
-    except (TypeError, ValueError):
-        raise BenchError(f"config field {key!r} expects {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
-    return value
-
-
-def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of ``config`` with fields replaced (values may be strings from the CLI)."""
-    hints = typing.get_type_hints(type(config))
-    names = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise BenchError(f"{type(config).__name__} has no field {key!r}{suggestion(key, names, 'fields')}")
-        changes[key] = _coerce(value, hints.get(key, type(value)), key)
-    new = dataclasses.replace(config, **changes)
-    check = getattr(new, "validate", None)
-    if check:
-        check()
-    return new
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def config_hash(payload: dict[str, Any]) -> str:
-    """Stable short hash of a resolved configuration (sorted JSON)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def split_payload(payload: dict[str, Any], train_split: str) -> dict[str, Any]:
-    """A hash payload that names the training split unless it is the legacy ``"train-val"``, so
-    keys of train-val runs stay what they were and full-training-set runs get new ones."""
-    return payload if train_split == "train-val" else {**payload, "train_split": train_split}
 
 
 # ----------------------------------------------------------------------------- running

@@ -10,10 +10,11 @@ a dict field arrives as one string, so ``base_overrides`` also accepts ``"k=v;k=
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import BenchError
-from bench.registry import apply_overrides, default_config, get_method
+from bench.registry import apply_overrides, canonical_overrides, default_config, get_method
 
 DEFAULT_BASE = "idc"  # the paper builds DASM on IDC (gradient matching with multi-formation)
 
@@ -46,7 +47,7 @@ def check_base(base: str, base_overrides: dict[str, Any]) -> None:
     if spec.kind == "dasm":
         raise BenchError(f"base {base!r} is itself a DASM variant; use a matcher or coreset method as base")
     names = {f.name for f in dataclasses.fields(spec.config_cls)}
-    unknown = sorted(set(base_overrides) - names)
+    unknown = sorted(set(canonical_overrides(spec.config_cls, base_overrides)) - names)  # old names count
     if unknown:
         raise BenchError(f"base_overrides field(s) {', '.join(unknown)} not in {spec.config_cls.__name__}; "
                          f"fields: {', '.join(sorted(names)) or '(none)'}")
@@ -72,3 +73,23 @@ class BaseEvalProtocol:
 
     def __get__(self, obj: Any, owner: type) -> str:
         return base_eval_protocol(DEFAULT_BASE if obj is None else obj.base)
+
+
+@dataclass
+class BaseMatcherConfig:
+    """The fields every config that runs a base matcher starts with (DASM, ``seq``, ``dasm-reverse``,
+    ``hard-only``): ``base`` and its ``base_overrides`` (a dict, or ``"k=v;k=v"`` from the CLI), and
+    ``eval_protocol`` following the base. Subclasses add their own fields after these two.
+    """
+
+    base: str = DEFAULT_BASE
+    base_overrides: dict[str, Any] = field(default_factory=dict)
+
+    eval_protocol = BaseEvalProtocol()  # the base's protocol; not a field, it follows `base`
+
+    def __post_init__(self) -> None:
+        # the CLI hands a dict field over as one "k=v;k=v" string (apply_overrides leaves it as is)
+        self.base_overrides = parse_base_overrides(self.base_overrides)
+
+    def validate(self) -> None:
+        check_base(self.base, self.base_overrides)

@@ -20,16 +20,14 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import dataclasses
+from dataclasses import dataclass
 
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, get_protocol
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
-from dasm.base_matcher import DEFAULT_BASE, BaseEvalProtocol, check_base, parse_base_overrides
+from dasm.base_matcher import BaseMatcherConfig
 from dasm.segment_schedule import SegmentSchedule, default_schedule
 from dasm.sequential_matching import DASMConfig, run_sequential
 
@@ -38,36 +36,24 @@ DASM_LAST_WINDOW_DROP = default_schedule(DASMConfig.segments, DASMConfig.segment
 
 
 @dataclass
-class HardOnlyConfig:
+class HardOnlyConfig(BaseMatcherConfig):
     """``base`` / ``base_overrides`` as in DASM; ``drop_fraction`` f of each class's easiest real
     images is removed (default :data:`DASM_LAST_WINDOW_DROP` = 0.25: the same share DASM's default
     last window drops, so the two differ only in sequencing); the ranking model trains on the real split for ``real_ranking_epochs`` under
     ``difficulty_protocol`` ("" = the base's evaluation protocol) with ``difficulty_arch``."""
 
-    base: str = DEFAULT_BASE
-    base_overrides: dict[str, Any] = field(default_factory=dict)
     drop_fraction: float = DASM_LAST_WINDOW_DROP
     real_ranking_epochs: int = 30
     difficulty_protocol: str = ""
     difficulty_arch: str = "convnet"
 
-    eval_protocol = BaseEvalProtocol()  # the base's protocol; not a field, it follows `base`
-
-    def __post_init__(self) -> None:
-        self.base_overrides = parse_base_overrides(self.base_overrides)
-
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "HardOnlyConfig":
-        """The same real-data ranking budgets as :class:`dasm.sequential_matching.DASMConfig`."""
-        name = dataset.lower()
-        if name == "digits":
-            return cls(real_ranking_epochs=8)
-        if name == "mnist5k":
-            return cls(real_ranking_epochs=3)
-        return cls()
+        """The same real-data ranking budget as :class:`dasm.sequential_matching.DASMConfig` (one source)."""
+        return cls(real_ranking_epochs=DASMConfig.for_setting(dataset, ipc).real_ranking_epochs)
 
     def validate(self) -> None:
-        check_base(self.base, self.base_overrides)
+        super().validate()
         if not 0.0 <= self.drop_fraction < 1.0:
             raise BenchError(f"drop_fraction must be in [0, 1), got {self.drop_fraction}")
         if self.real_ranking_epochs < 1:

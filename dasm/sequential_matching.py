@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -45,8 +45,7 @@ from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, accuracy, get_protocol
 from bench.registry import DistillRequest, distill, register_method
 from bench.synthetic import SyntheticSet
-from dasm.base_matcher import (DEFAULT_BASE, BaseEvalProtocol, base_config, check_base,
-                               parse_base_overrides)
+from dasm.base_matcher import BaseMatcherConfig, base_config
 from dasm.difficulty import (class_quantiles, difficulty_scores, pool_loss_stats, train_ranking_model,
                              uniform_pool, window_pool)
 from dasm.segment_schedule import DEFAULT_SHIFT, SegmentSchedule, default_schedule
@@ -63,7 +62,7 @@ RANKING_SEED_OFFSET = 7_654_321
 
 
 @dataclass
-class DASMConfig:
+class DASMConfig(BaseMatcherConfig):
     """DASM (and ``seq`` / ``dasm-reverse``) settings.
 
     - ``base``: the matcher each segment is distilled with (IDC as in the paper);
@@ -90,8 +89,6 @@ class DASMConfig:
     for CIFAR scale; :meth:`for_setting` gives CPU budgets for the embedded datasets).
     """
 
-    base: str = DEFAULT_BASE
-    base_overrides: dict[str, Any] = field(default_factory=dict)
     segments: int = 2
     schedule: str | None = None
     window_shift: float = DEFAULT_SHIFT
@@ -103,12 +100,6 @@ class DASMConfig:
     checkpoint_every: int = 100
     inner_loop_scales: str = "0.5,1"
     niter_scales: str = "1,2"
-
-    eval_protocol = BaseEvalProtocol()  # the base's protocol; not a field, it follows `base`
-
-    def __post_init__(self) -> None:
-        # the CLI hands a dict field over as one "k=v;k=v" string (apply_overrides leaves it as is)
-        self.base_overrides = parse_base_overrides(self.base_overrides)
 
     @classmethod
     def for_setting(cls, dataset: str, ipc: int) -> "DASMConfig":
@@ -132,7 +123,7 @@ class DASMConfig:
         return cls()
 
     def validate(self) -> None:
-        check_base(self.base, self.base_overrides)
+        super().validate()
         if self.fix_iter < 1 or self.checkpoint_every < 1:
             raise BenchError("fix_iter and checkpoint_every must be >= 1")
         parse_scales(self.inner_loop_scales, "inner_loop_scales")

@@ -74,7 +74,7 @@ def test_joint_forward_equals_per_class_for_instance_norm(digits):
 
 def test_config_defaults_are_the_reference_and_for_setting_scales():
     ref = DMConfig()
-    assert (ref.iterations, ref.lr_img, ref.momentum, ref.batch_real, ref.init, ref.arch) == \
+    assert (ref.iterations, ref.lr_img, ref.momentum_img, ref.batch_real, ref.init, ref.arch) == \
         (20000, 1.0, 0.5, 256, "real", "convnet")
     assert DMConfig.for_setting("cifar10", 100).lr_img == 10.0
     assert DMConfig.for_setting("cifar10", 50) == ref

@@ -190,7 +190,7 @@ def test_mtt_protocol_trains_at_the_sets_learned_lr(digits):
 
 
 def test_zca_sets_are_trained_and_tested_in_whitened_space(digits, tmp_path, monkeypatch):
-    from baselines.mtt_experts import ZCAWhitening, to_pixels
+    from bench.zca import ZCAWhitening, to_pixels
     import bench.evaluation as ev
 
     zca = ZCAWhitening.fit(to_pixels(digits.train.images, digits))
