@@ -25,9 +25,7 @@ METHODS = ("baselines", "dasm")
 # Upward edges (harness -> a method) tolerated for now, each with the reason and who removes it.
 # ZCA whitening moves from baselines/mtt_experts.py to bench/zca.py in issue 15 part B; the lead
 # deletes this entry when that branch merges (the test then fails if the edge is still there).
-ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    ("bench.evaluation", "baselines.mtt_experts"),
-})
+ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 # ----------------------------------------------------------------------------- the graph
