@@ -113,21 +113,24 @@ def format_rows(rows: list[Row]) -> list[str]:
 
 
 def profile(case, side: str = "ours", top: int = 12) -> str:
-    """Top ops by self CPU time of one step of ``side`` (after a warm-up call)."""
+    """Top ops by self time of one step of ``side`` (after a warm-up call), and the share of the step
+    spent inside aten ops. The profiler's op times are wall-clock, so the share is taken against the
+    step's wall time (on a loaded machine both stretch alike); profiling adds a little per op."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     torch.set_num_threads(1)
     fn = case.ours if side == "ours" else case.reference
     fn(10_000)
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        t0 = time.process_time()
+        t0, w0 = time.process_time(), time.perf_counter()
         fn(0)
-        seconds = time.process_time() - t0
+        seconds, wall = time.process_time() - t0, time.perf_counter() - w0
     averages = prof.key_averages()
-    calls = sum(e.count for e in averages if e.key.startswith("aten::"))
-    # the profiler's op times are wall-clock (inflated on a loaded machine): read shares and call counts
-    head = (f"{case.method} ({side}): {seconds:.3f} CPU-s for the step under the profiler, {calls} aten calls; "
-            f"op times below are wall-clock, so compare their shares (Self CPU %) and call counts")
+    aten = [e for e in averages if e.key.startswith("aten::")]
+    calls = sum(e.count for e in aten)
+    inside = sum(e.self_cpu_time_total for e in aten) / 1e6
+    head = (f"{case.method} ({side}): {seconds:.3f} CPU-s, {wall:.3f} wall-s under the profiler; {calls} aten calls "
+            f"holding {100 * inside / wall:.0f}% of the wall time (the rest: Python, autograd and dispatch outside aten)")
     return head + "\n" + averages.table(sort_by="self_cpu_time_total", row_limit=top)
 
 
