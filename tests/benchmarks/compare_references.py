@@ -101,8 +101,8 @@ def time_case(case, rounds: int = 9) -> Row:
 
 def format_rows(rows: list[Row]) -> list[str]:
     """The markdown table of results/perf/references.md."""
-    lines = ["| method | step | shapes | ours s | reference s | ratio ours/ref | n rounds | spread (IQR of ratios) "
-             f"| speed-up | goal >= {GOAL}x | loss ours / ref |",
+    lines = [("| method | step | shapes | ours s | reference s | ratio ours/ref | n rounds | spread (IQR of ratios) "
+              f"| speed-up | goal >= {GOAL}x | loss ours / ref |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         loss = "-" if r.ours_loss is None or r.reference_loss is None else f"{r.ours_loss:.4g} / {r.reference_loss:.4g}"
@@ -116,7 +116,8 @@ def profile(case, side: str = "ours", top: int = 12) -> str:
     """Top ops by self time of one step of ``side`` (after a warm-up call), and the share of the step
     spent inside aten ops. The profiler's op times are wall-clock, so the share is taken against the
     step's wall time (on a loaded machine both stretch alike); profiling adds a little per op."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     torch.set_num_threads(1)
     fn = case.ours if side == "ours" else case.reference
@@ -157,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
 
-    from bench.data import load_dataset
     from reference_steps.cases import build_cases
+
+    from bench.data import load_dataset
 
     data = load_dataset("digits")
     if args.profile is not None:

@@ -14,10 +14,11 @@ the default run): it alternates the two sides and prints the median ratio (see
 
 from __future__ import annotations
 
-import torch
-
 import pytest
-from reference_steps import dc_dm, idc as ref_idc, mtt as ref_mtt
+import torch
+from reference_steps import dc_dm
+from reference_steps import idc as ref_idc
+from reference_steps import mtt as ref_mtt
 from reference_steps.networks import ReferenceConvNet
 
 from bench.data import load_dataset

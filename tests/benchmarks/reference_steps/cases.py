@@ -17,8 +17,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from bench.data import Dataset
 from bench.models import create_model
 
-from . import dc_dm, idc as ref_idc, mtt as ref_mtt
+from . import dc_dm
+from . import idc as ref_idc
+from . import mtt as ref_mtt
 
 IPC = 10
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -135,7 +135,7 @@ def dc_iteration(args: RefArgs, make_net: Callable[[], nn.Module], get_images: C
             output_real = net(img_real)
             loss_real = criterion(output_real, lab_real)
             gw_real = torch.autograd.grad(loss_real, net_parameters)
-            gw_real = list(g.detach().clone() for g in gw_real)
+            gw_real = [g.detach().clone() for g in gw_real]
             output_syn = net(img_syn)
             loss_syn = criterion(output_syn, lab_syn)
             gw_syn = torch.autograd.grad(loss_syn, net_parameters, create_graph=True)

@@ -212,7 +212,7 @@ def synset_sample(data: Tensor, targets: Tensor, c: int, args: IDCArgs) -> tuple
 def matchloss(args: IDCArgs, img_real, img_syn, lab_real, lab_syn, model: nn.Module) -> Tensor:  # 400-433
     criterion = nn.CrossEntropyLoss()
     g_real = torch.autograd.grad(criterion(model(img_real), lab_real), model.parameters())
-    g_real = list(g.detach() for g in g_real)
+    g_real = [g.detach() for g in g_real]
     g_syn = torch.autograd.grad(criterion(model(img_syn), lab_syn), model.parameters(), create_graph=True)
     loss = None
     for gr, gs in zip(g_real, g_syn):

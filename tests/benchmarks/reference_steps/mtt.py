@@ -10,8 +10,8 @@ Our ``ParamLayout.forward`` goes through ``torch.func.functional_call`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
