@@ -95,7 +95,8 @@ def bench(session: nox.Session) -> None:
     """Speed and memory benchmarks (pytest-benchmark); prints each median's ratio to results/perf/baseline.json.
 
     `-- --update-baseline --perf-note "quiet 2-core machine"` rewrites the baseline from this run;
-    `-- -k matching` runs a subset; `-- -m "not slow"` skips the long memory/10k-append benchmarks."""
+    `-- -k matching` runs a subset; `-- -m "not slow"` skips the long memory/10k-append benchmarks;
+    `-- -k reference` times our inner steps against the reference implementations' (results/perf/references.md)."""
     _install(session, "[test]")
     session.run("pytest", "tests/benchmarks", "--benchmark-enable", "-m", "", "-q",
                 "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name", *session.posargs)
