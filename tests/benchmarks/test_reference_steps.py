@@ -105,7 +105,7 @@ def test_dm_step_equal_work(digits):
     pools = [digits.train.indices_by_class[c] for c in range(10)]
     image_syn = digits.train.get(torch.cat([p[torch.randperm(len(p), generator=g_init)[:IPC]] for p in pools]))
     image_syn.requires_grad_(True)
-    opt = torch.optim.SGD([image_syn], lr=cfg.lr_img, momentum=cfg.momentum)
+    opt = torch.optim.SGD([image_syn], lr=cfg.lr_img, momentum=cfg.momentum_img)
     args = dc_dm.RefArgs(ipc=IPC, batch_real=16, dsa=False)
     loss = dc_dm.dm_iteration(args, lambda: random_embedder("convnet", digits, net_seed, torch.device("cpu")),
                               lambda c, n: digits.train.get(pools[c][torch.randperm(len(pools[c]), generator=g_real)[:n]]),

@@ -195,8 +195,8 @@ def mtt_case(data: Dataset) -> Case:
     def _state():
         images = init.clone().requires_grad_(True)
         syn_lr = torch.tensor(cfg.lr_teacher).requires_grad_(True)
-        return (images, syn_lr, torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum),
-                torch.optim.SGD([syn_lr], lr=cfg.lr_lr, momentum=cfg.momentum))
+        return (images, syn_lr, torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img),
+                torch.optim.SGD([syn_lr], lr=cfg.lr_lr, momentum=cfg.momentum_img))
 
     def ours(seed: int):  # mtt()'s loop body, minus the expert-buffer read (baselines/mtt.py)
         images, syn_lr, opt_img, opt_lr = _state()
