@@ -70,6 +70,20 @@ def _add_data(p: argparse.ArgumentParser) -> None:
                         "copies); the files are still parsed without running any code from them")
 
 
+def _add_acceleration(p: argparse.ArgumentParser) -> None:
+    # runtime options (bench/acceleration.py): never part of a cell's key; passed to workers by environment
+    p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
+                   help="torch.compile the evaluation training step (default: auto = on CPU for ConvNet runs "
+                        "long enough to pay for the compile)")
+    p.add_argument("--amp", choices=["off", "bf16"], default=None, help="bf16 autocast of evaluation training "
+                   "(CUDA only; default: off, or the spec's [runtime] on CUDA)")
+    p.add_argument("--channels-last", choices=["on", "off"], default=None,
+                   help="channels_last evaluation training (CUDA only; default: off, or the spec's [runtime] on CUDA)")
+
+
+_ACCELERATION_ENV = {"compile": "DASM_COMPILE", "amp": "DASM_AMP", "channels_last": "DASM_CHANNELS_LAST"}
+
+
 def _add_tensorboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write TensorBoard event files here: each cell's accuracy and its set's stored "
@@ -112,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=None, help="override the protocol's learning rate")
     p.add_argument("--models", type=positive_int, default=5, help="number of fresh models (default: 5)")
     p.add_argument("--results", default=None, help="append rows to the results table in this directory")
+    _add_acceleration(p)
     _add_common(p)
 
     p = sub.add_parser("show", help="save a picture of a synthetic set (a row per class)")
@@ -138,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of the full-data reference line")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--device", default="auto")
+    _add_acceleration(p)
     _add_data(p)
     p.add_argument("--no-progress", action="store_true")
     _add_tensorboard(p)
@@ -186,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
     p.add_argument("--arch", type=str_list, default=None, help="run only these of the spec's architectures")
     p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
+    _add_acceleration(p)
     p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
     _add_tensorboard(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -562,8 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = os.environ.get(VERIFY_ENV)
     if getattr(args, "no_verify_checksums", False):
         os.environ[VERIFY_ENV] = "0"
+    saved_accel = {env: os.environ.get(env) for env in _ACCELERATION_ENV.values()}
     try:
         try:
+            _apply_acceleration(args)
             COMMANDS[args.command](args)
         except (BenchError, KeyboardInterrupt):
             raise
@@ -586,7 +605,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop(VERIFY_ENV, None)
         else:
             os.environ[VERIFY_ENV] = saved
+        for env, value in saved_accel.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
     return 0
+
+
+def _apply_acceleration(args: argparse.Namespace) -> None:
+    """--compile/--amp/--channels-last reach the workers through the environment (as the checksum flag
+    does); bf16 and channels_last forced on a run that is not on CUDA are a one-line error up front."""
+    given = {k: getattr(args, k) for k in _ACCELERATION_ENV if getattr(args, k, None) is not None}
+    for key, value in given.items():
+        os.environ[_ACCELERATION_ENV[key]] = value
+    if given.keys() & {"amp", "channels_last"}:
+        from bench.acceleration import Acceleration, check_for_device
+
+        check_for_device(Acceleration.from_env(), getattr(args, "device", "auto"))
 
 
 def _first_line(exc: BaseException) -> str:

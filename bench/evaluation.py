@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.acceleration import training_step
 from bench.augmentation import cutmix
 from bench.data import Dataset, ImageSet
 from bench.errors import BenchError, DivergedError
@@ -214,6 +215,8 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
     aug = make_augmentation(protocol, dataset_name, images.shape[-1])
     n = len(images)
     bs = min(protocol.batch_size, n)
+    # runtime speed options (bench.acceleration: compile, bf16, channels_last); None: the eager code below
+    step = training_step(model, device, passes * math.ceil(n / bs))
     for epoch in range(1, passes + 1):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, bs):
@@ -223,8 +226,13 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
                 x = aug(x, generator)
             if protocol.cutmix_prob > 0:
                 x, y_a, y_b, lam = cutmix(x, y, generator, beta=protocol.cutmix_beta, prob=protocol.cutmix_prob)
-                out = model(x)
-                loss = lam * soft_cross_entropy(out, y_a) + (1 - lam) * soft_cross_entropy(out, y_b)
+                if step is not None:
+                    loss = step.cutmix_loss(x, y_a, y_b, lam)
+                else:
+                    out = model(x)
+                    loss = lam * soft_cross_entropy(out, y_a) + (1 - lam) * soft_cross_entropy(out, y_b)
+            elif step is not None:
+                loss = step.loss(x, y)
             else:
                 loss = soft_cross_entropy(model(x), y)
             if not torch.isfinite(loss):

@@ -52,7 +52,7 @@ from bench.paths import safe_slug
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
-_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods"}
+_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods", "runtime"}
 _EVAL_KEYS = {"protocol", "protocols", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
 _METHOD_RESERVED = {"optional", "protocol"}
 
@@ -89,6 +89,8 @@ class ExperimentSpec:
     out: str | None = None                   # default results directory
     skipped: list[str] = field(default_factory=list)  # optional methods not registered (yet)
     source: Path | None = None
+    # [runtime]: speed options (bench.acceleration: compile, amp, channels_last), never part of a cell key
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def default_out(self) -> Path:
@@ -232,6 +234,10 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         full_data_accuracy=None if full_acc is None else float(full_acc), full_data_arch=full_arch,
         out=raw.get("out"), source=source,
     )
+    if "runtime" in raw:
+        from bench.acceleration import parse_runtime
+
+        spec.runtime = parse_runtime(raw["runtime"], where)
     if spec.out is not None:
         _expect(spec.out, str, "out", where)
     spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)
@@ -392,8 +398,11 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
     sets, cells = spec.count_cells()
     log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
         f"{sets} sets, {cells} evaluation cells -> {target}")
-    df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
-                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
+    from bench.acceleration import for_spec_run, use_options
+
+    with use_options(for_spec_run(spec.runtime, device)):  # workers inherit it; the cells' keys do not see it
+        df = run_grid(spec.grid(data_root, download), target, device, progress=progress, log=log, workers=workers,
+                      executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
     if report:
         from bench.plots import write_reports
 
