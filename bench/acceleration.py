@@ -7,7 +7,7 @@ what the command that planned it was given:
 
 - ``DASM_COMPILE`` = ``auto`` (default) | ``on`` | ``off``: compile the training step (forward +
   loss; its backward through AOTAutograd) of an evaluation model. ``auto`` compiles on CPU for a
-  ConvNet-family model whose run has at least :data:`AUTO_MIN_STEPS` optimizer steps, where
+  ConvNet-family model whose run trains on at least :data:`AUTO_MIN_IMAGES` images, where
   compiling measured faster including its cost (``results/perf/README.md``); it stays eager for
   short runs (the test suite), other architectures and CUDA (not measured here). ``off`` runs the
   eager code path unchanged.
@@ -42,10 +42,11 @@ from bench.errors import BenchError
 COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
 ENV = {"compile": "DASM_COMPILE", "amp": "DASM_AMP", "channels_last": "DASM_CHANNELS_LAST"}
-# auto compiles a run of at least this many optimizer steps (about dc@200ep on an IPC-10 set):
-# compiling costs ~1 CPU-s with inductor's on-disk cache warm (~6 s the first time on a machine)
-# and saves ~4 ms of ~15 ms per ConvNet step on digits (results/perf/README.md, "Compiled evaluation").
-AUTO_MIN_STEPS = 200
+# auto compiles a training run that sees at least this many images (epochs x set size). Compiling
+# saved ~17 us per image on the digits ConvNet (dc and idc alike, CPU, one thread) and costs a worker
+# ~3 CPU-s with inductor's on-disk cache warm (more the first time on a machine): the run alone must
+# pay for it, so each cell's numbers never depend on what its worker ran before (results/perf/README.md).
+AUTO_MIN_IMAGES = 200_000
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,12 @@ def is_convnet_family(model: nn.Module) -> bool:
     return isinstance(model, ConvNet)
 
 
-def should_compile(options: Acceleration, model: nn.Module, device: torch.device, steps: int) -> bool:
-    """``on``/``off`` as given; ``auto``: a ConvNet on CPU trained for at least AUTO_MIN_STEPS steps."""
+def should_compile(options: Acceleration, model: nn.Module, device: torch.device, images: int) -> bool:
+    """``on``/``off`` as given; ``auto``: a ConvNet on CPU whose run trains on at least AUTO_MIN_IMAGES
+    images (epochs x set size). Decided per run, never from what the process compiled before."""
     if options.compile != "auto":
         return options.compile == "on"
-    return device.type == "cpu" and is_convnet_family(model) and steps >= AUTO_MIN_STEPS
+    return device.type == "cpu" and is_convnet_family(model) and images >= AUTO_MIN_IMAGES
 
 
 @dataclass
@@ -219,13 +221,13 @@ class TrainingStep:
             return _cutmix_loss(self.model, self.batch(x), y_a, y_b, lam).float()
 
 
-def training_step(model: nn.Module, device: torch.device, steps: int,
+def training_step(model: nn.Module, device: torch.device, images: int,
                   options: Acceleration | None = None) -> TrainingStep | None:
-    """The accelerated step for a run of ``steps`` optimizer steps, or None: nothing to change (then the
-    caller's eager code runs exactly as without this module)."""
+    """The accelerated step for a run that trains on ``images`` images in all (epochs x set size), or
+    None: nothing to change (then the caller's eager code runs exactly as without this module)."""
     options = options or Acceleration.from_env()
     check_for_device(options, device)
-    compiled = should_compile(options, model, device, steps)
+    compiled = should_compile(options, model, device, images)
     amp = options.amp == "bf16"
     if not (compiled or amp or options.channels_last):
         return None

@@ -216,7 +216,7 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
     n = len(images)
     bs = min(protocol.batch_size, n)
     # runtime speed options (bench.acceleration: compile, bf16, channels_last); None: the eager code below
-    step = training_step(model, device, passes * math.ceil(n / bs))
+    step = training_step(model, device, passes * n)
     for epoch in range(1, passes + 1):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, bs):

@@ -30,6 +30,11 @@ Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
     [methods.dasm]
     optional = true          # skipped with a warning while the method is not registered
 
+    [runtime]                # speed only, never in a cell's key (bench/acceleration.py)
+    amp = "bf16"             # bf16 autocast of evaluation training, CUDA runs only (off on CPU)
+    channels_last = true     # CUDA runs only
+    compile = "auto"         # torch.compile the evaluation step: auto | on | off
+
 Example use::
 
     spec = load_spec("ipc-saturation-digits")          # a name in bench/specs/ or a path

@@ -73,6 +73,5 @@ def main() -> None:
               f"({min(ratios):.2f}-{max(ratios):.2f}) | {statistics.median(accs[name]['off']):.2f} / "
               f"{statistics.median(accs[name]['on']):.2f} |")
 
-
 if __name__ == "__main__":
     main()
