@@ -137,7 +137,8 @@ def check_for_device(options: Acceleration, device: str | torch.device) -> None:
     asked = [name for name, on in (("--amp bf16", options.amp != "off"), ("--channels-last on", options.channels_last))
              if on]
     if asked:
-        raise BenchError(f"{' and '.join(asked)} apply to CUDA runs only (device {device}); leave them out on CPU")
+        verb = "applies" if len(asked) == 1 else "apply"
+        raise BenchError(f"{' and '.join(asked)} {verb} to CUDA runs only (device {device}); leave it out on CPU")
 
 
 # ----------------------------------------------------------------------------- the training step
