@@ -43,9 +43,10 @@ COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
 ENV = {"compile": "DASM_COMPILE", "amp": "DASM_AMP", "channels_last": "DASM_CHANNELS_LAST"}
 # auto compiles a training run that sees at least this many images (epochs x set size). Compiling
-# saved ~17 us per image on the digits ConvNet (dc and idc alike, CPU, one thread) and costs a worker
-# ~3 CPU-s with inductor's on-disk cache warm (more the first time on a machine): the run alone must
-# pay for it, so each cell's numbers never depend on what its worker ran before (results/perf/README.md).
+# saved 17 (loaded machine) to 32 (quiet) us per image on the digits ConvNet (dc and idc, CPU, one
+# thread) and costs a worker 2.4-3.2 CPU-s with inductor's on-disk cache warm (~6 s more the first time
+# on a machine): the run alone must pay for it (the loaded break-even, ~190k images), so each cell's
+# numbers never depend on what its worker ran before (results/perf/README.md).
 AUTO_MIN_IMAGES = 200_000
 
 
