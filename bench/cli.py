@@ -19,12 +19,13 @@ commands), ``bench.cli_checks`` (argument types and pre-flight checks); this mod
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Sequence
 
 from bench.cli_grids import cmd_budget, cmd_grid, cmd_plot, cmd_run, cmd_sweep
-from bench.cli_parser import EXIT_BAD_INPUT, build_parser  # noqa: F401  (build_parser: for callers)
+from bench.cli_parser import ACCELERATION_ENV, EXIT_BAD_INPUT, build_parser  # noqa: F401  (build_parser: for callers)
 from bench.cli_sets import cmd_compare, cmd_distill, cmd_evaluate, cmd_import, cmd_list, cmd_show
 
 COMMANDS = {
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = os.environ.get(VERIFY_ENV)
     if getattr(args, "no_verify_checksums", False):
         os.environ[VERIFY_ENV] = "0"
+    saved_accel = {env: os.environ.get(env) for env in ACCELERATION_ENV.values()}
     try:
         try:
+            _apply_acceleration(args)
             COMMANDS[args.command](args)
         except (BenchError, KeyboardInterrupt):
             raise
@@ -96,11 +99,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted; finished cells are kept, rerun to continue", file=sys.stderr)
         return 130
     finally:
-        if saved is None:
-            os.environ.pop(VERIFY_ENV, None)
-        else:
-            os.environ[VERIFY_ENV] = saved
+        for env, value in {VERIFY_ENV: saved, **saved_accel}.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
     return 0
+
+
+def _apply_acceleration(args: argparse.Namespace) -> None:
+    """--compile/--amp/--channels-last reach the workers through the environment (as the checksum flag
+    does); bf16 and channels_last forced on a run that is not on CUDA are a one-line error up front."""
+    given = {k: getattr(args, k) for k in ACCELERATION_ENV if getattr(args, k, None) is not None}
+    for key, value in given.items():
+        os.environ[ACCELERATION_ENV[key]] = value
+    if given.keys() & {"amp", "channels_last"}:
+        from bench.acceleration import Acceleration, check_for_device
+
+        check_for_device(Acceleration.from_env(), getattr(args, "device", "auto"))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,6 +63,21 @@ def _add_eval_budget(p: argparse.ArgumentParser, models: int = 5, what: str = "s
     p.add_argument("--models", type=positive_int, default=models, help=f"fresh models per {what} (default: {models})")
 
 
+def _add_acceleration(p: argparse.ArgumentParser) -> None:
+    """--compile/--amp/--channels-last: runtime speed options (bench/acceleration.py), never in a cell's key;
+    passed to workers through the environment (``ACCELERATION_ENV``)."""
+    p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
+                   help="torch.compile the evaluation training step (default: auto = on CPU for ConvNet runs "
+                        "long enough to pay for the compile)")
+    p.add_argument("--amp", choices=["off", "bf16"], default=None, help="bf16 autocast of evaluation training "
+                   "(CUDA only; default: off, or the spec's [runtime] on CUDA)")
+    p.add_argument("--channels-last", choices=["on", "off"], default=None,
+                   help="channels_last evaluation training (CUDA only; default: off, or the spec's [runtime] on CUDA)")
+
+
+ACCELERATION_ENV = {"compile": "DASM_COMPILE", "amp": "DASM_AMP", "channels_last": "DASM_CHANNELS_LAST"}
+
+
 def _add_tensorboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write TensorBoard event files here: each cell's accuracy and its set's stored "
@@ -113,6 +128,7 @@ def _add_evaluate(sub) -> None:
     _add_eval_budget(p)
     p.add_argument("--lr", type=positive_float, default=None, help="override the protocol's learning rate")
     p.add_argument("--results", default=None, help="append rows to the results table in this directory")
+    _add_acceleration(p)
     _add_execution(p, with_seed=True)
 
 
@@ -139,6 +155,7 @@ def _add_grid(sub) -> None:
                    help="epochs of the full-data reference line")
     p.add_argument("--out", required=True, help="results directory")
     _add_execution(p)
+    _add_acceleration(p)
     _add_tensorboard(p)
 
 
@@ -186,6 +203,7 @@ def _add_run(sub) -> None:
     p.add_argument("--arch", type=str_list, default=None, help="run only these of the spec's architectures")
     p.add_argument("--plan", action="store_true", help="print the grid and what is already done, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip regenerating tables and figures at the end")
+    _add_acceleration(p)
     _add_tensorboard(p)
     _add_execution(p)
 

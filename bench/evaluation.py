@@ -46,12 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.acceleration import training_step
 from bench.augmentation import cutmix
 from bench.data import Dataset, ImageSet
 from bench.errors import BenchError
 from bench.models import create_model
 from bench.paths import safe_slug
-from bench.synthetic import SyntheticSet, write_atomically
+from bench.files import write_atomically
+from bench.synthetic import SyntheticSet
 from bench.training import guarded_step
 
 
@@ -210,6 +212,8 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
     aug = make_augmentation(protocol, dataset_name, images.shape[-1])
     n = len(images)
     bs = min(protocol.batch_size, n)
+    # runtime speed options (bench.acceleration: compile, bf16, channels_last); None: the eager code below
+    step = training_step(model, device, passes * n)
     for epoch in range(1, passes + 1):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, bs):
@@ -219,8 +223,13 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, protocol: Ev
                 x = aug(x, generator)
             if protocol.cutmix_prob > 0:
                 x, y_a, y_b, lam = cutmix(x, y, generator, beta=protocol.cutmix_beta, prob=protocol.cutmix_prob)
-                out = model(x)
-                loss = lam * F.cross_entropy(out, y_a) + (1 - lam) * F.cross_entropy(out, y_b)
+                if step is not None:
+                    loss = step.cutmix_loss(x, y_a, y_b, lam)
+                else:
+                    out = model(x)
+                    loss = lam * F.cross_entropy(out, y_a) + (1 - lam) * F.cross_entropy(out, y_b)
+            elif step is not None:
+                loss = step.loss(x, y)
             else:
                 # F.cross_entropy takes hard (int) and soft (probability-row) targets alike
                 loss = F.cross_entropy(model(x), y)

@@ -30,6 +30,11 @@ Example spec (``bench/specs/ipc-saturation-digits.toml`` is a real one)::
     [methods.dasm]
     optional = true          # skipped with a warning while the method is not registered
 
+    [runtime]                # speed only, never in a cell's key (bench/acceleration.py)
+    amp = "bf16"             # bf16 autocast of evaluation training, CUDA runs only (off on CPU)
+    channels_last = true     # CUDA runs only
+    compile = "auto"         # torch.compile the evaluation step: auto | on | off
+
 Example use::
 
     spec = load_spec("ipc-saturation-digits")          # a name in bench/specs/ or a path
@@ -52,7 +57,7 @@ from bench.vocabulary import OWN_PROTOCOL
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
-_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods"}
+_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods", "runtime"}
 _EVAL_KEYS = {"protocol", "protocols", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
 _METHOD_RESERVED = {"optional", "protocol"}
 
@@ -89,6 +94,8 @@ class ExperimentSpec:
     out: str | None = None                   # default results directory
     skipped: list[str] = field(default_factory=list)  # optional methods not registered (yet)
     source: Path | None = None
+    # [runtime]: speed options (bench.acceleration: compile, amp, channels_last), never part of a cell key
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def default_out(self) -> Path:
@@ -222,6 +229,10 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         full_data_accuracy=None if full_acc is None else float(full_acc), full_data_arch=full_arch,
         out=raw.get("out"), source=source,
     )
+    if "runtime" in raw:
+        from bench.acceleration import parse_runtime
+
+        spec.runtime = parse_runtime(raw["runtime"], where)
     if spec.out is not None:
         _expect(spec.out, str, "out", where)
     spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)

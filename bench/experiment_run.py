@@ -41,8 +41,11 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
     sets, cells = spec.count_cells()
     log(f"{spec.name}: {len(spec.methods)} methods x {len(spec.ipcs)} IPCs x {len(spec.seeds)} seeds = "
         f"{sets} sets, {cells} evaluation cells -> {target}")
-    df = run_grid(grid, target, device, progress=progress, log=log, workers=workers,
-                  executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
+    from bench.acceleration import for_spec_run, use_options
+
+    with use_options(for_spec_run(spec.runtime, device)):  # workers inherit it; the cells' keys do not see it
+        df = run_grid(grid, target, device, progress=progress, log=log, workers=workers,
+                      executor=executor, threads=threads, slurm=slurm, full_data=full_jobs, tensorboard=tensorboard)
     if report:
         from bench.plots import write_reports
 

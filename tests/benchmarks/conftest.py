@@ -11,6 +11,7 @@ Example::
     nox -s bench                                   # ratios to results/perf/baseline.json
     nox -s bench -- -k matching                    # a subset
     nox -s bench -- --update-baseline --perf-note "quiet 2-core machine"
+    nox -s bench -- --device cuda -k "evaluation or timm" --perf-baseline results/perf/baseline-cuda.json
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--perf-baseline", default=str(DEFAULT_BASELINE),
                     help="baseline JSON to compare with / update (default: results/perf/baseline.json)")
     group.addoption("--perf-note", default="", help="conditions recorded with --update-baseline")
+    group.addoption("--device", dest="bench_device", default="cpu",
+                    help="device of the evaluation/timm training benchmarks (default: cpu); with cuda they are "
+                         "timed in synchronised wall seconds: compare with a CUDA baseline (--perf-baseline)")
+
+
+@pytest.fixture
+def bench_device(request) -> torch.device:
+    """The training benchmarks' device (``--device``); a CUDA device that is not there skips them.
+    On CUDA it switches the test module's timer to synchronised wall seconds (``CUDA_TIMING``)."""
+    name = request.config.getoption("bench_device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"--device {name}: no CUDA device here")
+    device = torch.device(name)
+    request.module.CUDA_TIMING = device.type == "cuda"
+    return device
 
 
 @pytest.fixture(autouse=True)
@@ -135,6 +151,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         ratios = [f"{k.split('[')[1].rstrip(']')} {v['median_s'] / current[torch_key]['median_s']:.2f}x"
                   for k, v in sorted(current.items()) if k.startswith("test_speed.py::test_cli_startup[") and k != torch_key]
         tr.write_line(f"start-up / `import torch` (target <= {STARTUP_TARGET}x for list and errors): {', '.join(ratios)}")
+    compiled = {k: v for k, v in current.items() if k.startswith("test_speed.py::test_evaluation_epoch_compiled[")}
+    pairs = [(k.split("[")[1].rstrip("]"), current[k.replace("_compiled[", "[")]["median_s"] / v["median_s"])
+             for k, v in sorted(compiled.items()) if k.replace("_compiled[", "[") in current]
+    if pairs:
+        tr.write_line("evaluation epoch eager / compiled (--compile on; compile cost: test_compile_cost): "
+                      + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in pairs))
     if config.getoption("update_baseline", False):
         write_baseline(path, current, config.getoption("perf_note", ""))
         tr.write_line(f"baseline updated: {path} ({len(current)} benchmarks)")

@@ -33,7 +33,18 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-pytestmark = pytest.mark.benchmark(timer=cpu_seconds)
+CUDA_TIMING = False  # set by the bench_device fixture (conftest) for `--device cuda`
+
+
+def bench_seconds() -> float:
+    """CPU-seconds on CPU; with ``--device cuda`` wall seconds after a synchronise (the GPU's time)."""
+    if CUDA_TIMING:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return cpu_seconds()
+
+
+pytestmark = pytest.mark.benchmark(timer=bench_seconds)
 
 IPC = 10
 EVAL_EPOCHS = 1
@@ -122,7 +133,7 @@ def test_dasm_ranking_pass(benchmark, digits, ipc10):
 # ----------------------------------------------------------------------------- evaluation
 
 @pytest.mark.parametrize("protocol", ["dc", "dc-nodsa", "idc", "mtt"])
-def test_evaluation_epoch(benchmark, digits, ipc10, protocol):
+def test_evaluation_epoch(benchmark, digits, ipc10, protocol, bench_device):
     """The shortest training run of a fresh ConvNet on the IPC-10 set under each protocol (mtt: at
     lr 0.01, the learned-lr stand-in; its schedule is dc's). ``with_epochs(1)`` is one epoch for
     ``idc`` but two for the dc family, which trains E + 1 epochs as the reference ``evaluate_synset``
@@ -130,26 +141,87 @@ def test_evaluation_epoch(benchmark, digits, ipc10, protocol):
     proto = PROTOCOLS[protocol].with_epochs(EVAL_EPOCHS)
     if proto.lr_from_set:
         proto = dataclasses.replace(proto, lr=0.01)
-    _bench_training(benchmark, "convnet", digits, ipc10, proto, rounds=10)
+    _bench_training(benchmark, "convnet", digits, ipc10, proto, rounds=10, device=bench_device)
 
 
-def _bench_training(benchmark, arch: str, digits, ipc10, proto, rounds: int) -> None:
+@pytest.mark.parametrize("protocol", ["dc", "dc-nodsa", "idc", "mtt"])
+def test_evaluation_epoch_compiled(benchmark, digits, ipc10, protocol, bench_device):
+    """``test_evaluation_epoch`` with the training step compiled (``--compile on``, bench.acceleration);
+    the compile is paid before timing (every graph of the protocol met in a 4-epoch run) and timed by
+    ``test_compile_cost``. The summary prints eager/compiled per protocol."""
+    from bench.acceleration import Acceleration, use_options
+
+    if benchmark.disabled:
+        pytest.skip("compiling costs seconds: timed only by `nox -s bench`; tests/test_acceleration.py checks it")
+    proto = PROTOCOLS[protocol].with_epochs(EVAL_EPOCHS)
+    if proto.lr_from_set:
+        proto = dataclasses.replace(proto, lr=0.01)
+    with use_options(Acceleration(compile="on")):
+        torch.manual_seed(0)
+        train_network(create_model("convnet", digits.channels, digits.num_classes, digits.image_size), *ipc10,
+                      proto.with_epochs(4), torch.Generator().manual_seed(0), bench_device, digits.name)
+        _bench_training(benchmark, "convnet", digits, ipc10, proto, rounds=10, device=bench_device)
+
+
+@pytest.mark.parametrize("options", ["bf16", "channels_last", "bf16+channels_last"])
+def test_evaluation_epoch_gpu_options(benchmark, digits, ipc10, options, bench_device):
+    """The dc epoch under the CUDA-only options (``--amp bf16``, ``--channels-last on``); run with
+    ``nox -s bench -- --device cuda``. Compare with ``test_evaluation_epoch[dc]`` of the same run."""
+    from bench.acceleration import Acceleration, use_options
+
+    if bench_device.type != "cuda":
+        pytest.skip("bf16 autocast and channels_last are CUDA options: `nox -s bench -- --device cuda`")
+    accel = Acceleration(compile="off", amp="bf16" if "bf16" in options else "off",
+                         channels_last="channels_last" in options)
+    with use_options(accel):
+        _bench_training(benchmark, "convnet", digits, ipc10, PROTOCOLS["dc"].with_epochs(EVAL_EPOCHS), rounds=10,
+                        device=bench_device)
+
+
+@pytest.mark.parametrize("protocol", ["dc", "idc"])
+def test_compile_cost(benchmark, digits, ipc10, protocol):
+    """What one worker pays to compile the evaluation step (the cost ``--compile auto`` amortises): a
+    4-epoch compiled run after ``torch._dynamo.reset()``, with inductor's on-disk cache as this machine
+    has it (warm after the first run; a first-ever compile costs more, see results/perf/README.md)."""
+    import torch._dynamo
+
+    from bench.acceleration import Acceleration, use_options
+
+    if benchmark.disabled:
+        pytest.skip("compiling costs seconds: timed only by `nox -s bench`")
+    images, labels = ipc10
+    proto = PROTOCOLS[protocol].with_epochs(4)
+
+    def setup():
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        return (create_model("convnet", digits.channels, digits.num_classes, digits.image_size), images, labels,
+                proto, torch.Generator().manual_seed(0), torch.device("cpu"), digits.name), {}
+
+    with use_options(Acceleration(compile="on")):
+        benchmark.pedantic(train_network, setup=setup, rounds=3, iterations=1, warmup_rounds=1)
+    torch._dynamo.reset()
+
+
+def _bench_training(benchmark, arch: str, digits, ipc10, proto, rounds: int,
+                    device: torch.device = torch.device("cpu")) -> None:
     """Time ``train_network`` of a fresh, seeded ``arch`` on the IPC-10 set (model built in setup)."""
     images, labels = ipc10
 
     def setup():
         torch.manual_seed(0)
         return (create_model(arch, digits.channels, digits.num_classes, digits.image_size), images, labels,
-                proto, torch.Generator().manual_seed(0), torch.device("cpu"), digits.name), {}
+                proto, torch.Generator().manual_seed(0), device, digits.name), {}
 
     model = benchmark.pedantic(train_network, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_timm_resnet18_epoch(benchmark, digits, ipc10):
+def test_timm_resnet18_epoch(benchmark, digits, ipc10, bench_device):
     """The shortest dc-nodsa run of timm's resnet18 (inputs resized to 32x32) on the IPC-10 set:
     E + 1 = 2 epochs (the dc family's reference schedule)."""
-    _bench_training(benchmark, "resnet18", digits, ipc10, PROTOCOLS["dc-nodsa"].with_epochs(1), rounds=5)
+    _bench_training(benchmark, "resnet18", digits, ipc10, PROTOCOLS["dc-nodsa"].with_epochs(1), rounds=5,
+                    device=bench_device)
 
 
 # ----------------------------------------------------------------------------- harness
