@@ -211,6 +211,18 @@ def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_class
                  # expansion_iterations scales with iterations so DATM's window growth keeps its shape;
                  # expert_epochs is the matched span (a method setting) and the expert buffer a one-off cache
                  budget_fields=("iterations", "expansion_iterations"))
+def apply_meta_gradient(res: MatchResult, images: Tensor, syn_lr: Tensor, opt_img: torch.optim.Optimizer,
+                        opt_lr: torch.optim.Optimizer) -> None:
+    """One meta-update: the trajectory-matching gradients onto the images and the learnable lr, then
+    both optimisers step (mtt-distillation distill.py: optimizer_img.step(); optimizer_lr.step())."""
+    opt_img.zero_grad(set_to_none=True)
+    opt_lr.zero_grad(set_to_none=True)
+    images.grad = res.grad_images
+    syn_lr.grad = res.grad_lr.reshape(())
+    opt_img.step()
+    opt_lr.step()
+
+
 def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching expert trajectories.
 
@@ -268,12 +280,7 @@ def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
         if not (math.isfinite(res.loss) and torch.isfinite(res.grad_images).all()):
             raise DivergedError(f"mtt diverged at iteration {it} (loss {res.loss}, "
                                 f"syn_lr {float(syn_lr.detach()):.3g}); lower lr_img or lr_lr")
-        opt_img.zero_grad(set_to_none=True)
-        opt_lr.zero_grad(set_to_none=True)
-        images.grad = res.grad_images
-        syn_lr.grad = res.grad_lr.reshape(())
-        opt_img.step()
-        opt_lr.step()
+        apply_meta_gradient(res, images, syn_lr, opt_img, opt_lr)
         losses.append(res.loss)
         bar.set_postfix(loss=f"{res.loss:.4f}", syn_lr=f"{float(syn_lr.detach()):.4g}", start=start_epoch)
 

@@ -176,7 +176,7 @@ def idc_case(data: Dataset, factor: int = 2) -> Case:
 
 
 def mtt_case(data: Dataset) -> Case:
-    from baselines.mtt import MTTConfig, plan_student_steps, trajectory_gradients
+    from baselines.mtt import MTTConfig, apply_meta_gradient, plan_student_steps, trajectory_gradients
     from baselines.mtt_experts import ParamLayout
     from bench.augmentation import DSA, strategy_for
 
@@ -203,12 +203,7 @@ def mtt_case(data: Dataset) -> Case:
         plan = plan_student_steps(len(images), cfg.syn_steps, cfg.batch_syn, dsa, torch.Generator().manual_seed(seed))
         res = trajectory_gradients(layout.forward, start, target, images, labels, syn_lr.detach(), plan, None,
                                    "unrolled")
-        opt_img.zero_grad(set_to_none=True)
-        opt_lr.zero_grad(set_to_none=True)
-        images.grad = res.grad_images
-        syn_lr.grad = res.grad_lr.reshape(())
-        opt_img.step()
-        opt_lr.step()
+        apply_meta_gradient(res, images, syn_lr, opt_img, opt_lr)
         return res.loss
 
     def reference(seed: int):
