@@ -205,12 +205,6 @@ def _training_labels(new_labels: Tensor, frozen_labels: Tensor | None, num_class
     return torch.cat([frozen_labels.long(), new_labels])
 
 
-@register_method("mtt", MTTConfig, kind="matching",
-                 description="trajectory matching against expert training trajectories (MTT)",
-                 order=24, colour="#CC79A7", marker="*",
-                 # expansion_iterations scales with iterations so DATM's window growth keeps its shape;
-                 # expert_epochs is the matched span (a method setting) and the expert buffer a one-off cache
-                 budget_fields=("iterations", "expansion_iterations"))
 def apply_meta_gradient(res: MatchResult, images: Tensor, syn_lr: Tensor, opt_img: torch.optim.Optimizer,
                         opt_lr: torch.optim.Optimizer) -> None:
     """One meta-update: the trajectory-matching gradients onto the images and the learnable lr, then
@@ -223,6 +217,12 @@ def apply_meta_gradient(res: MatchResult, images: Tensor, syn_lr: Tensor, opt_im
     opt_lr.step()
 
 
+@register_method("mtt", MTTConfig, kind="matching",
+                 description="trajectory matching against expert training trajectories (MTT)",
+                 order=24, colour="#CC79A7", marker="*",
+                 # expansion_iterations scales with iterations so DATM's window growth keeps its shape;
+                 # expert_epochs is the matched span (a method setting) and the expert buffer a one-off cache
+                 budget_fields=("iterations", "expansion_iterations"))
 def mtt(request: DistillRequest, config: MTTConfig) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching expert trajectories.
 
