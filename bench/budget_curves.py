@@ -384,6 +384,8 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
             ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}")
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(loc="best")  # wherever it hides the fewest points
-        fig.suptitle("budget ladder: accuracy vs distillation time (ring = chosen budget; bars = 95% CI)")
+        # two short lines: one long line ran off both edges of a single-column figure
+        fig.suptitle("budget ladder: accuracy vs distillation time\n(ring = chosen budget; bars = 95% CI)",
+                     fontsize=8)
         fig.tight_layout()
     return save_figure(fig, path)
