@@ -140,6 +140,15 @@ def cross_arch(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def claim(session: nox.Session) -> None:
+    """The claim (DASM vs IDC and seq, paired over seeds, one protocol) into results/<dataset>/claim/;
+    `-- --dataset mnist5k` for the 28x28 repeat; resumes."""
+    _install(session)
+    spec, args = _spec_and_args(session, "claim")
+    session.run("dasm-bench", "run", spec, *args)
+
+
+@nox.session(python=PYTHON)
 def sweep(session: nox.Session) -> None:
     """Optuna sweep of DASM's segment schedule (`dasm-bench sweep`); digits IPC 10 unless told otherwise."""
     _install(session)

@@ -57,7 +57,9 @@ from bench.vocabulary import OWN_PROTOCOL
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
-_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods", "runtime"}
+_TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods", "runtime",
+             "claim"}
+_CLAIM_KEYS = {"references", "dir"}
 _EVAL_KEYS = {"protocol", "protocols", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
 _METHOD_RESERVED = {"optional", "protocol"}
 
@@ -96,6 +98,9 @@ class ExperimentSpec:
     source: Path | None = None
     # [runtime]: speed options (bench.acceleration: compile, amp, channels_last), never part of a cell key
     runtime: dict[str, Any] = field(default_factory=dict)
+    # [claim]: paired differences to these methods, written to <out>/<dir> (bench/claim_report.py)
+    claim_references: list[str] = field(default_factory=list)
+    claim_dir: str = "claim"
 
     @property
     def default_out(self) -> Path:
@@ -236,8 +241,33 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     if spec.out is not None:
         _expect(spec.out, str, "out", where)
     spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)
+    if "claim" in raw:
+        _parse_claim(raw["claim"], spec, where)
     _check_runnable(spec, where)
     return spec
+
+
+def _parse_claim(table: Any, spec: ExperimentSpec, where: str) -> None:
+    """``[claim] references = ["idc", "seq"]``, ``dir = "claim"`` (a plain name under the run's out)."""
+    if not isinstance(table, dict):
+        raise BenchError(f"{where}: [claim] must be a table")
+    _check_keys(table, _CLAIM_KEYS, where, "[claim] key")
+    refs = table.get("references")
+    if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+        raise BenchError(f"{where}: claim.references must be a non-empty list of the spec's methods")
+    for ref in refs:
+        if ref not in spec.method_names():
+            raise unknown_name_error("claim reference", ref, spec.method_names(), where)
+    name = _expect(table.get("dir", "claim"), str, "claim.dir", where)
+    if safe_slug(name) != name or name in (".", ".."):
+        raise BenchError(f"{where}: claim.dir must be a plain directory name under the run's out, got {name!r}")
+    spec.claim_references, spec.claim_dir = list(refs), name
+    from bench.claim_report import claim_protocol
+
+    try:
+        claim_protocol(spec)
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
 
 
 def _parse_protocols(evaluation: dict[str, Any], where: str) -> list[str]:

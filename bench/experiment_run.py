@@ -25,7 +25,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
                    data_root: str | None = None, download: bool = False, report: bool = True,
                    tensorboard: str | os.PathLike | None = None) -> Any:
     """Run every missing cell of ``spec`` into ``out`` (default ``results/<dataset>``), then
-    regenerate the directory's tables and figures; returns the whole results table.
+    regenerate the directory's tables and figures (and the claim report of a spec with a
+    ``[claim]`` table); returns the whole results table.
 
     Example::
 
@@ -50,6 +51,10 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
         from bench.plots import write_reports
 
         write_reports(target, df, log=log)
+        if spec.claim_references:
+            from bench.claim_report import write_claim_report
+
+            write_claim_report(df, spec, target, log=log)
     return df
 
 

@@ -153,40 +153,85 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
 DASM_PAIRS = (("dasm", "idc", "DASM − IDC (its base)"), ("dasm", "seq", "DASM − seq (no difficulty)"))
 
 
+def _paired_lines(ax, rows: pd.DataFrame, pairs: Sequence[tuple[str, str, str, dict]], ipcs: Sequence[int],
+                  metric: str, slots: Sequence[str] | None = None) -> None:
+    """One line per ``(a, b, label, style)``: a − b per IPC, paired per seed, 95% error bars;
+    hollow markers, filled where the interval excludes zero. ``slots``: the labels in jitter order
+    (a method keeps its horizontal offset across panels)."""
+    slots = list(slots) if slots is not None else [p[2] for p in pairs]
+    for a, b, label, style in pairs:
+        k = slots.index(label)
+        xs, ds = [], []
+        for ipc in ipcs:
+            da = per_seed(rows[(rows["method"] == a) & (rows["ipc"] == ipc)], metric)
+            db = per_seed(rows[(rows["method"] == b) & (rows["ipc"] == ipc)], metric)
+            d = paired_difference(da, db)
+            if not math.isnan(d.mean):
+                xs.append(ipc * _jitter(k, len(slots), 0.08))
+                ds.append(d)
+        err = [0 if math.isnan(d.half_width) else d.half_width for d in ds]
+        colour, marker = style["color"], style["marker"]
+        ax.errorbar(xs, [d.mean for d in ds], yerr=err, color=colour, marker=marker, mfc="white", ms=5,
+                    ls="-", lw=1.0, capsize=2, elinewidth=0.8, label=label)
+        for x, d in zip(xs, ds):
+            if d.excludes_zero:
+                ax.plot([x], [d.mean], marker=marker, color=colour, ms=5, zorder=4)
+    ax.axhline(0, color="black", lw=0.7)
+    _ipc_axis(ax, ipcs)
+
+
 def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
                            title: str = "", formats: Sequence[str] = FORMATS) -> list[Path]:
     """Paired differences of DASM to its base and to seq per IPC; [] when neither pair is present."""
     plt = _plt()
-    pairs = [p for p in DASM_PAIRS if {p[0], p[1]} <= set(rows["method"])]
+    styles = ({"color": "#E69F00", "marker": "P"}, {"color": "#0072B2", "marker": "D"})
+    pairs = [(a, b, label, st) for (a, b, label), st in zip(DASM_PAIRS, styles) if {a, b} <= set(rows["method"])]
     if not pairs:
         return []
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
-    colours = ("#E69F00", "#0072B2")
-    markers = ("P", "D")
     with paper_style():
         fig, ax = plt.subplots(figsize=size("single", 2.8))
-        for k, (a, b, label) in enumerate(pairs):
-            xs, ds = [], []
-            for ipc in ipcs:
-                da = per_seed(rows[(rows["method"] == a) & (rows["ipc"] == ipc)], metric)
-                db = per_seed(rows[(rows["method"] == b) & (rows["ipc"] == ipc)], metric)
-                d = paired_difference(da, db)
-                if not math.isnan(d.mean):
-                    xs.append(ipc * _jitter(k, len(pairs), 0.08))
-                    ds.append(d)
-            err = [0 if math.isnan(d.half_width) else d.half_width for d in ds]
-            ax.errorbar(xs, [d.mean for d in ds], yerr=err, color=colours[k], marker=markers[k], mfc="white", ms=5,
-                        ls="-", lw=1.0, capsize=2, elinewidth=0.8, label=label)
-            for x, d in zip(xs, ds):  # filled: the 95% interval excludes zero
-                if d.excludes_zero:
-                    ax.plot([x], [d.mean], marker=markers[k], color=colours[k], ms=5, zorder=4)
-        ax.axhline(0, color="black", lw=0.7)
-        _ipc_axis(ax, ipcs)
+        _paired_lines(ax, rows, pairs, ipcs, metric)
         ax.set_ylabel("difference (points)")
         fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, handlelength=1.8,
                    columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
         ax.set_title((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
         fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return save_figure(fig, path, formats)
+
+
+def paired_difference_panels(rows: pd.DataFrame, references: Sequence[str], path: str | os.PathLike,
+                             metric: str = "acc_last", title: str = "",
+                             formats: Sequence[str] = FORMATS) -> list[Path]:
+    """One panel per reference method: every other method minus it per IPC, paired per seed, with
+    95% intervals (the claim figure). [] when no reference is among the rows.
+
+    Example::
+
+        paired_difference_panels(rows, ["idc", "seq"], "results/digits/claim/paired_differences")
+    """
+    plt = _plt()
+    present = set(rows["method"])
+    refs = [r for r in references if r in present]
+    if not refs:
+        return []
+    ipcs = sorted(int(i) for i in rows["ipc"].unique())
+    with paper_style():
+        fig, axes = plt.subplots(1, len(refs), figsize=size("double", 2.9), sharey=True, squeeze=False)
+        handles: dict[str, Any] = {}
+        everyone = [m for m in ordered_methods(present) if m != "random"]
+        for ax, ref in zip(axes[0], refs):
+            pairs = [(m, ref, m, method_style(m)) for m in everyone if m != ref]
+            _paired_lines(ax, rows, pairs, ipcs, metric, slots=everyone)
+            ax.set_title(f"method − {ref}")
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        axes[0][0].set_ylabel("difference (points)")
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, len(handles)),
+                   handlelength=1.8, columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
+        fig.suptitle((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0",
+                     fontsize="medium")
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
         return save_figure(fig, path, formats)
 
 

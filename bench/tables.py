@@ -211,6 +211,36 @@ def improvement_cells(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
     return ["method"] + [f"IPC {i}" for i in ipcs], body, breaks
 
 
+def paired_difference_cells(rows: pd.DataFrame, reference: str, metric: str = "acc_last"
+                            ) -> tuple[list[str], list[tuple[str, list[Cell]]], list[int]]:
+    """acc(method) − acc(``reference``) per IPC, paired per seed (same protocol, IPC and seed),
+    mean ± 95% paired-t half-width; ``*`` where the interval excludes zero; random is left out."""
+    from bench.style import method_group, ordered_methods
+
+    ipcs = sorted(int(i) for i in rows["ipc"].unique())
+    methods = [m for m in ordered_methods(rows["method"]) if m not in (reference, REFERENCE)]
+    scores = _scores(rows, metric)
+    body, breaks = [], []
+    for k, m in enumerate(methods):
+        if k and method_group(m) != method_group(methods[k - 1]):
+            breaks.append(len(body))
+        cells = []
+        for ipc in ipcs:
+            iv = paired_difference(scores.get((m, ipc), {}), scores.get((reference, ipc), {}))
+            cells.append(Cell(_fmt(iv, 1, signed=True), mark=SIGNIFICANT if iv.excludes_zero else ""))
+        body.append((m, cells))
+    breaks.append(len(body))
+    return ["method"] + [f"IPC {i}" for i in ipcs], body, breaks
+
+
+def paired_difference_caption(view: str, rows: pd.DataFrame, reference: str) -> str:
+    dataset = ", ".join(sorted(rows["dataset"].astype(str).unique()))
+    arch = ", ".join(sorted(rows["arch"].astype(str).unique()))
+    return (f"{dataset} / {arch}, {describe_view(view, rows)}: acc(method) − acc({reference}) in points, paired "
+            f"per seed (the same seed's sets, the same protocol and IPC); mean ± 95% paired-t half-width "
+            f"({describe_n(rows)}). {SIGNIFICANT}: the interval excludes zero; -: a side is missing.")
+
+
 # ----------------------------------------------------------------------------- rendering
 
 def render_markdown(header: list[str], body: list[tuple[str, list[Cell]]], caption: str = "") -> str:
