@@ -1,8 +1,9 @@
 """The claim report of a spec with a ``[claim]`` table: is a method better than its references, per
 IPC, and how sure are we? Written to ``<out>/<claim.dir>/`` after the spec's run.
 
-From the spec's own cells only (its methods, IPCs, seeds, first architecture and its one shared
-protocol), so the report compares like with like even when the results directory holds more:
+From the spec's own cells only (matched by cell key: its methods' configs, IPCs, seeds, first
+architecture and its one shared protocol), so the report compares like with like even when the
+results directory holds more:
 
 - ``saturation.{md,tex,png,pdf}``: accuracy vs IPC with 95% intervals (the saturation view);
 - ``paired_vs_<reference>.{md,tex}``: acc(method) − acc(reference), paired per seed, 95% paired-t
@@ -50,14 +51,31 @@ def claim_protocol(spec: ExperimentSpec) -> str:
     return get_protocol(shared[0], spec.epochs).name
 
 
+def spec_cell_keys(spec: ExperimentSpec) -> set[str]:
+    """The evaluation-cell keys of the spec's grid: its methods' configs (as resolved for each IPC,
+    overrides applied), seeds, architectures and protocols, exactly as the runner keys them."""
+    from bench.grid import cell_protocols, distill_key, eval_key, resolved_config
+
+    grid = spec.grid()
+    keys = set()
+    for name in spec.method_names():
+        for ipc in spec.ipcs:
+            config = resolved_config(grid, name, ipc)
+            protocols = cell_protocols(grid, name, ipc, config)
+            for seed in spec.seeds:
+                dkey = distill_key(name, spec.dataset, ipc, seed, config, grid.train_split)
+                keys.update(eval_key(dkey, arch, protocol, spec.num_models) for arch in spec.archs
+                            for protocol in protocols)
+    return keys
+
+
 def claim_rows(df: pd.DataFrame, spec: ExperimentSpec) -> pd.DataFrame:
-    """The spec's own cells: its dataset, methods, IPCs, seeds, first architecture, shared protocol."""
+    """The spec's own cells (by key: a row of the same method under another config, e.g. a control
+    run with other overrides in the same directory, is not one of them) on its first architecture,
+    under its shared protocol."""
     protocol = claim_protocol(spec)
-    keep = (df["dataset"].astype(str) == spec.dataset) & df["method"].isin(spec.method_names()) \
-        & df["ipc"].isin(spec.ipcs) & df["seed"].isin(spec.seeds) & (df["arch"].astype(str) == spec.archs[0]) \
+    keep = df["cell_key"].isin(spec_cell_keys(spec)) & (df["arch"].astype(str) == spec.archs[0]) \
         & (df["protocol"].astype(str) == protocol)
-    if "num_models" in df:
-        keep &= df["num_models"] == spec.num_models
     return df[keep]
 
 

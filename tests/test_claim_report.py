@@ -10,6 +10,7 @@ import pytest
 from bench.claim_report import claim_rows, difference_records, write_claim_report
 from bench.errors import BenchError
 from bench.experiment import parse_spec
+from bench.grid import cell_protocols, distill_key, eval_key, resolved_config
 
 
 def _spec(**claim):
@@ -20,9 +21,19 @@ def _spec(**claim):
     return parse_spec(raw, where="claim-test.toml")
 
 
-def _row(method, ipc, seed, acc, protocol="idc@200ep", arch="convnet", models=1, dataset="digits"):
+def _key(method, ipc, seed):
+    """The key the runner gives the claim spec's cell."""
+    spec = _spec()
+    grid = spec.grid()
+    config = resolved_config(grid, method, ipc)
+    (protocol,) = cell_protocols(grid, method, ipc, config)
+    return eval_key(distill_key(method, "digits", ipc, seed, config, grid.train_split), "convnet", protocol, 1)
+
+
+def _row(method, ipc, seed, acc, protocol="idc@200ep", arch="convnet", models=1, dataset="digits", key=None):
     return {"method": method, "dataset": dataset, "ipc": ipc, "seed": seed, "arch": arch, "protocol": protocol,
-            "num_models": models, "acc_last": acc, "distill_seconds": 1.0, "eval_seconds": 1.0}
+            "num_models": models, "acc_last": acc, "distill_seconds": 1.0, "eval_seconds": 1.0,
+            "cell_key": key or _key(method, ipc, seed)}
 
 
 def _results():
@@ -35,8 +46,11 @@ def _results():
                      _row("dasm", ipc, seed, idc + (seed + 1 if ipc == 10 else 0.0)),
                      _row("random", ipc, seed, 80.0 + seed)]
     # cells the claim must ignore: another protocol, another architecture, a seed and an IPC it does not have
-    rows += [_row("dasm", 10, 0, 0.0, protocol="dc@200ep"), _row("dasm", 10, 1, 0.0, arch="resnet18"),
-             _row("dasm", 10, 7, 0.0), _row("dasm", 20, 0, 0.0), _row("dasm", 10, 2, 0.0, models=5)]
+    # and the same method, IPC and seed under other overrides (another config, so another key)
+    rows += [_row("dasm", 10, 0, 0.0, protocol="dc@200ep", key="k1"), _row("dasm", 10, 1, 0.0, arch="resnet18",
+                                                                           key="k2"),
+             _row("dasm", 10, 7, 0.0, key="k3"), _row("dasm", 20, 0, 0.0, key="k4"),
+             _row("dasm", 10, 2, 0.0, models=5, key="k5"), _row("idc", 10, 0, 0.0, key="idc-other-lr")]
     return pd.DataFrame(rows)
 
 
