@@ -130,11 +130,20 @@ def describe_view(view: str, rows: pd.DataFrame) -> str:
     return "each method's own protocol (" + "; ".join(f"{p}: {m}" for p, m in sorted(by.items())) + ")"
 
 
+def group_breaks(methods: list[str]) -> list[int]:
+    """Row indices where a table of one row per method starts a new method group, and its end:
+    where ``render_latex`` puts a rule."""
+    from bench.style import method_group
+
+    return [k for k in range(1, len(methods)) if method_group(methods[k]) != method_group(methods[k - 1])] \
+        + [len(methods)]
+
+
 def saturation_cells(rows: pd.DataFrame, full: dict[str, dict[str, Any]], metric: str = "acc_last"
                      ) -> tuple[list[str], list[tuple[str, list[Cell]]], list[int]]:
     """Header, (row label, cells) and group breaks of the accuracy-vs-IPC table of one view."""
     from bench.full_data import reference_for
-    from bench.style import method_group, ordered_methods
+    from bench.style import ordered_methods
 
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
     methods = ordered_methods(rows["method"])
@@ -143,10 +152,8 @@ def saturation_cells(rows: pd.DataFrame, full: dict[str, dict[str, Any]], metric
     for ipc in ipcs:
         means = {m: t_interval(scores[(m, ipc)].values()).mean for m in methods if (m, ipc) in scores}
         best[ipc] = max(means, key=lambda m: means[m])
-    body, breaks = [], []
-    for k, m in enumerate(methods):
-        if k and method_group(m) != method_group(methods[k - 1]):
-            breaks.append(len(body))
+    body = []
+    for m in methods:
         cells = []
         for ipc in ipcs:
             if (m, ipc) not in scores:
@@ -157,7 +164,7 @@ def saturation_cells(rows: pd.DataFrame, full: dict[str, dict[str, Any]], metric
                 and len(set(scores[(best[ipc], ipc)]) & set(scores[(m, ipc)])) >= 2
             cells.append(Cell(_fmt(iv), bold=m == best[ipc], mark=TIE if tie else ""))
         body.append((m, cells))
-    breaks.append(len(body))
+    breaks = group_breaks(methods)
     dataset = str(rows["dataset"].iloc[0]) if len(rows) else None
     refs = {}
     for protocol in sorted(rows["protocol"].astype(str).unique()):
@@ -174,16 +181,14 @@ def improvement_cells(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
                       ) -> tuple[list[str], list[tuple[str, list[Cell]]], list[int]]:
     """Improvement over random (points; paired, same protocol, IPC and seed) or, with ``gap``, the
     share of the random-to-full-data gap recovered; ``*`` where the 95% interval excludes zero."""
-    from bench.style import method_group, ordered_methods
+    from bench.style import ordered_methods
 
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
     methods = [m for m in ordered_methods(rows["method"]) if m != REFERENCE]
     random_rows = all_rows[all_rows["method"] == REFERENCE]
-    body, breaks = [], []
+    body = []
     dataset = str(rows["dataset"].iloc[0]) if len(rows) else None
-    for k, m in enumerate(methods):
-        if k and method_group(m) != method_group(methods[k - 1]):
-            breaks.append(len(body))
+    for m in methods:
         cells = []
         for ipc in ipcs:
             mine = rows[(rows["method"] == m) & (rows["ipc"] == ipc)]
@@ -207,7 +212,7 @@ def improvement_cells(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
                 iv = improvement_over_random(per_seed(mine, metric), rand)
                 cells.append(Cell(_fmt(iv, 1, signed=True), mark=SIGNIFICANT if iv.excludes_zero else ""))
         body.append((m, cells))
-    breaks.append(len(body))
+    breaks = group_breaks(methods)
     return ["method"] + [f"IPC {i}" for i in ipcs], body, breaks
 
 
@@ -215,21 +220,19 @@ def paired_difference_cells(rows: pd.DataFrame, reference: str, metric: str = "a
                             ) -> tuple[list[str], list[tuple[str, list[Cell]]], list[int]]:
     """acc(method) − acc(``reference``) per IPC, paired per seed (same protocol, IPC and seed),
     mean ± 95% paired-t half-width; ``*`` where the interval excludes zero; random is left out."""
-    from bench.style import method_group, ordered_methods
+    from bench.style import ordered_methods
 
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
     methods = [m for m in ordered_methods(rows["method"]) if m not in (reference, REFERENCE)]
     scores = _scores(rows, metric)
-    body, breaks = [], []
-    for k, m in enumerate(methods):
-        if k and method_group(m) != method_group(methods[k - 1]):
-            breaks.append(len(body))
+    body = []
+    for m in methods:
         cells = []
         for ipc in ipcs:
             iv = paired_difference(scores.get((m, ipc), {}), scores.get((reference, ipc), {}))
             cells.append(Cell(_fmt(iv, 1, signed=True), mark=SIGNIFICANT if iv.excludes_zero else ""))
         body.append((m, cells))
-    breaks.append(len(body))
+    breaks = group_breaks(methods)
     return ["method"] + [f"IPC {i}" for i in ipcs], body, breaks
 
 
