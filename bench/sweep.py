@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+from optuna.trial import TrialState
 from sqlalchemy.exc import DBAPIError
 
 from bench.data import Dataset
@@ -189,6 +190,10 @@ def best_config(study: optuna.Study, spec: SweepSpec, protocol: str) -> dict[str
         "objective": f"last-epoch val accuracy (%) of {spec.eval_models} {spec.arch} model(s), protocol {protocol}",
         "value": best.value, "params": best.params,
         "config": best.user_attrs["config"],
+        # other completed trials scoring exactly the best value: the objective could not rank them
+        # (a small validation split at its ceiling); the exported one is merely the first
+        "tied_trials": [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                        if t.number != best.number and t.value == best.value],
         "command": (f"dasm-bench distill --method {spec.method} --dataset {spec.dataset} --ipc {spec.ipc} "
                     f"--seed {spec.seed} --config <this file>"),
     }
@@ -243,6 +248,10 @@ def export_study(study: optuna.Study, spec: SweepSpec, protocol: str) -> dict[st
     csv_path = out / "trials.csv"
     _write_atomic(csv_path, study.trials_dataframe().to_csv(index=False))
     plots, notes = save_plots(study, out)
+    if payload["tied_trials"]:
+        notes.insert(0, f"{len(payload['tied_trials']) + 1} completed trials tie at the best value "
+                        f"{payload['value']:.2f}: the objective cannot rank them (a larger validation split, "
+                        f"more models per trial, or a harder setting would); best.json holds the first")
     return {"best": best_path, "trials": csv_path, "plots": plots, "notes": notes, "payload": payload}
 
 

@@ -303,3 +303,21 @@ def test_cli_bad_input_is_one_line(tmp_path, extra, needle, capsys):
 def test_ipc_too_large_for_the_dataset(tmp_path, capsys):
     assert main(["sweep", "--ipc", "500", "--base", "random", "--out", str(tmp_path / "x")]) == 2
     assert "smallest class" in capsys.readouterr().err
+
+
+def test_best_config_names_the_trials_tied_with_it():
+    """At a validation ceiling several schedules score the same: best.json says which, and the
+    export notes that the objective could not rank them."""
+    from bench.sweep import SweepSpec, best_config
+
+    study = optuna.create_study(direction="maximize")
+    for value, schedule in [(99.2, "a"), (100.0, "b"), (98.8, "c"), (100.0, "d"), (100.0, "e")]:
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
+                                                  user_attrs={"config": {"schedule": schedule}}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={}, distributions={}))
+    payload = best_config(study, SweepSpec(dataset="digits", ipc=4, base="random"), "dc@50ep")
+    assert payload["trial"] == 1 and payload["config"] == {"schedule": "b"}
+    assert payload["tied_trials"] == [3, 4]
+    study2 = optuna.create_study(direction="maximize")
+    study2.add_trial(optuna.trial.create_trial(value=1.0, params={}, distributions={}, user_attrs={"config": {}}))
+    assert best_config(study2, SweepSpec(dataset="digits", ipc=4, base="random"), "dc@50ep")["tied_trials"] == []
