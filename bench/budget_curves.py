@@ -246,18 +246,12 @@ def projected_seconds(spec: BudgetSpec, out: Path, done_rung: int, next_rung: in
 # ----------------------------------------------------------------------------- statistics
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width of the ``level`` t-interval); half-width NaN below two values.
-    The one place intervals are computed here (swap for bench.stats when it lands)."""
-    from scipy import stats
+    """(mean, half-width of the ``level`` t-interval) by :func:`bench.stats.t_interval`, the one
+    place intervals are computed; half-width NaN below two values."""
+    from bench.stats import t_interval as interval
 
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, math.nan
-    mean = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    return mean, float(stats.t.ppf(0.5 + level / 2, len(vals) - 1)) * sd / math.sqrt(len(vals))
+    iv = interval(values, level)
+    return iv.mean, iv.half_width
 
 
 def choose_rung(points: Sequence[tuple[int, float, float]]) -> tuple[int, str]:
@@ -332,11 +326,31 @@ def budget_markdown(summary: pd.DataFrame) -> str:
     return caption + frame_to_markdown(shown)
 
 
+def with_stored_summaries(summary: pd.DataFrame, out: Path, dataset: str) -> pd.DataFrame:
+    """``summary`` plus the (IPC, method) ladders already summarised in ``out`` that this run did not
+    measure, so that a later run of one method or one IPC adds to the tables and the figure instead
+    of replacing them with its own part."""
+    frames = [summary]
+    ran = set(zip(summary["ipc"].astype(int), summary["method"].astype(str)))
+    for path in sorted(out.glob(f"budget-{dataset}-ipc*.csv")):
+        stored = pd.read_csv(path, dtype={"budget": str, "flag": str, "method": str, "protocol": str})
+        if not set(summary.columns) <= set(stored.columns):
+            continue  # written by another version of this module: leave it alone
+        stored["flag"] = stored["flag"].fillna("")
+        stored["chosen"] = stored["chosen"].astype(bool)
+        keep = [(int(i), str(m)) not in ran for i, m in zip(stored["ipc"], stored["method"])]
+        frames.append(stored.loc[keep, list(summary.columns)])
+    merged = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else summary
+    return merged.sort_values(["ipc", "method", "rung"], kind="stable").reset_index(drop=True)
+
+
 def write_budget_reports(summary: pd.DataFrame, out: str | Path, dataset: str) -> list[Path]:
-    """``budget-<dataset>-ipc<N>.{md,csv}`` per IPC and ``budget-<dataset>.{png,pdf}``."""
+    """``budget-<dataset>-ipc<N>.{md,csv}`` per IPC and ``budget-<dataset>.{png,pdf}``, from this
+    run's summary and the ladders stored beside it (:func:`with_stored_summaries`)."""
     from bench.files import write_atomically
 
     out = Path(out)
+    summary = with_stored_summaries(summary, out, dataset)
     written: list[Path] = []
     for ipc, g in summary.groupby("ipc"):
         stem = out / f"budget-{dataset}-ipc{ipc}"

@@ -144,3 +144,27 @@ def test_bad_input_is_one_line_exit_2(tmp_path, argv, needle, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "synthetic").exists()
+
+
+def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
+    """A later run of one IPC, or of one method, adds to the tables and the figure; it never drops
+    the ladders summarised before it (a run at IPC 50 once replaced the IPC 10 figure)."""
+    import pandas as pd
+
+    from bench.budget_curves import write_budget_reports
+
+    def summary(ipc, method, accs):
+        return pd.DataFrame([{"dataset": "digits", "ipc": ipc, "method": method, "rung": r, "budget": f"iterations={r}",
+                              "seeds": 3, "distill_s": 1.0 * r, "acc_mean": a, "acc_ci95": 0.5,
+                              "protocol": "idc@200ep", "chosen": r == 1, "flag": ""} for r, a in zip((1, 2), accs)])
+
+    write_budget_reports(pd.concat([summary(10, "dm", [97.0, 97.2]), summary(10, "idc", [97.3, 97.4])]), tmp_path,
+                         "digits")
+    write_budget_reports(summary(50, "idc", [99.1, 99.0]), tmp_path, "digits")   # another IPC
+    write_budget_reports(summary(10, "idc", [96.0, 96.5]), tmp_path, "digits")   # one method again
+    ipc10 = pd.read_csv(tmp_path / "budget-digits-ipc10.csv")
+    assert sorted(set(ipc10["method"])) == ["dm", "idc"] and len(ipc10) == 4
+    assert ipc10[ipc10["method"] == "idc"]["acc_mean"].tolist() == [96.0, 96.5]  # the newer run wins
+    assert ipc10[ipc10["method"] == "dm"]["chosen"].tolist() == [True, False]
+    assert "| dm | x1 |" in (tmp_path / "budget-digits-ipc10.md").read_text()
+    assert (tmp_path / "budget-digits-ipc50.md").exists() and (tmp_path / "budget-digits.png").exists()
