@@ -341,7 +341,11 @@ def with_stored_summaries(summary: pd.DataFrame, out: Path, dataset: str) -> pd.
         keep = [(int(i), str(m)) not in ran for i, m in zip(stored["ipc"], stored["method"])]
         frames.append(stored.loc[keep, list(summary.columns)])
     merged = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else summary
-    return merged.sort_values(["ipc", "method", "rung"], kind="stable").reset_index(drop=True)
+    from bench.style import method_sort_key  # the registry's order, as the report's tables use
+
+    order = merged["method"].map(lambda m: method_sort_key(str(m)))
+    return merged.assign(_order=order).sort_values(["ipc", "_order", "rung"], kind="stable") \
+        .drop(columns="_order").reset_index(drop=True)
 
 
 def write_budget_reports(summary: pd.DataFrame, out: str | Path, dataset: str) -> list[Path]:
