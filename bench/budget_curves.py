@@ -30,6 +30,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.registry import OWN_PROTOCOL, apply_overrides, default_config, get_method
 from bench.results import ResultsTable
+from bench.stats import t_interval
 from bench.runner import GridSpec, distill_key, eval_key, method_protocol, run_grid
 
 ARCH = "convnet"
@@ -243,17 +244,6 @@ def projected_seconds(spec: BudgetSpec, out: Path, done_rung: int, next_rung: in
     return total
 
 
-# ----------------------------------------------------------------------------- statistics
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width of the ``level`` t-interval) by :func:`bench.stats.t_interval`, the one
-    place intervals are computed; half-width NaN below two values."""
-    from bench.stats import t_interval as interval
-
-    iv = interval(values, level)
-    return iv.mean, iv.half_width
-
-
 def choose_rung(points: Sequence[tuple[int, float, float]]) -> tuple[int, str]:
     """``points``: (rung, mean, half-width) of one method at one IPC. Returns the chosen rung, the
     smallest whose mean is within ``WITHIN_POINTS`` of the best rung's mean or whose interval
@@ -288,10 +278,11 @@ def summarise_budget(spec: BudgetSpec, out: str | Path) -> pd.DataFrame:
                 if not keys:
                     continue
                 rows = df.loc[keys]
-                mean, hw = t_interval(rows["acc_last"].tolist())
+                iv = t_interval(rows["acc_last"].tolist())  # bench.stats: the one interval
                 group.append({"dataset": spec.dataset, "ipc": ipc, "method": method, "rung": rung,
                               "budget": budget_label(spec, method, ipc, rung), "seeds": len(keys),
-                              "distill_s": float(rows["distill_seconds"].mean()), "acc_mean": mean, "acc_ci95": hw,
+                              "distill_s": float(rows["distill_seconds"].mean()), "acc_mean": iv.mean,
+                              "acc_ci95": iv.half_width,
                               "protocol": str(rows["protocol"].iloc[0]), "chosen": False, "flag": ""})
             if group:
                 chosen, flag = choose_rung([(g["rung"], g["acc_mean"], g["acc_ci95"]) for g in group])

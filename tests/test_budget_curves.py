@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import bench.runner
-from bench.budget_curves import BudgetSpec, choose_rung, rung_config, t_interval
+from bench.budget_curves import BudgetSpec, choose_rung, rung_config
+from bench.stats import t_interval
 from bench.cli import main
 from bench.data import load_dataset
 from bench.registry import DistillRequest, default_config, distill
@@ -72,10 +73,11 @@ def test_t_interval_matches_scipy():
     from scipy import stats
 
     vals = [80.0, 82.0, 85.0]
-    mean, hw = t_interval(vals)
+    iv = t_interval(vals)
+    mean, hw = iv.mean, iv.half_width
     lo, hi = stats.t.interval(0.95, 2, loc=sum(vals) / 3, scale=stats.sem(vals))
     assert mean == pytest.approx(sum(vals) / 3) and hw == pytest.approx((hi - lo) / 2)
-    assert math.isnan(t_interval([1.0])[1])
+    assert math.isnan(t_interval([1.0]).half_width)
 
 
 def test_ladder_distils_each_rung_afresh_writes_tables_and_resumes(tmp_path, monkeypatch, capsys):
