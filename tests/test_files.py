@@ -33,8 +33,9 @@ def test_the_lock_waits_for_another_process_and_is_freed_when_its_holder_dies(tm
     proc, held_at = _holder(tmp_path, 1.5)
     with file_lock(tmp_path / "locks" / "x.lock"):
         waited = time.monotonic() - held_at
-        assert proc.poll() is not None  # it had let go before we got in
-    assert waited >= 1.0, waited
+    # we got in only after its 1.5 s hold (seen within one 20 ms poll of its start). Not "the holder
+    # has exited": it lets go before its interpreter shuts down, which a loaded machine makes slow
+    assert waited >= 1.4, waited
     proc.wait(30)
     # a holder killed mid-hold (SIGKILL: no cleanup at all) leaves nothing held
     (tmp_path / "held").unlink()
