@@ -388,6 +388,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
                 c = g[g["chosen"]]
                 ax.scatter(c["distill_s"], c["acc_mean"], s=70, facecolors="none", edgecolors=colour, lw=1.0)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collided
             ax.set_xlabel("distillation seconds (mean over seeds)")
             ax.set_ylabel("test accuracy, last epoch (%)")
             ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}")
