@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.models import ConvNet, ResizeInput, create_model, default_depth
+import torch.nn.functional as F
+
+from bench.models import AvgPool2x2, ConvNet, ResizeInput, create_model, default_depth
 
 
 def test_convnet_matches_reference_layout():
@@ -12,6 +14,42 @@ def test_convnet_matches_reference_layout():
     assert len(norms) == 3 and all(n.num_groups == n.num_channels == 128 for n in norms)  # instance norm
     assert net.feature_dim == 128 * 4 * 4
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape", [(126, 128, 8, 8), (10, 128, 4, 4), (3, 5, 16, 6), (2, 3, 2, 2)])
+def test_fast_avg_pool_is_bit_identical_to_native(shape):
+    """Forward, backward and the double backward of gradient matching: the same bits as avg_pool2d
+    (a summation order or divisor change would show here as a last-bit difference)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g)
+    w = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, generator=g)
+
+    def run(pool):
+        xr, wr = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        y = pool(xr)
+        (gx,) = torch.autograd.grad((y * wr).sum(), xr, create_graph=True)
+        gx.square().sum().backward()
+        return y, gx, wr.grad
+
+    for fast, native in zip(run(AvgPool2x2()), run(lambda t: F.avg_pool2d(t, 2, 2))):
+        assert torch.equal(fast, native)
+    assert torch.equal(AvgPool2x2()(x.to(memory_format=torch.channels_last)), F.avg_pool2d(x, 2, 2))
+
+
+def test_fast_avg_pool_takes_the_native_op_where_it_does_not_apply(monkeypatch):
+    import bench.models as models
+
+    calls = []
+    monkeypatch.setattr(models._StridedAvgPool2x2, "apply", lambda x: calls.append(x.shape) or F.avg_pool2d(x, 2, 2))
+    pool = AvgPool2x2()
+    for odd in [(1, 2, 5, 4), (1, 2, 4, 7)]:
+        x = torch.randn(odd)
+        assert torch.equal(pool(x), F.avg_pool2d(x, 2, 2))  # floor mode: the last row/column dropped
+    assert calls == []
+    pool(torch.randn(1, 2, 4, 4))
+    assert calls == [(1, 2, 4, 4)]
+    net = create_model("convnet", 1, 10, 8)
+    assert sum(isinstance(m, AvgPool2x2) for m in net.modules()) == net.depth
 
 
 def test_depth_by_resolution_keeps_last_map_at_least_2x2():
