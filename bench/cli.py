@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # a usage error (one line already printed) or --help: a code, like any command
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT if exc.code else 0
     try:
+        from bench.allocator import tune_allocator
         from bench.datasets_torchvision import VERIFY_ENV
         from bench.errors import BenchError
         from bench.paths import describe_os_error
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             _apply_acceleration(args)
+            tune_allocator()  # glibc malloc keeps training-step blocks mapped (bench/allocator.py)
             COMMANDS[args.command](args)
         except (BenchError, KeyboardInterrupt):
             raise

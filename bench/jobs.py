@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import torch
 
+from bench.allocator import tune_allocator
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, evaluate_synthetic, resolve_device
@@ -46,7 +47,8 @@ class JobEnv:
     train_split: str = "full"
 
     def start(self) -> tuple[Dataset, torch.device]:
-        """This worker's torch threads set, then (data, device)."""
+        """This worker's torch threads and C allocator set, then (data, device)."""
+        tune_allocator()
         if self.threads:
             torch.set_num_threads(self.threads)
         device = resolve_device(self.device)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from bench.allocator import tune_allocator
 from bench.data import load_dataset
 from bench.evaluation import PROTOCOLS
+
+# the tests (and the in-process benchmarks) run under the allocator the CLI and its workers use
+tune_allocator()
 
 
 @pytest.fixture(scope="session")

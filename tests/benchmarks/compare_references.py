@@ -1,10 +1,15 @@
 """Time our inner steps against the reference implementations' (re-stated) steps on the same work.
 
 For each method (dc, dsa, dm, idc, mtt; see ``reference_steps/cases.py`` for what one step is),
-both sides run alternately in ONE process, torch on one thread, timed in CPU seconds
-(``time.process_time``): on a shared, loaded machine wall time mostly measures the neighbours,
-and alternating (ours first in even rounds, the reference first in odd ones) spreads any drift
-over both sides. One warm-up pair per method is not timed. Reported: median seconds per side, the
+both sides run alternately, torch on one thread, timed in CPU seconds (``time.process_time``): on a
+shared, loaded machine wall time mostly measures the neighbours, and alternating (ours first in
+even rounds, the reference first in odd ones) spreads any drift over both sides. One warm-up pair
+per method is not timed.
+
+``--allocator as-shipped`` (default): each side runs in its own warm process, as it runs for its
+users: ours with the C allocator tuning our CLI and workers apply (``bench/allocator.py``), the
+reference with glibc's defaults (its scripts change nothing). ``--allocator same``: both sides in
+this one process under glibc's defaults, which isolates what our code does differently. Reported: median seconds per side, the
 median of the per-round ratios ours/reference with their interquartile range, and both sides'
 median matching loss (same magnitude = same kind of work; with augmentation on the two cannot
 share random draws, see ``test_reference_steps.py`` for the exact equal-work checks).
@@ -76,18 +81,78 @@ def _timed(fn, seed: int) -> tuple[float, object]:
     return time.process_time() - t0, out
 
 
-def time_case(case, rounds: int = 9) -> Row:
-    """Alternate ``case.ours`` and ``case.reference`` for ``rounds`` rounds (after one warm-up pair)."""
+def _serve(method: str, side: str, tune: bool, conn) -> None:
+    """A side's own process: build the case once, then time one step per seed received (None: stop)."""
+    if tune:
+        from bench.allocator import tune_allocator
+
+        assert tune_allocator() == "tuned", "the allocator tuning did not apply"
+    from reference_steps.cases import build_cases
+
+    from bench.data import load_dataset
+
     torch.set_num_threads(1)
-    case.ours(10_000)
-    case.reference(10_000)
+    fn = getattr(build_cases(load_dataset("digits"), (method,))[method], side)
+    fn(10_000)  # warm-up
+    conn.send("ready")
+    while (seed := conn.recv()) is not None:
+        seconds, out = _timed(fn, seed)
+        conn.send((seconds, _loss(out)))
+
+
+def _local(fn):
+    def step(seed: int) -> tuple[float, float | None]:
+        seconds, out = _timed(fn, seed)
+        return seconds, _loss(out)
+
+    return step
+
+
+class _Remote:
+    """One side's step, run in a spawned process (its allocator set as its users run it)."""
+
+    def __init__(self, method: str, side: str, tune: bool) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(method, side, tune, child), daemon=True)
+        self.proc.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError(f"{method} {side}: the timing process did not start")
+
+    def __call__(self, seed: int) -> tuple[float, float | None]:
+        self.conn.send(seed)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join(timeout=60)
+
+
+def time_case(case, rounds: int = 9, allocator: str = "as-shipped") -> Row:
+    """Alternate ``case.ours`` and ``case.reference`` for ``rounds`` rounds (after one warm-up pair):
+    ``as-shipped`` in two processes (ours with our allocator tuning, the reference without), ``same`` in
+    this process."""
+    torch.set_num_threads(1)
+    if allocator == "as-shipped":
+        remotes = {"ours": _Remote(case.method, "ours", True), "ref": _Remote(case.method, "reference", False)}
+        steps = dict(remotes)
+    else:
+        remotes = {}
+        case.ours(10_000)
+        case.reference(10_000)
+        steps = {"ours": _local(case.ours), "ref": _local(case.reference)}
     ours, ref, ours_loss, ref_loss = [], [], [], []
-    for r in range(rounds):
-        sides = [("ours", case.ours), ("ref", case.reference)]
-        for name, fn in (sides if r % 2 == 0 else sides[::-1]):
-            seconds, out = _timed(fn, r)
-            (ours if name == "ours" else ref).append(seconds)
-            (ours_loss if name == "ours" else ref_loss).append(_loss(out))
+    try:
+        for r in range(rounds):
+            for name in (("ours", "ref") if r % 2 == 0 else ("ref", "ours")):
+                seconds, loss = steps[name](r)
+                (ours if name == "ours" else ref).append(seconds)
+                (ours_loss if name == "ours" else ref_loss).append(loss)
+    finally:
+        for remote in remotes.values():
+            remote.close()
     ratios = sorted(o / f for o, f in zip(ours, ref))
     q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
 
@@ -152,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["dc", "dsa", "dm", "idc", "mtt"],
                         choices=["dc", "dsa", "dm", "idc", "mtt"])
     parser.add_argument("--rounds", type=int, default=None, help="rounds per method (default: ROUNDS)")
+    parser.add_argument("--allocator", choices=["as-shipped", "same"], default="as-shipped",
+                        help="as-shipped: each side in its own process, ours with our allocator tuning (default); "
+                             "same: both in this process under glibc's defaults")
     parser.add_argument("--profile", nargs="*", metavar="METHOD", default=None,
                         help="print the top ops of our step (and the reference's) for these methods instead")
     args = parser.parse_args(argv)
@@ -168,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             print(profile(case, "ours"))
             print(profile(case, "reference"))
         return 0
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine()}; allocator: {args.allocator}", flush=True)
     rows = []
     for name in args.methods:
-        rows.append(time_case(build_cases(data, (name,))[name], args.rounds or ROUNDS[name]))
+        rows.append(time_case(build_cases(data, (name,))[name], args.rounds or ROUNDS[name], args.allocator))
         print(f"{name}: ours {rows[-1].ours_s:.3f} s, reference {rows[-1].reference_s:.3f} s, "
               f"ratio {rows[-1].ratio:.2f} ({rows[-1].q1:.2f}-{rows[-1].q3:.2f})", flush=True)
     print("\n".join(format_rows(rows)))

@@ -19,6 +19,7 @@ import torch
 from reference_steps import dc_dm
 from reference_steps import idc as ref_idc
 from reference_steps import mtt as ref_mtt
+from reference_steps.cases import reference_factory
 from reference_steps.networks import ReferenceConvNet
 
 from bench.data import load_dataset
@@ -49,8 +50,10 @@ def _same_params(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def test_convnet_is_the_reference_convnet():
     """At the reference's own 32x32x3 shape our ConvNet is the reference's: same parameter names,
     shapes and seeded init, same outputs. On 8x8 digits ours is that class at depth 2 with padding 1
-    (the reference's rule would pad a 1-channel input by 3, a 28x28-MNIST rule); both sides of the
-    timed comparison use ours."""
+    (the reference's rule would pad a 1-channel input by 3, a 28x28-MNIST rule); the reference side of
+    the timed comparison builds the reference's class at that depth and padding
+    (``cases.reference_factory``), with its own ``nn.AvgPool2d`` where ours has the faster
+    ``AvgPool2x2``: same outputs and gradients, bit for bit."""
     x = torch.randn(4, 3, 32, 32)
     torch.manual_seed(0)
     ours = ConvNet(3, 10, 32)
@@ -63,6 +66,16 @@ def test_convnet_is_the_reference_convnet():
     torch.manual_seed(1)
     assert _same_params(ours8, ReferenceConvNet(1, 10, (8, 8), net_depth=2, first_pad=1))
     assert not _same_params(ours8, ReferenceConvNet(1, 10, (8, 8)))  # the reference's own 8x8 rule differs
+    torch.manual_seed(1)
+    ref8 = reference_factory(load_dataset("digits"))()
+    x8 = torch.randn(6, 1, 8, 8)
+    grads = [torch.autograd.grad(net(x8).square().sum(), list(net.parameters())) for net in (ours8, ref8)]
+    assert torch.equal(ours8(x8), ref8(x8)) and all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def _seeded(factory, seed):
+    torch.manual_seed(seed)
+    return factory()
 
 
 def _request(digits, seed=3):
@@ -85,7 +98,7 @@ def test_dc_step_equal_work(digits):
     image_syn = torch.cat([pool.sample_filled(c, IPC, g_init) for c in range(10)]).requires_grad_(True)
     opt = torch.optim.SGD([image_syn], lr=cfg.lr_img, momentum=cfg.momentum_img)
     args = dc_dm.RefArgs(ipc=IPC, outer_loop=2, inner_loop=1, batch_real=16, batch_train=cfg.batch_train)
-    loss = dc_dm.dc_iteration(args, lambda: seeded_model(lambda: create_model("convnet", 1, 10, 8), g_net, "cpu"),
+    loss = dc_dm.dc_iteration(args, lambda: seeded_model(reference_factory(digits), g_net, "cpu"),
                               lambda c, n: pool.sample(c, n, g_real), image_syn,
                               torch.arange(10).repeat_interleave(IPC), opt, 10)
     assert ours.metadata["matching_loss"][0] == pytest.approx(loss, rel=1e-3)
@@ -107,7 +120,9 @@ def test_dm_step_equal_work(digits):
     image_syn.requires_grad_(True)
     opt = torch.optim.SGD([image_syn], lr=cfg.lr_img, momentum=cfg.momentum_img)
     args = dc_dm.RefArgs(ipc=IPC, batch_real=16, dsa=False)
-    loss = dc_dm.dm_iteration(args, lambda: random_embedder("convnet", digits, net_seed, torch.device("cpu")),
+    assert _same_params(random_embedder("convnet", digits, net_seed, torch.device("cpu")),
+                        _seeded(reference_factory(digits), net_seed))
+    loss = dc_dm.dm_iteration(args, lambda: _seeded(reference_factory(digits), net_seed),
                               lambda c, n: digits.train.get(pools[c][torch.randperm(len(pools[c]), generator=g_real)[:n]]),
                               image_syn, opt, 10)
     assert ours.metadata["dm_loss_first"] == pytest.approx(loss, rel=1e-5)
@@ -146,7 +161,7 @@ def test_idc_step_equal_work(digits):
     mean, std = torch.tensor(digits.mean).view(1, -1, 1, 1), torch.tensor(digits.std).view(1, -1, 1, 1)
     stored = torch.cat([multi_formation_init(pool.sample_filled(c, IPC * 4, g_init), 2) for c in range(10)])
     synset = (stored * std + mean).requires_grad_(True)
-    model = seeded_model(lambda: create_model("convnet", 1, 10, 8), g_net, "cpu")
+    model = seeded_model(reference_factory(digits), g_net, "cpu")
     opt = torch.optim.SGD([synset], lr=cfg.lr_img * IPC / 10, momentum=cfg.momentum_img)
     args = ref_idc.IDCArgs(ipc=IPC, factor=2, inner_loop=2, batch_real=16, n_data=32, mixup_net="vanilla",
                            metric=cfg.metric)
@@ -175,7 +190,7 @@ def test_mtt_step_equal_work(digits):
     x = images.clone().requires_grad_(True)
     lr = torch.tensor(0.01).requires_grad_(True)
     opts = torch.optim.SGD([x], lr=0.0), torch.optim.SGD([lr], lr=0.0)  # lr 0: the gradients stay inspectable
-    loss = ref_mtt.student_run(lambda: create_model("convnet", 1, 10, 8), x, lr, labels, start, target, 4, 5, "",
+    loss = ref_mtt.student_run(reference_factory(digits), x, lr, labels, start, target, 4, 5, "",
                                *opts, batches=batches)
     assert res.loss == pytest.approx(loss, rel=1e-5)
     assert torch.allclose(res.grad_images, x.grad, rtol=1e-4, atol=1e-7)

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import Dataset
-from bench.models import create_model
+from bench.models import create_model, default_depth
 
 from . import dc_dm
 from . import idc as ref_idc
 from . import mtt as ref_mtt
+from .networks import ReferenceConvNet
 
 IPC = 10
 
@@ -71,6 +72,15 @@ def _factory(data: Dataset) -> Callable[[], torch.nn.Module]:
     return lambda: create_model("convnet", data.channels, data.num_classes, data.image_size)
 
 
+def reference_factory(data: Dataset) -> Callable[[], torch.nn.Module]:
+    """The reference's ConvNet (``networks.py``, re-stated in :mod:`.networks`, with its own
+    ``nn.AvgPool2d`` layers) at our depth and padding for ``data``: the same parameters for the
+    same seed as ours (``test_convnet_is_the_reference_convnet``), so only the layers' code differs."""
+    s = data.image_size
+    return lambda: ReferenceConvNet(data.channels, data.num_classes, (s, s), net_depth=default_depth(s),
+                                    first_pad=3 if s == 28 else 1)
+
+
 def _real_init(get_images, data: Dataset, lr: float):
     """main.py 88-100: randn images overwritten by ``ipc`` real ones per class, SGD momentum 0.5."""
     k, ch, s = data.num_classes, data.channels, data.image_size
@@ -95,7 +105,7 @@ def dc_case(data: Dataset, dsa: bool) -> Case:
         np.random.seed(seed)
         get_images = dc_dm.reference_get_images(images_all, indices_class)
         image_syn, label_syn, opt = _real_init(get_images, data, cfg.lr_img)
-        return dc_dm.dc_iteration(args, dc_dm.reference_network(_factory(data)), get_images, image_syn, label_syn,
+        return dc_dm.dc_iteration(args, dc_dm.reference_network(reference_factory(data)), get_images, image_syn, label_syn,
                                   opt, data.num_classes)
 
     return Case(method, f"one outer iteration: {cfg.outer_loop} matching rounds over 10 classes, "
@@ -115,7 +125,7 @@ def dm_case(data: Dataset) -> Case:
         np.random.seed(seed)
         get_images = dc_dm.reference_get_images(images_all, indices_class)
         image_syn, _, opt = _real_init(get_images, data, cfg.lr_img)
-        return dc_dm.dm_iteration(args, dc_dm.reference_network(_factory(data)), get_images, image_syn, opt,
+        return dc_dm.dm_iteration(args, dc_dm.reference_network(reference_factory(data)), get_images, image_syn, opt,
                                   data.num_classes)
 
     return Case("dm", "one iteration: a fresh frozen net, per-class mean-embedding match, siamese DSA",
@@ -166,7 +176,7 @@ def idc_case(data: Dataset, factor: int = 2) -> Case:
         torch.manual_seed(seed)
         synset = mix_init(loader, data, factor)
         optim_img = torch.optim.SGD([synset], lr=cfg.lr_img * IPC / 10, momentum=cfg.momentum_img)
-        return ref_idc.idc_iteration(args, _factory(data)(), synset, targets, optim_img, loader, aug, aug_rand,
+        return ref_idc.idc_iteration(args, reference_factory(data)(), synset, targets, optim_img, loader, aug, aug_rand,
                                      data.num_classes)
 
     return Case("idc", f"one outer iteration: {cfg.inner_loop} rounds of (10 per-class matches with an image step "
@@ -181,9 +191,8 @@ def mtt_case(data: Dataset) -> Case:
     from bench.augmentation import DSA, strategy_for
 
     cfg = MTTConfig.for_setting(data.name, IPC)
-    factory = _factory(data)
     torch.manual_seed(0)
-    layout = ParamLayout(factory())
+    layout = ParamLayout(_factory(data)())
     layout.model.train()
     start = layout.flatten()
     target = start + 0.01 * torch.randn(start.shape, generator=torch.Generator().manual_seed(1))
@@ -209,7 +218,7 @@ def mtt_case(data: Dataset) -> Case:
     def reference(seed: int):
         torch.manual_seed(seed)
         images, syn_lr, opt_img, opt_lr = _state()
-        return ref_mtt.student_run(dc_dm.reference_network(factory), images, syn_lr, labels, start, target,
+        return ref_mtt.student_run(dc_dm.reference_network(reference_factory(data)), images, syn_lr, labels, start, target,
                                    cfg.syn_steps, cfg.batch_syn, strategy, opt_img, opt_lr)
 
     return Case("mtt", f"student unroll ({cfg.syn_steps} steps, per-sample DSA) + meta-gradient to images and lr "

@@ -34,7 +34,9 @@ class ReferenceConvNet(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         out = self.features(x)
-        return out.view(out.size(0), -1)
+        # networks.py has out.view(...); on CPU a 1-channel DSA output can carry channels-last strides
+        # (ambiguous for one channel) that mkldnn propagates, which .view rejects: reshape, no copy otherwise
+        return out.reshape(out.size(0), -1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.embed(x))
