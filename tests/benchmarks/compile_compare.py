@@ -4,7 +4,8 @@
 
 Each round trains one fresh, seeded ConvNet on the IPC-10 digits set (the first 10 training images of
 each class) under each protocol twice, eager then compiled (``bench.acceleration``, ``compile=on``),
-from the same seed, and records CPU-seconds (``time.process_time``). The compile itself happens before
+from the same seed, and records CPU-seconds (``time.process_time``), with the C allocator tuned as the
+CLI runs (``bench/allocator.py``). The compile itself happens before
 the first round and is printed on its own line (the cost ``auto`` must amortise). Printed: per
 protocol the eager and compiled medians, the ratio eager/compiled per round (median, min-max), and the
 test accuracies of both (equal up to float rounding of the compiled kernels).
@@ -28,6 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
+    from bench.allocator import tune_allocator
+
+    tune_allocator()  # as the CLI and its workers run (bench/allocator.py)
     from bench.acceleration import Acceleration, use_options
     from bench.data import load_dataset
     from bench.evaluation import accuracy, get_protocol, train_network
