@@ -42,12 +42,14 @@ from bench.errors import BenchError
 COMPILE_MODES = ("auto", "on", "off")
 AMP_MODES = ("off", "bf16")
 ENV = {"compile": "DASM_COMPILE", "amp": "DASM_AMP", "channels_last": "DASM_CHANNELS_LAST"}
-# auto compiles a training run that sees at least this many images (epochs x set size). Compiling
-# saved 17 (loaded machine) to 32 (quiet) us per image on the digits ConvNet (dc and idc, CPU, one
-# thread) and costs a worker 2.4-3.2 CPU-s with inductor's on-disk cache warm (~6 s more the first time
-# on a machine): the run alone must pay for it (the loaded break-even, ~190k images), so each cell's
-# numbers never depend on what its worker ran before (results/perf/README.md).
-AUTO_MIN_IMAGES = 200_000
+# auto compiles a training run that sees at least this many images (epochs x set size). After the
+# allocator tuning and the faster pooling made the eager step ~1.5x faster (bench/allocator.py,
+# bench/models.AvgPool2x2), compiling saves 7.5 (dc) to 15 (idc) us per image on the digits ConvNet
+# (CPU, one thread, quiet machine; was 17-32 us before) and costs a worker 2.4 CPU-s (dc) + 0.7 (idc's
+# extra graphs) with inductor's on-disk cache warm: break-even 210k (idc) to 330k (dc) images. The
+# run alone must pay for it, so each cell's numbers never depend on what its worker ran before
+# (results/perf/README.md).
+AUTO_MIN_IMAGES = 400_000
 
 
 @dataclass(frozen=True)
