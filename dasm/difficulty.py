@@ -48,6 +48,7 @@ def train_ranking_model(images: Tensor, labels: Tensor, data: Dataset, arch: str
 
 
 @torch.no_grad()
+@torch.no_grad()  # scores only: no autograd graph over the whole training split
 def difficulty_scores(model: nn.Module, data: Dataset, device: torch.device | str = "cpu",
                       batch_size: int = 1024) -> Tensor:
     """Per-sample cross-entropy loss (float64, CPU) of every real training image under ``model``."""
