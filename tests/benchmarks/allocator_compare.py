@@ -12,12 +12,11 @@ accuracy-free check that both arms trained the same weights (a checksum of the f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from timed_child import run_child  # this directory: the scripts run as files
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
@@ -49,11 +48,7 @@ print(json.dumps({"state": state, "seconds": seconds, "faults": after.ru_minflt 
 
 def run(mode: str, protocol: str, epochs: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DASM_MALLOC": mode, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD, protocol, str(epochs)], env=env, cwd=ROOT,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"DASM_MALLOC={mode}: the run failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, [protocol, str(epochs)], env, ROOT, f"DASM_MALLOC={mode}")
 
 
 def main() -> None:

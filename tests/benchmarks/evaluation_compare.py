@@ -21,12 +21,11 @@ min-max, and the test accuracy of each arm (equal for old and new: the same work
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from timed_child import run_child  # this directory: the scripts run as files
 
 NEW = Path(__file__).resolve().parents[2]
 CHILD = r"""
@@ -61,11 +60,7 @@ def run_arm(arm: str, old: Path, protocol: str, epochs: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(checkout),
            "DASM_COMPILE": "on" if arm == "new-compiled" else "off"}
     env.pop("DASM_MALLOC", None)
-    out = subprocess.run([sys.executable, "-c", CHILD, arm, protocol, str(epochs)], env=env, cwd=checkout,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{arm} {protocol}: the run failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, [arm, protocol, str(epochs)], env, checkout, f"{arm} {protocol}")
 
 
 def main() -> None:
