@@ -84,9 +84,13 @@ class _AvgUnpool2x2(torch.autograd.Function):
         return _StridedAvgPool2x2.apply(grad_grad)
 
 
+# torch.compiler.is_compiling is torch >= 2.3 (pyproject allows 2.2, where dynamo traces the Function)
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
 class AvgPool2x2(nn.AvgPool2d):
-    """``nn.AvgPool2d(2, 2)`` with the faster, bit-identical forward of :class:`_StridedAvgPool2x2`
-    on 4-D CPU inputs of even height and width. Others take the native op: traced graphs (inductor
+    """``nn.AvgPool2d(2, 2)`` with the faster, bit-identical forward and backward of
+    :class:`_StridedAvgPool2x2` on 4-D CPU inputs of even height and width. Others take the native op: traced graphs (inductor
     fuses it there) and CUDA, where neither the gain nor the bit-identity was measured.
 
     Example::
@@ -101,7 +105,7 @@ class AvgPool2x2(nn.AvgPool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if (not x.is_cpu or x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2
-                or torch.compiler.is_compiling()):
+                or _is_compiling()):
             return super().forward(x)
         return _StridedAvgPool2x2.apply(x)
 
