@@ -67,7 +67,8 @@ class _StridedAvgPool2x2(torch.autograd.Function):
 
 
 class _AvgUnpool2x2(torch.autograd.Function):
-    """The adjoint of :class:`_StridedAvgPool2x2`: each input cell gets grad / 4 (avg_pool2d_backward's values)."""
+    """The adjoint of :class:`_StridedAvgPool2x2`: each input cell gets grad / 4, the values of
+    ``avg_pool2d_backward``."""
 
     @staticmethod
     def forward(ctx, grad: Tensor) -> Tensor:
@@ -90,8 +91,9 @@ _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda
 
 class AvgPool2x2(nn.AvgPool2d):
     """``nn.AvgPool2d(2, 2)`` with the faster, bit-identical forward and backward of
-    :class:`_StridedAvgPool2x2` on 4-D CPU inputs of even height and width. Others take the native op: traced graphs (inductor
-    fuses it there) and CUDA, where neither the gain nor the bit-identity was measured.
+    :class:`_StridedAvgPool2x2` on 4-D CPU inputs of even height and width. Others take the native
+    op: traced graphs (inductor fuses it there) and CUDA, where neither the gain nor the
+    bit-identity was measured.
 
     Example::
 

@@ -61,7 +61,8 @@ def main() -> None:
     for r in range(args.rounds):
         for mode in (("default", "tuned") if r % 2 == 0 else ("tuned", "default")):
             res[mode].append(run(mode, args.protocol, args.epochs))
-    print(f"{args.protocol}@{args.epochs}ep, IPC-10 digits, {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}")
+    print(f"{args.protocol}@{args.epochs}ep, IPC-10 digits, {args.rounds} rounds, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| allocator | CPU s (median) | minor page faults (median) | speed-up default/tuned | same weights |")
     print("|---|---|---|---|---|")
     same = len({x["checksum"] for xs in res.values() for x in xs}) == 1

@@ -9,10 +9,12 @@ per method is not timed.
 ``--allocator as-shipped`` (default): each side runs in its own warm process, as it runs for its
 users: ours with the C allocator tuning our CLI and workers apply (``bench/allocator.py``), the
 reference with glibc's defaults (its scripts change nothing). ``--allocator same``: both sides in
-this one process under glibc's defaults, which isolates what our code does differently. Reported: median seconds per side, the
-median of the per-round ratios ours/reference with their interquartile range, and both sides'
-median matching loss (same magnitude = same kind of work; with augmentation on the two cannot
-share random draws, see ``test_reference_steps.py`` for the exact equal-work checks).
+this one process under glibc's defaults, which isolates what our code does differently.
+
+Reported: median seconds per side, the median of the per-round ratios ours/reference with their
+interquartile range, and both sides' median matching loss (same magnitude = same kind of work; with
+augmentation on the two cannot share random draws, see ``test_reference_steps.py`` for the exact
+equal-work checks).
 
 Run from the checkout root::
 
