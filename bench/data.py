@@ -53,7 +53,7 @@ def _import_builtin_loaders() -> None:
     # The file-backed loaders live in their own modules; importing them registers them. They import
     # bench.dataset_core, never this module, so the imports run one way.
     from bench import datasets_torchvision  # noqa: F401  (first: it registers mnist, fashionmnist, svhn)
-    from bench import datasets_cifar, datasets_folders  # noqa: F401
+    from bench import datasets_cifar, datasets_cifar_jpeg, datasets_folders  # noqa: F401
 
 
 _CACHE: dict[tuple, Dataset] = {}

@@ -135,13 +135,17 @@ DatasetLoader = Callable[..., Dataset]
 _DATASETS: dict[str, DatasetLoader] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _NUM_CLASSES: dict[str, int] = {}
+_SETTINGS_AS: dict[str, str] = {}
 
 
-def register_dataset(name: str, description: str = "",
-                     num_classes: int | None = None) -> Callable[[DatasetLoader], DatasetLoader]:
+def register_dataset(name: str, description: str = "", num_classes: int | None = None,
+                     settings_as: str | None = None) -> Callable[[DatasetLoader], DatasetLoader]:
     """Decorator: make a loader findable by name (``loader(data_root, download) -> Dataset``).
 
     ``num_classes``, when fixed, lets results be read (e.g. chance level) without loading the data.
+    ``settings_as`` names the dataset whose per-dataset settings (method configs, augmentation,
+    published hyper-parameters) this one uses: another copy of the same data under its own name,
+    e.g. ``cifar10-jpeg`` uses ``cifar10``'s, while its results never share a cell with ``cifar10``'s.
     """
 
     def wrap(fn: DatasetLoader) -> DatasetLoader:
@@ -149,9 +153,26 @@ def register_dataset(name: str, description: str = "",
         _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
         if num_classes:
             _NUM_CLASSES[name] = num_classes
+        if settings_as:
+            _SETTINGS_AS[name] = settings_as
         return fn
 
     return wrap
+
+
+def settings_name(dataset: str) -> str:
+    """The name under which ``dataset``'s per-dataset settings are looked up (itself, unless it was
+    registered ``settings_as`` another). The one place that mapping is read.
+
+    Example::
+
+        settings_name("cifar10-jpeg")   # 'cifar10'
+        settings_name("digits")         # 'digits'
+    """
+    from bench.data import _import_builtin_loaders  # at call time: the loaders register the mapping
+
+    _import_builtin_loaders()
+    return _SETTINGS_AS.get(dataset, dataset)
 
 
 # ----------------------------------------------------------------------------- splitting

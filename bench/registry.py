@@ -261,10 +261,13 @@ def get_method(name: str) -> MethodSpec:
 
 def default_config(method: str, dataset: str, ipc: int) -> Any:
     """The method's config for a setting: ``config_cls.for_setting(dataset, ipc)`` when it has one
-    (reference defaults at paper scale, short budgets for the embedded CPU datasets)."""
+    (reference defaults at paper scale, short budgets for the embedded CPU datasets). A copy of a
+    dataset registered ``settings_as`` another (``cifar10-jpeg``) gets that one's settings."""
+    from bench.dataset_core import settings_name
+
     cls = get_method(method).config_cls
     factory = getattr(cls, "for_setting", None)
-    return factory(dataset, ipc) if factory else cls()
+    return factory(settings_name(dataset), ipc) if factory else cls()
 
 
 # ----------------------------------------------------------------------------- running
@@ -311,4 +314,7 @@ def distill(method: str, request: DistillRequest, config: Any | None = None,
         "image_size": request.data.image_size, "channels": request.data.channels,
         "num_classes": request.data.num_classes,
     }
+    data_sha = request.data.extra.get("sha256")
+    if data_sha:  # a dataset read from one identified copy (cifar10-jpeg): which bytes it was
+        syn.metadata["data_sha256"] = data_sha
     return syn

@@ -98,6 +98,8 @@ def results_row(syn: Any, res: Any, cell_key: str, synthetic_path: str | None = 
         "synthetic_path": synthetic_path,
         # the split the set was distilled from (a method may hold part of it out, e.g. DASM's val)
         "train_split": str(meta.get("train_split", train_split)),
+        # only sets distilled from an identified copy (cifar10-jpeg) carry it; other tables keep their columns
+        **({"data_sha256": str(meta["data_sha256"])} if meta.get("data_sha256") else {}),
     }
 
 

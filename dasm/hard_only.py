@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from bench.dataset_core import settings_name
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, get_protocol
 from bench.registry import DistillRequest, register_method
@@ -76,7 +77,7 @@ def hard_only(request: DistillRequest, config: HardOnlyConfig) -> SyntheticSet:
                       overrides={"base": "random", "drop_fraction": 0.3})
     """
     sequential = dataclasses.replace(
-        DASMConfig.for_setting(request.data.name, request.ipc), base=config.base,
+        DASMConfig.for_setting(settings_name(request.data.name), request.ipc), base=config.base,
         base_overrides=dict(config.base_overrides), schedule=f"{request.ipc}@{config.drop_fraction:g}-1",
         real_ranking_epochs=config.real_ranking_epochs, difficulty_protocol=config.difficulty_protocol,
         difficulty_arch=config.difficulty_arch)

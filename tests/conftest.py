@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.allocator import tune_allocator
@@ -73,3 +75,26 @@ def slurm_cluster(tmp_path_factory):
         else:
             os.environ["SLURM_CONF"] = before
         cm.__exit__(None, None, None)
+
+
+def shared_dir() -> "Path | None":
+    """The project's shared data folder: ``$DASM_SHARED``, else ``<repo>/../shared`` (where CI and the
+    developers' machines keep it); None when neither exists (tests that need it then skip)."""
+    from pathlib import Path
+
+    env = os.environ.get("DASM_SHARED")
+    for candidate in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[1].parent / "shared"]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_archive():
+    """The shared offline CIFAR-10 JPEG archive, or a skip that says where it was looked for."""
+    shared = shared_dir()
+    archive = shared / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz" if shared else None
+    if archive is None or not archive.is_file():
+        pytest.skip("the shared CIFAR-10 JPEG copy is absent (looked in $DASM_SHARED and <repo>/../shared/"
+                    "data/cifar10-jpeg/cifar10-jpeg.tar.gz)")
+    return archive

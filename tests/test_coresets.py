@@ -272,3 +272,20 @@ def test_herding_vs_random_ipc1(digits):
     # standard deviations of the per-seed difference under it, and herding must win on every seed.
     assert min(diff) > 0, f"random beat herding on some seed: {diff}"
     assert statistics.fmean(diff) > 8.0, f"herding's margin over random shrank to {statistics.fmean(diff):.2f}"
+
+
+def test_herding_and_kcenter_of_one_seed_share_one_trained_network(digits, monkeypatch):
+    import baselines.real_data_features as rdf
+
+    def run(method, ipc, seed=3):
+        return distill(method, DistillRequest(digits, ipc=ipc, seed=seed))
+
+    monkeypatch.setattr(rdf, "_TRAINED", rdf.OrderedDict())
+    before = rdf.trained_networks
+    herding_5, kcenter_2, herding_1 = run("herding", 5), run("kcenter", 2), run("herding", 1)
+    assert rdf.trained_networks == before + 1  # one network for both methods and every IPC of seed 3
+    run("herding", 1, seed=4)
+    assert rdf.trained_networks == before + 2  # another seed is another network
+    monkeypatch.setattr(rdf, "_TRAINED", rdf.OrderedDict())  # without the cache: the same selections
+    for cached, (method, ipc) in [(herding_5, ("herding", 5)), (kcenter_2, ("kcenter", 2)), (herding_1, ("herding", 1))]:
+        assert cached.metadata["selected_indices"] == run(method, ipc).metadata["selected_indices"]
