@@ -198,6 +198,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     (a percentage) replaces the stored full-data references."""
     from bench.cross_arch import BASE_ARCH, write_cross_arch_tables
     from bench.full_data import read_full_data
+    from bench.published_numbers import write_published_comparison
     from bench.results import ResultsTable
     from bench.tables import own_rows
 
@@ -220,6 +221,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
             written += _write_text(path, markdown_table(own_rows(base), metric))
         written += view_reports(base, base, full, out, suffix)
     written += write_cross_arch_tables(df, out)
+    written += write_published_comparison(df, out)
     if pictures:
         written += set_figures(df, out, log)
     for p in written:
