@@ -189,6 +189,17 @@ def _write_text(path: Path, text: str) -> list[Path]:
     return [path]
 
 
+def mixed_versions_warning(df: pd.DataFrame, out: str | os.PathLike) -> str:
+    """A one-line warning naming the code versions when the rows of ``out`` come from more than one:
+    a table is computed by one code version unless the difference provably cannot touch it."""
+    versions = sorted(df["code_version"].dropna().astype(str).unique()) if "code_version" in df else []
+    if len(versions) <= 1:
+        return ""
+    counts = df["code_version"].astype(str).value_counts()
+    named = ", ".join(f"{v} ({counts[v]} rows)" for v in versions)
+    return f"warning: {out} mixes {len(versions)} code versions: {named}"
+
+
 def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, full_data: float | None = None,
                   log: Callable[[str], None] = print, pictures: bool = True) -> list[Path]:
     """Regenerate every table and figure of a results directory from its stored rows and sets:
@@ -206,6 +217,9 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     df = ResultsTable(out).load() if df is None else df
     written: list[Path] = []
     full = read_full_data(out) if full_data is None else {"given": {"acc": float(full_data), "protocol": "given"}}
+    warning = mixed_versions_warning(df, out)
+    if warning:
+        log(warning)
     datasets = sorted(df["dataset"].astype(str).unique()) if len(df) else []
     for dataset in datasets:
         sub = df[df["dataset"] == dataset]

@@ -132,3 +132,15 @@ def test_cells_of_a_single_seed_have_no_interval():
     cells = dict(body)
     assert header == ["method", "IPC 1", "IPC 10"]
     assert cells["dasm"][1].text == "97.0" and cells["dasm"][1].bold and not cells["seq"][1].mark
+
+
+def test_plot_warns_when_a_table_mixes_code_versions(tmp_path):
+    import pandas as pd
+
+    from bench.plots import mixed_versions_warning
+
+    one = pd.DataFrame({"code_version": ["0.1.0+gaaa", "0.1.0+gaaa"]})
+    assert mixed_versions_warning(one, tmp_path) == ""
+    two = pd.DataFrame({"code_version": ["0.1.0+gaaa", "0.1.0+gbbb", "0.1.0+gbbb"]})
+    assert mixed_versions_warning(two, tmp_path) == (f"warning: {tmp_path} mixes 2 code versions: "
+                                                     "0.1.0+gaaa (1 rows), 0.1.0+gbbb (2 rows)")
