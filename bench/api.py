@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from bench.data import Dataset, load_dataset
-from bench.evaluation import EvalResult, evaluate_synthetic, get_protocol, resolve_device
+from bench.evaluation import EvalResult, evaluate_synthetic, get_protocol, own_protocol, resolve_device
 from bench.registry import DistillRequest
 from bench.registry import distill as _registry_distill
 from bench.synthetic import SyntheticSet
@@ -61,7 +61,7 @@ def evaluate(syn: SyntheticSet, data: Dataset | None = None, arch: str = "convne
         print(res.last_mean, res.last_std)
     """
     data = data if data is not None else load_dataset(syn.metadata["dataset"])
-    proto = get_protocol(protocol or syn.metadata.get("eval_protocol") or "dc", epochs)
+    proto = get_protocol(protocol or own_protocol(syn.metadata, data.name), epochs)
     return evaluate_synthetic(syn, data, arch, proto, num_models, seed, resolve_device(device), progress=progress)
 
 

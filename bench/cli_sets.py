@@ -76,11 +76,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     from bench.data import load_dataset
     from bench.errors import BenchError
-    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, reference_protocol, resolve_device
+    from bench.evaluation import check_compatible, evaluate_synthetic, get_protocol, own_protocol, resolve_device
     from bench.grid import eval_key
     from bench.models import model_name_ok
     from bench.paths import check_writable
-    from bench.registry import get_method
     from bench.results import ResultsTable, check_schema, results_row
     from bench.synthetic import SyntheticSet
 
@@ -97,12 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         check_schema(table.load(), table.parquet)
     data = load_dataset(dataset, args.data_root, args.download)
     check_compatible(syn, data)
-    protocol_name = args.protocol
-    if protocol_name is None:
-        method = meta.get("method")
-        cfg_cls = get_method(method).config_cls if method and not meta.get("eval_protocol") else None
-        protocol_name = meta.get("eval_protocol") or (getattr(cfg_cls, "eval_protocol", "dc") if cfg_cls else "dc")
-        protocol_name = reference_protocol(protocol_name, dataset)  # DC on MNIST: dc-aug
+    protocol_name = args.protocol if args.protocol is not None else own_protocol(meta, dataset)
     protocol = get_protocol(protocol_name, args.epochs)
     if args.lr is not None:
         protocol = dataclasses.replace(protocol, lr=args.lr, name=f"{protocol.name}@lr{args.lr:g}")

@@ -130,6 +130,27 @@ def reference_protocol(name: str, dataset: str) -> str:
     return name
 
 
+def own_protocol(metadata: dict, dataset: str) -> str:
+    """The protocol a stored set is evaluated under when none is asked for: the one its method recorded
+    (``eval_protocol``), else its method's config default, else ``dc``, then
+    :func:`reference_protocol` for ``dataset``. The one resolver of a set's own protocol, shared by
+    ``bench.evaluate`` and ``dasm-bench evaluate`` so both train a set the same way.
+
+    Example::
+
+        own_protocol({"method": "dc", "eval_protocol": "dc-nodsa"}, "mnist5k")   # 'dc-aug'
+    """
+    name = metadata.get("eval_protocol")
+    if not name and metadata.get("method"):
+        from bench.registry import get_method
+
+        try:
+            name = getattr(get_method(str(metadata["method"])).config_cls, "eval_protocol", None)
+        except BenchError:  # an imported or foreign set names a method this install lacks
+            name = None
+    return reference_protocol(str(name or "dc"), dataset)
+
+
 def get_protocol(name: str, epochs: int | None = None) -> EvalProtocol:
     """A protocol by name, optionally at a budget: ``dc``, ``dc-nodsa@300ep``; ``epochs`` wins
     over a budget in the name. A malformed name or a budget below 1 epoch is a one-line error."""

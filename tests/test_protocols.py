@@ -8,6 +8,7 @@ import json
 import textwrap
 
 import pytest
+import torch
 
 from bench.errors import BenchError
 from bench.experiment import SPECS_DIR, load_spec
@@ -141,3 +142,31 @@ def test_grid_cli_takes_protocols_and_rejects_bad_ones(tmp_path, capsys):
     assert sorted(df["protocol"]) == ["dc@1ep", "idc@1ep"]
     assert set(read_full_data(out)) == {"dc@1ep", "idc@1ep"}
     assert (out / "saturation_own.md").exists() and (out / "saturation.pdf").exists()
+
+
+def test_the_api_and_the_cli_train_a_set_under_the_same_own_protocol(tmp_path):
+    """bench.evaluate and `dasm-bench evaluate` resolve a set's own protocol in one place: a DC set on
+    mnist5k trains under dc-aug either way (the API once used dc-nodsa, skipping reference_protocol)."""
+    import json
+
+    from bench.api import evaluate
+    from bench.cli import main
+    from bench.evaluation import own_protocol
+    from bench.synthetic import SyntheticSet
+
+    assert own_protocol({"method": "dc", "eval_protocol": "dc-nodsa"}, "mnist5k") == "dc-aug"
+    assert own_protocol({"method": "dc"}, "mnist5k") == "dc-aug"     # from the method's config
+    assert own_protocol({"method": "dc"}, "digits") == "dc-nodsa"
+    assert own_protocol({"method": "no-such-method"}, "digits") == "dc"
+    g = torch.Generator().manual_seed(0)
+    syn = SyntheticSet(torch.randn(10, 1, 28, 28, generator=g), torch.arange(10),
+                       metadata={"method": "dc", "dataset": "mnist5k", "ipc": 1, "seed": 0, "eval_protocol": "dc-nodsa",
+                                 "config_hash": "x"})
+    path = tmp_path / "dc.safetensors"
+    syn.save(path)
+    api = evaluate(SyntheticSet.load(path), epochs=2, num_models=1)
+    assert main(["evaluate", str(path), "--epochs", "2", "--models", "1", "--results", str(tmp_path / "r"),
+                 "--device", "cpu", "--no-progress"]) in (0, None)
+    row = json.loads(next((tmp_path / "r" / "cells").glob("*.json")).read_text())
+    assert api.protocol == row["protocol"] == "dc-aug@2ep"
+    assert api.acc_last == pytest.approx([row["acc_last"]])
