@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 # the type, the splits and the registry live where loader modules can import them without this module
-from bench.dataset_core import (_DATASETS, _DESCRIPTIONS, _NUM_CLASSES, LEGACY_TRAIN_SPLIT,  # noqa: F401
+from bench.dataset_core import (_DATASETS, _DESCRIPTIONS, _NUM_CLASSES, _SETTINGS_AS, LEGACY_TRAIN_SPLIT,  # noqa: F401
                                 SPLIT_SEED, TRAIN_SPLITS, Dataset, DatasetLoader, ImageSet, make_dataset,
                                 register_dataset, stratified_split)
 from bench.errors import BenchError
@@ -41,6 +41,19 @@ def registered_num_classes(name: str) -> int | None:
     """The class count a dataset was registered with (None if it depends on the files, or unknown)."""
     _import_builtin_loaders()
     return _NUM_CLASSES.get(name)
+
+
+def settings_name(dataset: str) -> str:
+    """The name under which ``dataset``'s per-dataset settings are looked up (itself, unless it was
+    registered ``settings_as`` another). The one place that mapping is read.
+
+    Example::
+
+        settings_name("cifar10-jpeg")   # 'cifar10'
+        settings_name("digits")         # 'digits'
+    """
+    _import_builtin_loaders()  # the loader modules register the mapping
+    return _SETTINGS_AS.get(dataset, dataset)
 
 
 def list_datasets() -> dict[str, str]:

@@ -160,21 +160,6 @@ def register_dataset(name: str, description: str = "", num_classes: int | None =
     return wrap
 
 
-def settings_name(dataset: str) -> str:
-    """The name under which ``dataset``'s per-dataset settings are looked up (itself, unless it was
-    registered ``settings_as`` another). The one place that mapping is read.
-
-    Example::
-
-        settings_name("cifar10-jpeg")   # 'cifar10'
-        settings_name("digits")         # 'digits'
-    """
-    from bench.data import _import_builtin_loaders  # at call time: the loaders register the mapping
-
-    _import_builtin_loaders()
-    return _SETTINGS_AS.get(dataset, dataset)
-
-
 # ----------------------------------------------------------------------------- splitting
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:

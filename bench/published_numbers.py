@@ -49,7 +49,7 @@ class PublishedNumber:
 def published_numbers(dataset: str) -> list[PublishedNumber]:
     """The shipped published numbers for ``dataset`` (its ``settings_as`` name: a copy has its original's
     table); empty when none are shipped."""
-    from bench.dataset_core import settings_name
+    from bench.data import settings_name
 
     name = settings_name(dataset)
     path = resources.files("bench") / "published" / f"{name}.toml"

@@ -263,7 +263,7 @@ def default_config(method: str, dataset: str, ipc: int) -> Any:
     """The method's config for a setting: ``config_cls.for_setting(dataset, ipc)`` when it has one
     (reference defaults at paper scale, short budgets for the embedded CPU datasets). A copy of a
     dataset registered ``settings_as`` another (``cifar10-jpeg``) gets that one's settings."""
-    from bench.dataset_core import settings_name
+    from bench.data import settings_name
 
     cls = get_method(method).config_cls
     factory = getattr(cls, "for_setting", None)

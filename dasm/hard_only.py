@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from bench.dataset_core import settings_name
+from bench.data import settings_name
 from bench.errors import BenchError
 from bench.evaluation import EvalProtocol, get_protocol
 from bench.registry import DistillRequest, register_method

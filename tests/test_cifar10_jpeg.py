@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import bench.datasets_cifar_jpeg as cj
-from bench.data import list_datasets, load_dataset
-from bench.dataset_core import make_dataset, settings_name
+from bench.data import list_datasets, load_dataset, settings_name
+from bench.dataset_core import make_dataset
 from bench.errors import BenchError
 from bench.registry import DistillRequest, default_config, distill
 
