@@ -140,7 +140,9 @@ _TRAINED_MAX = 8
 trained_networks = 0  # networks actually trained in this process (tests check the cache with it)
 
 
-def _network_key(request: DistillRequest, config: RealNetConfig, indices: Tensor) -> tuple:
+def network_key(request: DistillRequest, config: RealNetConfig, indices: Tensor) -> tuple:
+    """Everything that determines a real-data network trained for ``request`` on ``indices``: the data
+    (name, copy, split), the pool, the :class:`RealNetConfig` budget, the seed and the device."""
     data = request.data
     fields = tuple(getattr(config, f.name) for f in dataclasses.fields(RealNetConfig))
     return (data.name, data.extra.get("sha256"), data.extra.get("root"), data.train_split, len(data.train),
@@ -154,7 +156,7 @@ def train_real_network(request: DistillRequest, config: RealNetConfig, desc: str
     data = request.data
     indices = pool_union(request)
     model = seeded_model(config, request)
-    key = _network_key(request, config, indices)
+    key = network_key(request, config, indices)
     if key in _TRAINED:
         _TRAINED.move_to_end(key)
         model.load_state_dict(_TRAINED[key])

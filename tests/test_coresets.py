@@ -288,3 +288,21 @@ def test_herding_and_kcenter_of_one_seed_share_one_trained_network(digits, monke
     monkeypatch.setattr(rdf, "_TRAINED", rdf.OrderedDict())  # without the cache: the same selections
     for cached, (method, ipc) in [(herding_5, ("herding", 5)), (kcenter_2, ("kcenter", 2)), (herding_1, ("herding", 1))]:
         assert cached.metadata["selected_indices"] == run(method, ipc).metadata["selected_indices"]
+
+
+def test_forgetting_at_every_ipc_of_one_seed_trains_once(digits, monkeypatch):
+    import baselines.forgetting as fg
+
+    calls = []
+    real = fg._train_and_record
+    monkeypatch.setattr(fg, "_RECORDS", fg.OrderedDict())
+    monkeypatch.setattr(fg, "_train_and_record", lambda *a: calls.append(1) or real(*a))
+    run = lambda ipc, seed=2: distill("forgetting", DistillRequest(digits, ipc=ipc, seed=seed))  # noqa: E731
+    one, five = run(1), run(5)
+    assert len(calls) == 1
+    run(1, seed=3)
+    assert len(calls) == 2
+    monkeypatch.setattr(fg, "_RECORDS", fg.OrderedDict())  # without the record: the same selections
+    assert run(1).metadata["selected_indices"] == one.metadata["selected_indices"]
+    assert run(5).metadata["selected_indices"] == five.metadata["selected_indices"]
+    assert len(calls) == 3  # the cleared record trained once more, for both IPCs
