@@ -13,8 +13,11 @@ Protocols differ between the reference papers, so every result row names its pro
 - ``idc``  (IDC; snu-mllab/Efficient-Dataset-Condensation ``train.py``): IDC's ``DiffAug`` - flip
            and colour on every batch, then one of crop/scale/rotate - plus CutMix (beta 1, p 0.5),
            batch 64, lr 0.01, MultiStepLR x0.2 at epochs ``2E // 3`` and ``5E // 6``, E = 1000.
-- ``mtt``  (MTT): the ``dc`` schedule at the learned synthetic lr stored with the set, in the
-           ZCA-whitened space when the set was distilled with ZCA (mtt-distillation ``evaluate_synset``).
+- ``mtt``  (MTT): the ``dc`` schedule at the learned synthetic lr stored with the set
+           (mtt-distillation ``evaluate_synset``).
+
+A set distilled in ZCA-whitened space trains and tests in that space under every protocol
+(:func:`bench.zca.evaluation_space`); soft (K x C) labels train with soft cross-entropy.
 
 The headline number is the LAST-epoch test accuracy, mean +- std over models. There is no
 "best" accuracy: taking a maximum over test-set evaluations selects on the test split. The
