@@ -60,12 +60,12 @@ def load_plain(path: Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers; anything else is a BenchError."""
     import pickle
 
-    from bench.published_formats import result_file_globals
+    from bench.published_formats import allow_result_file_globals
 
     if not path.is_file():
         raise BenchError(f"{path} does not exist")
     try:
-        with torch.serialization.safe_globals(result_file_globals()):  # numpy float scalars, nothing more
+        with allow_result_file_globals():  # the numpy float scalars of DC/DSA/DM result files, nothing more
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only names the global it refused ("Unsupported global: GLOBAL argparse.Namespace ...")

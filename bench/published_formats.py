@@ -18,9 +18,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from bench.errors import BenchError
 
@@ -62,6 +63,15 @@ def result_file_globals() -> list[Any]:
     if float64_dtype is not None:
         allowed.append(float64_dtype)
     return allowed
+
+
+def allow_result_file_globals() -> ContextManager[Any]:
+    """``torch.serialization.safe_globals(result_file_globals())``; a no-op before torch 2.5, which
+    lacks it (a result file is then refused, naming the numpy global it needs)."""
+    import torch
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(result_file_globals()) if safe_globals is not None else contextlib.nullcontext()
 
 
 def detect_dir_format(folder: Path) -> str | None:
