@@ -26,13 +26,14 @@ from typing import Sequence
 
 from bench.cli_grids import cmd_budget, cmd_grid, cmd_plot, cmd_run, cmd_sweep
 from bench.cli_parser import ACCELERATION_ENV, EXIT_BAD_INPUT, build_parser  # noqa: F401  (build_parser: for callers)
-from bench.cli_sets import cmd_compare, cmd_distill, cmd_evaluate, cmd_import, cmd_list, cmd_show
+from bench.cli_sets import cmd_compare, cmd_distill, cmd_evaluate, cmd_import, cmd_list, cmd_published, cmd_show
 
 COMMANDS = {
     "list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, "show": cmd_show,
     "grid": cmd_grid, "plot": cmd_plot, "sweep": cmd_sweep, "budget": cmd_budget,
     "run": cmd_run,            # experiment specs (bench/experiment.py)
     "import": cmd_import,      # bench/importers.py
+    "published": cmd_published,  # bench/published_eval.py
     "compare": cmd_compare,    # bench/compare.py
 }
 

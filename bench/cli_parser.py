@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dasm-bench", description="Dataset distillation benchmark harness (DASM).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_list, _add_distill, _add_evaluate, _add_show, _add_grid, _add_budget, _add_plot, _add_run,
-                _add_sweep, _add_import, _add_compare):
+                _add_sweep, _add_import, _add_published, _add_compare):
         add(sub)
     return parser
 
@@ -126,7 +126,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--arch", default="convnet", type=str_list, help="comma-separated architectures")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the method's own)")
     _add_eval_budget(p)
-    p.add_argument("--lr", type=positive_float, default=None, help="override the protocol's learning rate")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="override the protocol's learning rate (also a set's learned one)")
+    p.add_argument("--hard-labels", action="store_true",
+                   help="train on the argmax of soft (K x C) labels instead of the soft labels themselves")
     p.add_argument("--results", default=None, help="append rows to the results table in this directory")
     _add_acceleration(p)
     _add_execution(p, with_seed=True)
@@ -239,10 +242,16 @@ def _add_sweep(sub) -> None:
 
 def _add_import(sub) -> None:
     p = sub.add_parser("import", help="turn a set published by another code base into a synthetic set")
-    p.add_argument("source", help="MTT/DATM/TESLA folder (images_best.pt, labels_best.pt[, lr_best.pt]), "
-                                  "a DC/DSA/DM result .pt, or an image folder (one sub-folder per class)")
-    p.add_argument("--format", default="auto", choices=["auto", "mtt", "dc", "folder"],
+    p.add_argument("source", help="MTT/DATM/TESLA folder (images_<it>.pt, labels_<it>.pt[, lr_<it>.pt]), "
+                                  "a DD-Ranking folder (images.pt, labels.pt[, lr.pt]), a DC/DSA/DM result .pt, "
+                                  "or an image folder (one sub-folder per class)")
+    p.add_argument("--format", default="auto", choices=["auto", "mtt", "ddranking", "dc", "folder"],
                    help="source format (default: auto-detect)")
+    p.add_argument("--iteration", default=None,
+                   help="which MTT save: best or an iteration number (default: best, else the only one)")
+    p.add_argument("--zca", action=argparse.BooleanOptionalAction, default=None,
+                   help="the images are ZCA-whitened (the source's --zca); default: detected from the "
+                        "source's names, with a note")
     p.add_argument("--dataset", required=True, help="the dataset the set was distilled from")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--method", default=None, help="name in results tables (default: imported-<format>)")
@@ -251,6 +260,18 @@ def _add_import(sub) -> None:
                    help="how stored K x C labels are read (default: probabilities if rows sum to 1, else logits)")
     p.add_argument("--seed", type=seed, default=None, help="the seed the source used, if known (recorded)")
     _add_data(p)
+
+
+def _add_published(sub) -> None:
+    p = sub.add_parser("published", help="import every published set in a folder, evaluate each under its "
+                                         "source's protocol, write a measured-vs-reported table")
+    p.add_argument("root", help="folder with one sub-folder per published set (and a README.md table)")
+    p.add_argument("--dataset", required=True, help="the dataset the sets were distilled from")
+    p.add_argument("--out", required=True, help="output directory (sets/, published.csv, published.md)")
+    p.add_argument("--arch", default="convnet")
+    _add_eval_budget(p)
+    _add_acceleration(p)
+    _add_execution(p, with_seed=True)
 
 
 def _add_compare(sub) -> None:

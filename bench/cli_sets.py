@@ -98,8 +98,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     check_compatible(syn, data)
     protocol_name = args.protocol if args.protocol is not None else own_protocol(meta, dataset)
     protocol = get_protocol(protocol_name, args.epochs)
-    if args.lr is not None:
-        protocol = dataclasses.replace(protocol, lr=args.lr, name=f"{protocol.name}@lr{args.lr:g}")
+    if args.lr is not None:  # over the set's learned lr too (`mtt`), not under it
+        protocol = dataclasses.replace(protocol, lr=args.lr, lr_from_set=False, name=f"{protocol.name}@lr{args.lr:g}")
+    if args.hard_labels and syn.labels.ndim == 2:  # the protocol's name keeps the cell apart from the soft one
+        syn = dataclasses.replace(syn, labels=syn.hard_labels)
+        protocol = dataclasses.replace(protocol, name=f"{protocol.name}@hard")
     device = resolve_device(args.device)
     rows = []
     for arch in args.arch:
@@ -153,11 +156,31 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     check_writable(Path(args.out), "--out")  # before any work
     data = load_dataset(args.dataset, args.data_root, args.download)
-    syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed)
+    syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed,
+                     args.iteration, args.zca)
     path = syn.save(args.out)
     info = syn.metadata["import"]
     print(f"imported {len(syn)} images ({info['format']}, {info['labels']} labels, IPC {syn.metadata['ipc']}) "
           f"from {args.source} to {path}")
+    print(info["zca"])
+
+
+def cmd_published(args: argparse.Namespace) -> None:
+    from bench.data import load_dataset
+    from bench.evaluation import resolve_device
+    from bench.models import model_name_ok
+    from bench.paths import check_writable
+    from bench.published_eval import evaluate_published
+
+    model_name_ok(args.arch)
+    check_writable(Path(args.out), "--out", directory=True)  # before any work
+    data = load_dataset(args.dataset, args.data_root, args.download)
+    rows = evaluate_published(Path(args.root), data, Path(args.out), args.arch, args.epochs, args.models,
+                              args.seed, resolve_device(args.device), progress=not args.no_progress)
+    for r in rows:
+        print(f"{r.folder}: {r.measured_mean:.2f} ± {r.measured_std:.2f}% ({r.protocol}, lr {r.lr:g}); "
+              f"reported {r.reported or '-'}")
+    print(f"table: {Path(args.out) / 'published.md'} (+ published.csv)")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

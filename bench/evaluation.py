@@ -13,8 +13,11 @@ Protocols differ between the reference papers, so every result row names its pro
 - ``idc``  (IDC; snu-mllab/Efficient-Dataset-Condensation ``train.py``): IDC's ``DiffAug`` - flip
            and colour on every batch, then one of crop/scale/rotate - plus CutMix (beta 1, p 0.5),
            batch 64, lr 0.01, MultiStepLR x0.2 at epochs ``2E // 3`` and ``5E // 6``, E = 1000.
-- ``mtt``  (MTT): the ``dc`` schedule at the learned synthetic lr stored with the set, in the
-           ZCA-whitened space when the set was distilled with ZCA (mtt-distillation ``evaluate_synset``).
+- ``mtt``  (MTT): the ``dc`` schedule at the learned synthetic lr stored with the set
+           (mtt-distillation ``evaluate_synset``).
+
+A set distilled in ZCA-whitened space trains and tests in that space under every protocol
+(:func:`bench.zca.evaluation_space`); soft (K x C) labels train with soft cross-entropy.
 
 The headline number is the LAST-epoch test accuracy, mean +- std over models. There is no
 "best" accuracy: taking a maximum over test-set evaluations selects on the test split. The
@@ -351,29 +354,16 @@ def evaluate_synthetic(syn: SyntheticSet, data: Dataset, arch: str = "convnet",
 
         res = evaluate_synthetic(SyntheticSet.load("x.safetensors"), load_dataset("digits"), num_models=3)
     """
+    from bench.zca import evaluation_space
+
     check_compatible(syn, data)
     images, labels = syn.decode()
-    target: ImageSet | None = None
     if protocol.lr_from_set and "syn_lr" in syn.metadata:
         protocol = dataclasses.replace(protocol, lr=float(syn.metadata["syn_lr"]))
-    if syn.metadata.get("zca_file"):
-        images, target = _zca_space(syn, data, images, split)
+    # a set distilled in ZCA-whitened space trains and tests in that space, as its reference does
+    images, target = evaluation_space(syn.metadata, data, images, split)
     return evaluate_training_set(images, labels, data, arch, protocol, num_models, seed, device, split, progress,
                                  target=target)
-
-
-def _zca_space(syn: SyntheticSet, data: Dataset, images: Tensor, split: str) -> tuple[Tensor, ImageSet]:
-    """A set distilled in ZCA-whitened space (MTT) trains and tests in that space, as its reference does."""
-    from bench.zca import ZCAWhitening
-
-    path = Path(syn.metadata["zca_file"])
-    if not path.exists():
-        raise BenchError(f"the synthetic set needs its ZCA transform {path}, which is missing")
-    zca = ZCAWhitening.load(path)
-    real = {"test": data.test, "val": data.val}[split]
-    whitened = zca.whiten_normalised(real.images, data)
-    identity = ((0.0,) * data.channels, (1.0,) * data.channels)
-    return zca.whiten_normalised(images, data), ImageSet(whitened, real.labels, data.num_classes, *identity)
 
 
 def check_compatible(syn: SyntheticSet, data: Dataset) -> None:

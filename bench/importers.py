@@ -1,20 +1,24 @@
 """Bring distilled sets published by other code bases into the synthetic-set format.
 
-Three source formats:
+Four source formats (where their files are: :mod:`bench.published_formats`):
 
-- ``mtt``: MTT / DATM / TESLA save directories: ``images_best.pt`` (K,C,H,W in the dataset's
-  normalised space), ``labels_best.pt`` (hard int labels, or DATM's learned soft labels K,C) and
-  optionally ``lr_best.pt`` (the learned evaluation learning rate, a float or 0-d tensor);
+- ``mtt``: MTT / DATM / TESLA save directories: ``images_<it>.pt`` (K,C,H,W in the dataset's
+  normalised space, or ZCA-whitened under the source's ``--zca``), ``labels_<it>.pt`` (hard int
+  labels, or DATM's learned soft labels K,C) and optionally ``lr_<it>.pt`` (the learned evaluation
+  learning rate, a float or 0-d tensor), ``<it>`` = ``best`` or an iteration (``--iteration``);
+- ``ddranking``: DD-Ranking's layout, the same three as ``images.pt``, ``labels.pt``, ``lr.pt``;
 - ``dc``: the result files of the DC/DSA/DM reference code (VICO-UoE/DatasetCondensation,
   main.py / main_DM.py): ``{'data': [[image_syn, label_syn], ...], 'accs_all_exps': {...}}``, one
   pair per experiment;
 - ``folder``: an image folder, one sub-folder per class (PNG/JPEG), as DD-Ranking accepts; pixels are
   scaled to [0, 1] and normalised with the dataset's mean and std.
 
-Every ``.pt`` file is read with ``torch.load(weights_only=True)``: tensors, numbers, lists and dicts
-only, so a file cannot run code; one that needs more pickle than that is refused with a one-line
-error. The imported set records its provenance (source format, paths, sha256 of every input file,
-date) in ``metadata["import"]``.
+Every ``.pt`` file is read with ``torch.load(weights_only=True)``: tensors, numbers, lists and dicts,
+plus the numpy float scalars DC/DSA/DM result files hold, so a file cannot run code; one that needs
+more pickle than that is refused with a one-line error. A set in ZCA-whitened space (``--zca``, or
+detected from the source's names with a note) records ``metadata["zca"]`` and is evaluated against
+whitened real images (``bench.zca.evaluation_space``). The imported set records its provenance
+(source format, paths, sha256 of every input file, date, the ZCA decision) in ``metadata["import"]``.
 
 Example::
 
@@ -38,10 +42,10 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.synthetic import SyntheticSet
 
-FORMATS = ("auto", "mtt", "dc", "folder")
+FORMATS = ("auto", "mtt", "ddranking", "dc", "folder")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # the protocol a source's sets are evaluated with unless told otherwise (as `dasm-bench evaluate` does for ours)
-_PROTOCOL = {"mtt": "dc", "dc": "dc", "folder": "dc"}
+_PROTOCOL = {"mtt": "dc", "ddranking": "dc", "dc": "dc", "folder": "dc"}
 
 
 def sha256_file(path: Path) -> str:
@@ -56,17 +60,21 @@ def load_plain(path: Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers; anything else is a BenchError."""
     import pickle
 
+    from bench.published_formats import allow_result_file_globals
+
     if not path.is_file():
         raise BenchError(f"{path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with allow_result_file_globals():  # the numpy float scalars of DC/DSA/DM result files, nothing more
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only names the global it refused ("Unsupported global: GLOBAL argparse.Namespace ...")
-        refused = re.search(r"GLOBAL (\S+)", str(exc))
+        # ... or the class a BUILD would set state on ("Can only build Tensor, ... but got <class 'X'>")
+        refused = re.search(r"GLOBAL (\S+)", str(exc)) or re.search(r"but got <class '([^']+)'>", str(exc))
         if refused is None:
             raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
-        raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors, numbers, lists "
-                         f"and dicts are loaded; it asks for {refused.group(1)})") from None
+        raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors, numbers, lists, "
+                         f"dicts and numpy float scalars are loaded; it asks for {refused.group(1)})") from None
     except Exception as exc:  # not a torch file, truncated zip, ...
         raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
 
@@ -77,13 +85,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def detect_format(path: Path) -> str:
+    from bench.published_formats import detect_dir_format, detect_file_format
+
     if path.is_dir():
-        return "mtt" if (path / "images_best.pt").is_file() else "folder"
-    if path.name == "images_best.pt":
-        return "mtt"
+        return detect_dir_format(path) or "folder"
+    named = detect_file_format(path)  # images_<it>.pt (mtt) or images.pt (ddranking)
+    if named:
+        return named
     if path.suffix == ".pt":
         return "dc"
-    raise BenchError(f"cannot tell the format of {path}; pass --format mtt|dc|folder")
+    raise BenchError(f"cannot tell the format of {path}; pass --format mtt|ddranking|dc|folder")
 
 
 def _tensor(value: Any, what: str, path: Path) -> Tensor:
@@ -119,11 +130,13 @@ def _labels(raw: Tensor, k: int, num_classes: int, soft: str, path: Path) -> tup
     return raw / raw.sum(1, keepdim=True), "soft (probabilities)"
 
 
-def _read_mtt(path: Path) -> tuple[Tensor, Tensor, float | None, list[Path]]:
-    folder = path if path.is_dir() else path.parent
-    images_file, labels_file, lr_file = (folder / f"{n}_best.pt" for n in ("images", "labels", "lr"))
-    images = _tensor(load_plain(images_file), "images_best.pt", images_file)
-    labels = _tensor(load_plain(labels_file), "labels_best.pt", labels_file)
+def _read_mtt(path: Path, fmt: str = "mtt", iteration: str | None = None) -> tuple[Tensor, Tensor, float | None,
+                                                                                  list[Path]]:
+    from bench.published_formats import save_dir_files
+
+    images_file, labels_file, lr_file = save_dir_files(path, fmt, iteration)
+    images = _tensor(load_plain(images_file), images_file.name, images_file)
+    labels = _tensor(load_plain(labels_file), labels_file.name, labels_file)
     inputs = [images_file, labels_file]
     lr = None
     if lr_file.is_file():
@@ -206,11 +219,18 @@ def _read_folder(path: Path, data: Dataset) -> tuple[Tensor, Tensor, list[Path],
 
 
 def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method: str | None = None,
-               index: int = 0, soft_labels: str = "auto", seed: int | None = None) -> SyntheticSet:
-    """Read a published set into a :class:`SyntheticSet` for ``data`` (validated against its shape)."""
+               index: int = 0, soft_labels: str = "auto", seed: int | None = None,
+               iteration: str | None = None, zca: bool | None = None) -> SyntheticSet:
+    """Read a published set into a :class:`SyntheticSet` for ``data`` (validated against its shape).
+
+    ``iteration`` picks an MTT save (``best`` or a number); ``zca`` says whether its images are
+    ZCA-whitened (None: :func:`bench.published_formats.zca_choice` decides; its note is kept in
+    ``metadata["import"]["zca"]``)."""
     from bench.evaluation import check_compatible
+    from bench.published_formats import zca_choice
     from bench.registry import config_hash
     from bench.version import code_version
+    from bench.zca import zca_record
 
     source = Path(path)
     if fmt not in FORMATS:
@@ -218,12 +238,19 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
     if not source.exists():
         raise BenchError(f"{source} does not exist")
     fmt = detect_format(source) if fmt == "auto" else fmt
-    extra: dict[str, Any] = {}
+    if iteration is not None and fmt != "mtt":
+        raise BenchError(f"--iteration picks an MTT save; {source} is read as {fmt}")
+    whitened, zca_note = zca_choice(source, fmt, zca)
+    extra: dict[str, Any] = {"zca": zca_note}
     lr = None
-    if fmt == "mtt":
-        images, raw_labels, lr, inputs = _read_mtt(source)
+    if fmt in ("mtt", "ddranking"):
+        images, raw_labels, lr, inputs = _read_mtt(source, fmt, iteration)
     elif fmt == "dc":
-        images, raw_labels, extra = _read_dc(source, index)
+        from bench.published_formats import dc_result_file
+
+        source = dc_result_file(source)
+        images, raw_labels, dc_extra = _read_dc(source, index)
+        extra.update(dc_extra)
         inputs = [source]
     else:
         images, raw_labels, inputs, mapping = _read_folder(source, data)
@@ -244,13 +271,15 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
         "method": name, "dataset": data.name, "ipc": ipc, "seed": seed, "import": provenance,
         "config": {"import_format": fmt, "inputs": sorted(digests.values())},
         "config_hash": config_hash({"method": name, "dataset": data.name, "inputs": sorted(digests.values()),
-                                    "index": index, "labels": label_kind}),
+                                    "index": index, "labels": label_kind, **({"zca": True} if whitened else {})}),
         "code_version": code_version(), "seconds": 0.0,
         "eval_protocol": "mtt" if lr is not None else _PROTOCOL[fmt],
         "image_size": data.image_size, "channels": data.channels, "num_classes": data.num_classes,
     }
     if lr is not None:
         metadata["syn_lr"] = lr  # the `mtt` protocol trains at the set's learned learning rate
+    if whitened:
+        metadata["zca"] = zca_record()  # images stay whitened; the evaluation whitens the real data
     syn = SyntheticSet(images.contiguous(), labels.contiguous(), metadata=metadata)
     check_compatible(syn, data)
     return syn

@@ -51,7 +51,8 @@ def decode_multi_formation(images: Tensor, labels: Tensor, factor: int) -> tuple
 
 @dataclass
 class SyntheticSet:
-    """Images (normalised space), labels (hard int64 ``K`` or soft float ``K x C``), a decoder factor,
+    """Images (normalised space; ZCA-whitened when ``metadata["zca"]`` says so, see ``bench.zca``),
+    labels (hard int64 ``K`` or soft float ``K x C``), a decoder factor,
     optional per-image segment ids (DASM) and metadata (method, dataset, ipc, seed, config, version)."""
 
     images: Tensor

@@ -6,8 +6,14 @@ normalisation), trains experts and distils in whitened space, and evaluates its 
 :class:`ZCAWhitening` re-implements that transform (unbiased covariance,
 ``T = U (S + eps)^-1/2 U^T``) and stores it as a safetensors file (``mean`` 1xD, ``transform``
 DxD, ``inverse`` DxD). :func:`to_pixels` / :func:`from_pixels` map the harness's normalised
-images to and from the pixel space it is fitted in. The evaluation (``bench.evaluation``) reads
-the file a set names in ``metadata["zca_file"]`` to train and test in the same space.
+images to and from the pixel space it is fitted in.
+
+Two kinds of set live in whitened space, and :func:`evaluation_space` gives the evaluation
+(``bench.evaluation``) the same space for both, under every protocol: our MTT's sets (images
+stored normalised, ``metadata["zca_file"]`` naming the expert buffer's transform) and imported
+sets (images stored whitened, as MTT/DATM save them; ``metadata["zca"]`` = :func:`zca_record`),
+for which the transform is fitted here on the dataset's whole training split, as the references
+fit it. A ZCA record this module cannot reproduce is refused, never tested on unwhitened images.
 
 Example::
 
@@ -21,18 +27,21 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from bench.data import Dataset
+from bench.data import Dataset, ImageSet
 from bench.errors import BenchError
 from bench.files import write_atomically
 
 ZCA_FORMAT = "dasm-bench/zca"
 ZCA_EPS = 0.1  # the reference's kornia ZCAWhitening(eps=0.1)
+ZCA_FIT = "whole training split, [0, 1] pixels"  # what an imported set's transform is fitted on
 
 
 @dataclass
@@ -128,3 +137,83 @@ def from_pixels(p: Tensor, data: Dataset) -> Tensor:
     mean = torch.tensor(data.mean, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, dtype=p.dtype, device=p.device).view(1, -1, 1, 1)
     return (p - mean) / std
+
+
+# ----------------------------------------------------------------------------- sets in whitened space
+
+def zca_record(eps: float = ZCA_EPS) -> dict[str, Any]:
+    """What a set whose images are stored whitened records as ``metadata["zca"]``."""
+    return {"space": "whitened", "eps": float(eps), "fit": ZCA_FIT}
+
+
+def set_zca_record(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The set's ZCA record (None: not whitened); one this harness cannot reproduce is a BenchError."""
+    record = metadata.get("zca")
+    if record is None or record is False:
+        return None
+    eps = record.get("eps") if isinstance(record, dict) else None
+    if (not isinstance(record, dict) or record.get("space") != "whitened" or record.get("fit") != ZCA_FIT
+            or isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0):
+        raise BenchError(f"the set records ZCA whitening as {record!r}, which cannot be reproduced here "
+                         f"(expected {zca_record()!r}); refusing to test it against unwhitened images")
+    return record
+
+
+_FITTED: "weakref.WeakKeyDictionary[ImageSet, dict[float, ZCAWhitening]]" = weakref.WeakKeyDictionary()
+
+
+def fit_on_training_split(data: Dataset, eps: float = ZCA_EPS) -> ZCAWhitening:
+    """The references' transform for ``data``: fitted on the WHOLE training split in [0, 1] pixels.
+
+    GeorgeCazenavette/mtt-distillation ``utils.py`` ``get_dataset``: under ``--zca`` the transform
+    is ``ToTensor()`` alone (L58-59, no ``Normalize``), and ``ZCAWhitening(eps=0.1)`` is fitted on
+    every training image (L137-150) and applied to train and test; NUS-HPC-AI-Lab/DATM
+    ``utils/utils_baseline.py`` does the same (L107-108, L233-246). A ``"train-val"`` dataset
+    (val held out) is refitted on train + val. Fitted once per training split and process.
+    """
+    cached = _FITTED.setdefault(data.train, {})
+    if eps not in cached:
+        parts = [data.train] if data.train_split == "full" else [data.train, data.val]
+        pixels = torch.cat([_raw_pixels(p) for p in parts])
+        cached[eps] = ZCAWhitening.fit(pixels, eps=eps)
+    return cached[eps]
+
+
+def _raw_pixels(split: ImageSet) -> Tensor:
+    """A split's stored images in [0, 1] (uint8 / 255 or the stored floats), not normalised."""
+    return split.data.float() / 255.0 if split.data.dtype == torch.uint8 else split.data.float()
+
+
+def _whitened_split(whitened: Tensor, split: ImageSet, data: Dataset) -> ImageSet:
+    identity = ((0.0,) * data.channels, (1.0,) * data.channels)  # already in the space models see
+    return ImageSet(whitened, split.labels, data.num_classes, *identity)
+
+
+def evaluation_space(metadata: dict[str, Any], data: Dataset, images: Tensor,
+                     split: str) -> tuple[Tensor, ImageSet | None]:
+    """(training images, real split to test on) in the space the set was distilled in.
+
+    None for the split: the dataset's own (normalised) one. A set stored normalised with a
+    ``zca_file`` (our MTT) is whitened with that transform; a set stored whitened (``zca`` record,
+    an imported MTT/DATM ``--zca`` set) keeps its images and is tested on the split whitened with
+    :func:`fit_on_training_split`.
+
+    Example::
+
+        images, target = evaluation_space(syn.metadata, data, syn.images, "test")
+    """
+    record = set_zca_record(metadata)
+    real = {"test": data.test, "val": data.val}[split]
+    if metadata.get("zca_file"):
+        if record is not None:
+            raise BenchError("the set records both a ZCA file and whitened images; cannot tell its space")
+        path = Path(metadata["zca_file"])
+        if not path.exists():
+            raise BenchError(f"the synthetic set needs its ZCA transform {path}, which is missing")
+        zca = ZCAWhitening.load(path)
+        return zca.whiten_normalised(images, data), _whitened_split(zca.whiten_normalised(real.images, data),
+                                                                    real, data)
+    if record is None:
+        return images, None
+    zca = fit_on_training_split(data, float(record["eps"]))
+    return images, _whitened_split(zca.whiten(_raw_pixels(real)), real, data)
