@@ -64,9 +64,9 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
         parser.add_argument("--lr", type=bounded_float(0, MAX_LR))    # 1e308 -> one line, exit 2
     """
     def parse(text: str) -> float:
-        value = _float(text, positive=False)
+        value = _float(text, positive=low >= 0)
         if not low < value <= high:
-            raise argparse.ArgumentTypeError(f"expected a positive finite number in ({low:g}, {high:g}], got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a finite number in ({low:g}, {high:g}], got {text!r}")
         return value
 
     parse.__name__ = "float"
