@@ -9,7 +9,10 @@ and a random token; while the claim is held a heartbeat thread touches it every
 Staleness rule (how a claim of a runner that was SIGKILLed, or whose node died, is taken over):
 a claim is stale when its holder is on this host and its pid no longer exists, or when it has
 not been touched for ``stale_seconds`` (default 300 s = 10 missed heartbeats; hosts' clocks must
-agree to within that, as NTP keeps them). A stale claim is moved aside with ``rename`` (only one
+agree to within that, as NTP keeps them), or when it is not a claim this code writes (not a JSON
+object with a host and a pid in 1..``MAX_PID``, or not a regular file): claims are written
+atomically, so such a file was damaged or planted, and no live runner holds it (a pid of -1
+would otherwise ask ``kill`` about every process, and a FIFO would block its reader). A stale claim is moved aside with ``rename`` (only one
 taker succeeds) and claimed afresh. In the rare race where a taker moves aside a claim that was
 renewed a moment before, the cell may be evaluated twice, but its row is still written once
 (cell files are first-writer-wins), so no result is ever duplicated or lost.
@@ -35,7 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.files import write_atomically
+from bench.bounds import MAX_PID
+from bench.errors import BenchError
+from bench.files import read_regular, refuse_link, write_atomically
 from bench.results import cell_file_name
 
 HEARTBEAT_SECONDS = 30.0
@@ -47,7 +52,7 @@ class CellClaims:
 
     def __init__(self, directory: str | os.PathLike, heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  stale_seconds: float = STALE_SECONDS) -> None:
-        self.folder = Path(directory) / ".claims"
+        self.folder = refuse_link(Path(directory) / ".claims", "claims folder")
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.host = socket.gethostname()
@@ -89,15 +94,19 @@ class CellClaims:
     # ------------------------------------------------------------------ internals
     def is_stale(self, path: Path) -> bool:
         try:
-            age = time.time() - path.stat().st_mtime
-            holder = json.loads(path.read_text())
+            age = time.time() - path.lstat().st_mtime
+            holder = json.loads(read_regular(path, "claim"))
         except FileNotFoundError:
             return False  # released meanwhile: the next exclusive create decides
-        except (OSError, ValueError):
-            holder = {}  # unreadable: only the age rule applies
+        except (OSError, ValueError, BenchError, RecursionError):
+            return True  # not a claim file this code wrote (see the staleness rule)
+        pid = holder.get("pid") if isinstance(holder, dict) else None
+        if not isinstance(holder.get("host") if isinstance(holder, dict) else None, str) \
+                or isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= MAX_PID:
+            return True
         if age > self.stale_seconds:
             return True
-        return holder.get("host") == self.host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"])
+        return holder["host"] == self.host and not _alive(pid)
 
     def _take_over_if_stale(self, path: Path) -> bool:
         if not self.is_stale(path):

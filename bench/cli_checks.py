@@ -16,8 +16,9 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Callable
 
-MAX_SEED = 2**32 - 1  # seeds are mixed into torch/numpy seeds (seed * 1_000_003 + stream): keep them in range
+from bench.bounds import MAX_COUNT, MAX_IPC, MAX_SEED  # noqa: F401  (MAX_SEED: imported from here by callers)
 
 
 def _int(text: str, minimum: int, what: str, maximum: int | None = None) -> int:
@@ -32,11 +33,44 @@ def _int(text: str, minimum: int, what: str, maximum: int | None = None) -> int:
 
 
 def positive_int(text: str) -> int:
-    return _int(text, 1, "a positive integer")
+    return _int(text, 1, "a positive integer", MAX_COUNT)
 
 
 def non_negative_int(text: str) -> int:
-    return _int(text, 0, "an integer >= 0")
+    return _int(text, 0, "an integer >= 0", MAX_COUNT)
+
+
+def bounded_int(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[minimum, maximum]`` (the range is in the message).
+
+    Example::
+
+        parser.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS))
+    """
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        return _int(text, minimum, what, maximum)
+
+    parse.__name__ = "int"  # argparse names the type in its own messages
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``(low, high]``.
+
+    Example::
+
+        parser.add_argument("--lr", type=bounded_float(0, MAX_LR))    # 1e308 -> one line, exit 2
+    """
+    def parse(text: str) -> float:
+        value = _float(text, positive=low >= 0)
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"expected a finite number in ({low:g}, {high:g}], got {text!r}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
 def seed(text: str) -> int:
@@ -72,8 +106,8 @@ def _listed(text: str, parse) -> list:
 
 
 def int_list(text: str) -> list[int]:
-    """Comma-separated positive integers (IPCs), at least one, none twice."""
-    return _listed(text, positive_int)
+    """Comma-separated positive integers (IPCs, budget rungs) up to ``MAX_IPC``, at least one, none twice."""
+    return _listed(text, lambda v: _int(v, 1, "a positive integer", MAX_IPC))
 
 
 def seed_list(text: str) -> list[int]:
@@ -101,10 +135,14 @@ def read_config(path: str) -> dict:
     """``--config``: a JSON object of config fields, or an exported sweep result ``{"config": {...}}``."""
     from bench.errors import BenchError
 
+    from bench.files import read_regular
+
     try:
-        loaded = json.loads(Path(path).read_text())
+        loaded = json.loads(read_regular(Path(path), "config"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"cannot read config {path}: {exc}") from None
+    except RecursionError:
+        raise BenchError(f"cannot read config {path}: nested too deeply") from None
     fields = loaded.get("config", loaded) if isinstance(loaded, dict) else loaded
     if not isinstance(fields, dict):
         raise BenchError(f"config {path} must hold a JSON object of config fields "

@@ -14,8 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli_checks import (finite_float, int_list, non_negative_int, positive_float, positive_int, seed, seed_list,
-                              str_list)
+from bench.bounds import MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS, MAX_WORKERS
+from bench.cli_checks import (bounded_float, bounded_int, finite_float, int_list, non_negative_int, positive_int, seed,
+                              seed_list, str_list)
+
+# every number on the command line has a range, stated in its error message (bench/bounds.py)
+ipc_int = bounded_int(1, MAX_IPC)
+epochs_int = bounded_int(1, MAX_EPOCHS)
+models_int = bounded_int(1, MAX_MODELS)
+workers_int = bounded_int(1, MAX_WORKERS)
+lr_float = bounded_float(0, MAX_LR)
+seconds_float = bounded_float(0, 1e9)        # --timeout (about 30 years)
+hours_float = bounded_float(0, 1e6)
+tolerance_float = bounded_float(0, 1e6)      # compare's --k-std / --k-images
 
 EXIT_BAD_INPUT = 2
 
@@ -59,8 +70,8 @@ def _add_grid_axes(p: argparse.ArgumentParser, methods_help: str | None = None) 
 
 def _add_eval_budget(p: argparse.ArgumentParser, models: int = 5, what: str = "set") -> None:
     """--epochs and --models: how long and how many fresh models an evaluation trains."""
-    p.add_argument("--epochs", type=positive_int, default=None, help="override the evaluation protocol's epochs")
-    p.add_argument("--models", type=positive_int, default=models, help=f"fresh models per {what} (default: {models})")
+    p.add_argument("--epochs", type=epochs_int, default=None, help="override the evaluation protocol's epochs")
+    p.add_argument("--models", type=models_int, default=models, help=f"fresh models per {what} (default: {models})")
 
 
 def _add_acceleration(p: argparse.ArgumentParser) -> None:
@@ -110,7 +121,7 @@ def _add_distill(sub) -> None:
     p = sub.add_parser("distill", help="distill a synthetic set and save it (safetensors + JSON)")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
+    p.add_argument("--ipc", type=ipc_int, required=True, help="images per class")
     _add_sets(p, "KEY=VALUE", "override a config field (repeatable)")
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
     p.add_argument("--out", default=None, help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
@@ -126,7 +137,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--arch", default="convnet", type=str_list, help="comma-separated architectures")
     p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the method's own)")
     _add_eval_budget(p)
-    p.add_argument("--lr", type=positive_float, default=None,
+    p.add_argument("--lr", type=lr_float, default=None,
                    help="override the protocol's learning rate (also a set's learned one)")
     p.add_argument("--hard-labels", action="store_true",
                    help="train on the argmax of soft (K x C) labels instead of the soft labels themselves")
@@ -140,7 +151,7 @@ def _add_show(sub) -> None:
     p.add_argument("synthetic")
     p.add_argument("--out", default=None, help="PNG path (default: next to the set)")
     p.add_argument("--decoded", action="store_true", help="show decoded (multi-formation) images")
-    p.add_argument("--max-per-class", type=positive_int, default=20)
+    p.add_argument("--max-per-class", type=bounded_int(1, 1_000), default=20)
     p.add_argument("--curves", action="store_true",
                    help="plot the matching-loss and validation curves stored in the set's metadata instead")
 
@@ -154,7 +165,7 @@ def _add_grid(sub) -> None:
                    help="evaluate every set under several protocols, e.g. own,idc (own: the method's own); "
                         "random and full data under every protocol that appears")
     _add_eval_budget(p)
-    p.add_argument("--full-data-epochs", type=positive_int, default=None,
+    p.add_argument("--full-data-epochs", type=epochs_int, default=None,
                    help="epochs of the full-data reference line")
     p.add_argument("--out", required=True, help="results directory")
     _add_execution(p)
@@ -170,8 +181,8 @@ def _add_budget(sub) -> None:
     _add_eval_budget(p)
     _add_sets(p, "METHOD.KEY=VALUE",
               "set a method's x1 config field, e.g. dasm.base=idc or dm.iterations=100 (repeatable)")
-    p.add_argument("--max-hours", type=positive_float, default=None, help="start no rung projected to end after H hours")
-    p.add_argument("--workers", type=positive_int, default=1, help="tasks at once (default: 1; more share the CPU "
+    p.add_argument("--max-hours", type=hours_float, default=None, help="start no rung projected to end after H hours")
+    p.add_argument("--workers", type=workers_int, default=1, help="tasks at once (default: 1; more share the CPU "
                                                                    "and inflate the measured seconds)")
     p.add_argument("--out", required=True, help="results directory")
     _add_execution(p)
@@ -186,20 +197,20 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run an experiment spec (TOML): every missing cell, then tables and figures")
     p.add_argument("spec", help="spec file, or the name of a shipped one, e.g. ipc-saturation-digits")
     p.add_argument("--out", default=None, help="results directory (default: the spec's `out`, else results/<dataset>)")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=workers_int, default=None,
                    help="tasks at once (default: one per CPU core, one per GPU on CUDA, 64 jobs on Slurm; "
                         "1 = all in this process)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=workers_int, default=None,
                    help="torch threads per worker (default: cores / workers)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local",
                    help="local processes (default), submitit's local executor, or Slurm through submitit")
     p.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default partition)")
-    p.add_argument("--time", type=positive_int, default=None,
+    p.add_argument("--time", type=bounded_int(1, 525_600), default=None,
                    help="Slurm time limit per job in minutes (default: 240, or the partition's limit if lower)")
-    p.add_argument("--gpus-per-job", type=non_negative_int, default=0, help="GPUs per Slurm job (default: 0)")
-    p.add_argument("--cpus-per-job", type=positive_int, default=None,
+    p.add_argument("--gpus-per-job", type=bounded_int(0, 64), default=0, help="GPUs per Slurm job (default: 0)")
+    p.add_argument("--cpus-per-job", type=workers_int, default=None,
                    help="CPUs (and torch threads) per Slurm job (default: 4, or a node's CPUs if fewer)")
-    p.add_argument("--mem-gb", type=positive_int, default=None, help="memory per Slurm job in GB (default: Slurm's)")
+    p.add_argument("--mem-gb", type=bounded_int(1, 65_536), default=None, help="memory per Slurm job in GB (default: Slurm's)")
     p.add_argument("--methods", type=str_list, default=None, help="run only these of the spec's methods")
     p.add_argument("--ipc", type=int_list, default=None, help="run only these of the spec's IPCs")
     p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
@@ -214,19 +225,19 @@ def _add_run(sub) -> None:
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="Optuna sweep of DASM's segment schedule, scored on the validation split")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=positive_int, required=True, help="images per class")
+    p.add_argument("--ipc", type=ipc_int, required=True, help="images per class")
     p.add_argument("--base", default="idc", help="the base matcher of every segment (default: idc)")
     p.add_argument("--trials", type=positive_int, default=20, help="trials THIS worker runs (default: 20)")
-    p.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after S seconds")
+    p.add_argument("--timeout", type=seconds_float, default=None, help="stop starting trials after S seconds")
     p.add_argument("--study", default=None, help="study name (default: dasm-<base>-<dataset>-ipc<N>)")
     p.add_argument("--storage", default=None,
                    help="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db for many workers "
-                        "(default: sqlite:///<out>.db)")
+                        "(default: sqlite:///<out>/study.db)")
     p.add_argument("--out", default=None, help="directory for best.json, trials.csv, plots "
                                                "(default: results/sweeps/<study>)")
-    p.add_argument("--worker", type=non_negative_int, default=0, help="this worker's index: its own sampler stream (default: 0)")
+    p.add_argument("--worker", type=bounded_int(0, MAX_WORKERS), default=0, help="this worker's index: its own sampler stream (default: 0)")
     _add_sets(p, "KEY=VALUE", "fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
-    p.add_argument("--max-segments", type=positive_int, default=4, help="largest K sampled (default: 4, at most IPC)")
+    p.add_argument("--max-segments", type=bounded_int(1, MAX_IPC), default=4, help="largest K sampled (default: 4, at most IPC)")
     p.add_argument("--max-lo", type=finite_float, default=0.75, help="largest window start sampled (default: 0.75)")
     p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
     p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
@@ -255,7 +266,7 @@ def _add_import(sub) -> None:
     p.add_argument("--dataset", required=True, help="the dataset the set was distilled from")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--method", default=None, help="name in results tables (default: imported-<format>)")
-    p.add_argument("--index", type=non_negative_int, default=0, help="which experiment of a DC/DSA/DM result file (default: 0)")
+    p.add_argument("--index", type=bounded_int(0, MAX_COUNT), default=0, help="which experiment of a DC/DSA/DM result file (default: 0)")
     p.add_argument("--soft-labels", default="auto", choices=["auto", "probs", "logits"],
                    help="how stored K x C labels are read (default: probabilities if rows sum to 1, else logits)")
     p.add_argument("--seed", type=seed, default=None, help="the seed the source used, if known (recorded)")
@@ -279,6 +290,6 @@ def _add_compare(sub) -> None:
     p.add_argument("run", help="results directory of the run")
     p.add_argument("reference", help="reference results directory, e.g. results/demo")
     p.add_argument("--metric", default="acc_last", help="column compared (default: acc_last)")
-    p.add_argument("--k-std", type=positive_float, default=2.0, help="tolerance in reference seed std's (default: 2)")
-    p.add_argument("--k-images", type=positive_float, default=2.0, help="tolerance floor in test images (default: 2)")
+    p.add_argument("--k-std", type=tolerance_float, default=2.0, help="tolerance in reference seed std's (default: 2)")
+    p.add_argument("--k-images", type=tolerance_float, default=2.0, help="tolerance floor in test images (default: 2)")
     p.add_argument("--verbose", action="store_true", help="print every cell, then the summary line")

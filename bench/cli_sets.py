@@ -42,6 +42,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from bench.data import load_dataset
+    from bench.errors import BenchError
     from bench.evaluation import resolve_device
     from bench.paths import check_writable, safe_slug
     from bench.registry import DistillRequest, apply_overrides, default_config, distill, get_method
@@ -52,6 +53,8 @@ def cmd_distill(args: argparse.Namespace) -> None:
     overrides.update(parse_sets(args.set))
     out = Path(args.out or f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
                            f"-s{args.seed}.safetensors")
+    if not out.name or out.name == "..":  # "/", ".", "": a directory, not a file name
+        raise BenchError(f"--out {args.out!r} names a directory; give a file, e.g. {out / 'set.safetensors'}")
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     check_writable(out, "--out")  # before any compute

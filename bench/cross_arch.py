@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.files import write_atomically
 from bench.paths import safe_slug
 from bench.stats import paired_difference, per_seed, t_interval
 # the base architecture and display names are presentation, shared with bench.figures; importable from here too
@@ -252,11 +253,12 @@ def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, wh
             caption += (f" †n: n of the seeds did not train (best accuracy below {UNTRAINED_FACTOR:g}x chance); "
                         "they are kept in the mean.")
         md = stem.with_suffix(".md")
-        md.write_text(f"{caption}\n\n{cross_arch_markdown(summary)}")
+        write_atomically(md, f"{caption}\n\n{cross_arch_markdown(summary)}")
         tex = stem.with_suffix(".tex")
-        tex.write_text(cross_arch_latex(summary, caption=caption, label=f"tab:cross-arch-{dataset}-ipc{ipc}"))
+        write_atomically(tex, cross_arch_latex(summary, caption=caption, label=f"tab:cross-arch-{dataset}-ipc{ipc}"))
         csv = stem.with_suffix(".csv")
-        summary.drop(columns=["scores"]).assign(dataset=dataset, ipc=ipc, metric=metric).to_csv(csv, index=False)
+        write_atomically(csv, summary.drop(columns=["scores"]).assign(dataset=dataset, ipc=ipc, metric=metric)
+                         .to_csv(index=False))
         written += [md, tex, csv]
         if metric == "acc_last":
             written += cross_arch_heatmap(summary, out / f"{stem.name}_heatmap",

@@ -55,7 +55,7 @@ from bench.data import Dataset, ImageSet
 from bench.errors import BenchError
 from bench.models import create_model
 from bench.paths import safe_slug
-from bench.files import write_atomically
+from bench.files import read_regular, write_atomically
 from bench.synthetic import SyntheticSet
 from bench.training import guarded_step
 
@@ -392,9 +392,9 @@ def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProto
     path = Path(cache_dir) / "full_data" / f"{key}.json"
     if path.exists():
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(read_regular(path, "full-data cache entry"))
             return EvalResult(d["arch"], d["protocol"], d["acc_last"], [], d["seconds"], {"cached": True})
-        except (json.JSONDecodeError, KeyError):
+        except (ValueError, KeyError, TypeError, RecursionError, BenchError):
             pass  # a damaged cache entry is recomputed
     res = evaluate_training_set(data.train.images, data.train.labels, data, arch, protocol, num_models, seed,
                                 device)

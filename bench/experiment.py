@@ -44,13 +44,16 @@ Example use::
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.bounds import MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_MODELS, MAX_SEED
 from bench.errors import BenchError
+from bench.files import read_regular
 from bench.paths import safe_slug
 from bench.suggest import suggestion, unknown_name_error
 from bench.vocabulary import OWN_PROTOCOL
@@ -119,7 +122,7 @@ class ExperimentSpec:
         chosen_archs = _pick(self.archs, archs, lambda a: f"{where}: architecture {a!r} is not in this spec (")
         entries = [m for m in self.methods if m.name in names]
         if seeds is not None:
-            _check_int_list(seeds, "seeds", where, minimum=0)
+            _check_int_list(seeds, "seeds", where, minimum=0, maximum=MAX_SEED)
         return dataclasses.replace(self, methods=entries, ipcs=chosen_ipcs, archs=chosen_archs,
                                    seeds=list(seeds) if seeds is not None else self.seeds)
 
@@ -178,9 +181,11 @@ def load_spec(name_or_path: str | Path, warn: Callable[[str], None] = _warn) -> 
     """
     path = resolve_spec_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(read_regular(path, "experiment spec").decode())
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path.name}: not valid TOML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise BenchError(f"{path.name}: nested too deeply to be an experiment spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path.name}: cannot be read: {exc}") from None
     return parse_spec(raw, where=path.name, warn=warn, source=path)
@@ -199,8 +204,9 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     datasets = list_datasets()
     if dataset not in datasets:
         raise unknown_name_error("dataset", dataset, datasets, where)
-    ipcs = _check_int_list(raw["ipc"], "ipc", where, minimum=1)
-    seeds = _check_int_list(raw.get("seeds", [0]), "seeds", where, minimum=0)
+    ipcs = _check_int_list(raw["ipc"], "ipc", where, minimum=1, maximum=MAX_IPC)
+    # a seed beyond MAX_SEED would reach the cells and leave the results table unreadable
+    seeds = _check_int_list(raw.get("seeds", [0]), "seeds", where, minimum=0, maximum=MAX_SEED)
     archs = raw.get("archs", ["convnet"])
     if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
         raise BenchError(f"{where}: archs must be a non-empty list of architecture names")
@@ -214,7 +220,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
     protocol = _expect(evaluation.get("protocol", OWN_PROTOCOL), str, "evaluation.protocol", where)
     protocols = _parse_protocols(evaluation, where)
     epochs = _optional_positive_int(evaluation.get("epochs"), "evaluation.epochs", where)
-    models = _optional_positive_int(evaluation.get("models", 5), "evaluation.models", where)
+    models = _optional_positive_int(evaluation.get("models", 5), "evaluation.models", where, MAX_MODELS)
     full_epochs = _optional_positive_int(evaluation.get("full_data_epochs"), "evaluation.full_data_epochs", where)
     full_acc = evaluation.get("full_data_accuracy")
     if full_acc is not None and (isinstance(full_acc, bool) or not isinstance(full_acc, (int, float))
@@ -239,7 +245,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
 
         spec.runtime = parse_runtime(raw["runtime"], where)
     if spec.out is not None:
-        _expect(spec.out, str, "out", where)
+        _check_out(_expect(spec.out, str, "out", where), where)
     spec.methods, spec.skipped = _parse_methods(raw["methods"], spec, where, warn)
     if "claim" in raw:
         _parse_claim(raw["claim"], spec, where)
@@ -370,21 +376,31 @@ def _expect(value: Any, kind: type, key: str, where: str) -> Any:
     return value
 
 
-def _check_int_list(values: Any, key: str, where: str, minimum: int) -> list[int]:
+def _check_out(out: str, where: str) -> None:
+    """A spec's ``out`` is a relative path that stays inside the working directory: a shared or
+    downloaded spec cannot send its writes elsewhere (``--out`` on the command line can, since the
+    person running it typed it)."""
+    path = Path(out)
+    if not out.strip() or path.is_absolute() or os.path.normpath(path).split(os.sep)[0] == "..":
+        raise BenchError(f"{where}: out must be a relative path inside the working directory, got {out!r}; "
+                         "pass --out to write elsewhere")
+
+
+def _check_int_list(values: Any, key: str, where: str, minimum: int, maximum: int = MAX_COUNT) -> list[int]:
     if not isinstance(values, list) or not values:
         raise BenchError(f"{where}: {key} must be a non-empty list of integers, got {values!r}")
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise BenchError(f"{where}: {key} must hold integers >= {minimum}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+            raise BenchError(f"{where}: {key} must hold integers >= {minimum} (in [{minimum}, {maximum}]), got {v!r}")
     if len(set(values)) != len(values):
         raise BenchError(f"{where}: {key} lists a value twice ({values})")
     return list(values)
 
 
-def _optional_positive_int(value: Any, key: str, where: str) -> int | None:
+def _optional_positive_int(value: Any, key: str, where: str, maximum: int = MAX_EPOCHS) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BenchError(f"{where}: {key} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise BenchError(f"{where}: {key} must be a positive integer (in [1, {maximum}]), got {value!r}")
     return value
 

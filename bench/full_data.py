@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.files import write_atomically
+from bench.errors import BenchError
+from bench.files import read_regular, write_atomically
 
 if TYPE_CHECKING:  # the table readers (plots, tables) import this module: keep torch out of it
     from bench.evaluation import EvalProtocol
@@ -44,9 +45,9 @@ def read_full_data(out: str | Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
+        raw = json.loads(read_regular(path, "full-data record"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, BenchError):
+        return {}  # a FIFO or device under that name is not read: it would block
     if not isinstance(raw, dict):
         return {}
     if isinstance(raw.get("by_protocol"), dict):

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bench.bounds import MAX_LR, check_number
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.synthetic import SyntheticSet
@@ -46,6 +47,7 @@ FORMATS = ("auto", "mtt", "ddranking", "dc", "folder")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # the protocol a source's sets are evaluated with unless told otherwise (as `dasm-bench evaluate` does for ours)
 _PROTOCOL = {"mtt": "dc", "ddranking": "dc", "dc": "dc", "folder": "dc"}
+_CLASS_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 def sha256_file(path: Path) -> str:
@@ -100,6 +102,8 @@ def detect_format(path: Path) -> str:
 def _tensor(value: Any, what: str, path: Path) -> Tensor:
     if not isinstance(value, Tensor):
         raise BenchError(f"{path}: {what} is a {type(value).__name__}, expected a tensor")
+    if value.is_complex():  # .float() would drop the imaginary part without a word
+        raise BenchError(f"{path}: {what} holds complex values ({value.dtype}), expected real numbers")
     return value.detach().cpu()
 
 
@@ -141,11 +145,10 @@ def _read_mtt(path: Path, fmt: str = "mtt", iteration: str | None = None) -> tup
     lr = None
     if lr_file.is_file():
         value = load_plain(lr_file)
-        if isinstance(value, Tensor) and value.numel() == 1:
-            value = float(value)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise BenchError(f"{lr_file}: expected a positive learning rate, got {value!r}")
-        lr = float(value)
+        if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
+            value = value.item()
+        # the `mtt` protocol trains at this rate: an overflowing or complex value is refused here
+        lr = check_number(value, f"{lr_file}: the learning rate", 0, MAX_LR, low_open=True)
         inputs.append(lr_file)
     return images, labels, lr, inputs
 
@@ -175,12 +178,18 @@ def _class_index(folder_names: list[str], data: Dataset) -> dict[str, int]:
     names = {n: i for i, n in enumerate(data.class_names)}
     if all(f in names for f in folder_names):
         return {f: names[f] for f in folder_names}
-    if all(f.isdigit() for f in folder_names):
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses
+    if all(_CLASS_NUMBER.fullmatch(f) for f in folder_names):
         mapping = {f: int(f) for f in folder_names}
     else:
         mapping = {f: i for i, f in enumerate(sorted(folder_names))}
     if max(mapping.values()) >= data.num_classes:
         raise BenchError(f"{len(folder_names)} class folders do not fit the {data.num_classes} classes of {data.name}")
+    first: dict[int, str] = {}
+    for folder, cls in mapping.items():  # "1" and "01": one class from two folders, silently merged
+        if cls in first:
+            raise BenchError(f"class folders {first[cls]!r} and {folder!r} both name class {cls}; keep one")
+        first[cls] = folder
     return mapping
 
 
@@ -200,14 +209,18 @@ def _read_folder(path: Path, data: Dataset) -> tuple[Tensor, Tensor, list[Path],
         for f in sorted((path / sub).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            if not f.is_file():  # a FIFO would block the decoder
+                raise BenchError(f"{f} is not a regular file")
             try:
                 with Image.open(f) as im:
+                    # the size is in the header: checked before decoding, so a decompression bomb
+                    # (a small file that decodes to gigapixels) is never decoded
+                    if im.size != (data.image_size, data.image_size):
+                        raise BenchError(f"{f} is {im.size[0]}x{im.size[1]}, {data.name} images are "
+                                         f"{data.image_size}x{data.image_size} (no silent resize)")
                     arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as exc:
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
                 raise BenchError(f"{f} is not a readable image ({str(exc).splitlines()[0][:80]})") from None
-            if arr.shape[:2] != (data.image_size, data.image_size):
-                raise BenchError(f"{f} is {arr.shape[1]}x{arr.shape[0]}, {data.name} images are "
-                                 f"{data.image_size}x{data.image_size} (no silent resize)")
             images.append(torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()))
             labels.append(mapping[sub])
             files.append(f)
@@ -257,7 +270,12 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
         extra["class_folders"] = mapping
     if images.ndim != 4:
         raise BenchError(f"{source}: images must be K,C,H,W, got shape {tuple(images.shape)}")
-    images = images.float()
+    if not len(images):
+        raise BenchError(f"{source} holds no images")
+    if not images.is_floating_point():  # integer pixels are not the normalised space sets are stored in
+        raise BenchError(f"{source}: images must be floating point in the dataset's normalised space, "
+                         f"got {images.dtype}")
+    images = images.float()  # float64 beyond float32's range becomes inf: refused by SyntheticSet
     labels, label_kind = _labels(raw_labels, len(images), data.num_classes, soft_labels, source)
     hard = labels if labels.ndim == 1 else labels.argmax(1)
     counts = torch.bincount(hard, minlength=data.num_classes).tolist()

@@ -18,6 +18,7 @@ import json
 import typing
 from typing import Any
 
+from bench.bounds import MAX_CONFIG_FLOAT, MAX_CONFIG_INT, check_int, check_number
 from bench.errors import BenchError
 from bench.suggest import suggestion
 from bench.training import DSA_REFERENCE  # noqa: F401 (part of the config vocabulary)
@@ -52,6 +53,19 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     except (TypeError, ValueError):
         raise BenchError(f"config field {key!r} expects {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
     return value
+
+
+def _in_range(value: Any, key: str) -> Any:
+    """Every number given to a config (``--set``, a spec, ``--config``) is finite and of a size no
+    method uses beyond (the method's own ``validate`` then checks its meaning): 1e308 as a learning
+    rate would overflow the optimizer, 10**30 as a count would overflow torch's int64 arithmetic."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_in_range(v, key) for v in value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, int):
+        return check_int(value, f"config field {key!r}", -MAX_CONFIG_INT, MAX_CONFIG_INT)
+    return check_number(value, f"config field {key!r}", -MAX_CONFIG_FLOAT, MAX_CONFIG_FLOAT)
 
 
 # ----------------------------------------------------------------------------- one vocabulary
@@ -110,7 +124,7 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     for key, value in canonical_overrides(type(config), overrides).items():
         if key not in names:
             raise BenchError(f"{type(config).__name__} has no field {key!r}{suggestion(key, names, 'fields')}")
-        changes[key] = _coerce(value, hints.get(key, type(value)), key)
+        changes[key] = _in_range(_coerce(value, hints.get(key, type(value)), key), key)
     new = dataclasses.replace(config, **changes)
     check = getattr(new, "validate", None)
     if check:

@@ -12,11 +12,13 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Sequence
 
 from bench.errors import BenchError
+from bench.files import write_atomically
 
 
 def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -37,8 +39,11 @@ def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "
         target = base.with_suffix(f".{fmt}")
         # no creation date: regenerating a figure from the same results leaves the file unchanged
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
+        buffer = io.BytesIO()
         with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-            fig.savefig(target, dpi=200 if fmt == "png" else 150, metadata=metadata)
+            fig.savefig(buffer, format=fmt, dpi=200 if fmt == "png" else 150, metadata=metadata)
+        # the one writer: a planted link at ``target`` is replaced, never written through
+        write_atomically(target, buffer.getvalue())
         written.append(target)
     plt.close(fig)
     return written

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from bench.files import refuse_linked_folders, write_atomically
 from bench.paths import safe_slug
 from bench.pictures import save_figure, synthetic_picture  # noqa: F401 (the figure writer, importable from here too)
 from bench.results import summarise
@@ -184,8 +185,7 @@ def view_reports(base: pd.DataFrame, all_rows: pd.DataFrame, full: dict, out: Pa
 
 
 def _write_text(path: Path, text: str) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_atomically(path, text)  # the one writer: a link planted at ``path`` is replaced, not followed
     return [path]
 
 
@@ -214,6 +214,7 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     from bench.tables import own_rows
 
     out = Path(out_dir)
+    refuse_linked_folders(out)  # cells/, figures/...: a planted link would take the writes elsewhere
     df = ResultsTable(out).load() if df is None else df
     written: list[Path] = []
     full = read_full_data(out) if full_data is None else {"given": {"acc": float(full_data), "protocol": "given"}}

@@ -46,8 +46,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.bounds import MAX_IPC, MAX_MODELS, MAX_SEED, check_int, check_number
 from bench.errors import BenchError
-from bench.files import write_atomically
+from bench.files import read_regular, refuse_link, write_atomically
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
@@ -111,6 +112,8 @@ class ResultsTable:
         self.parquet = self.directory / f"{name}.parquet"
         self.csv = self.directory / f"{name}.csv"
         self.cells = self.directory / ("cells" if name == "results" else f"cells-{name}")
+        # a planted link would send every new cell (and every read) to another folder
+        refuse_link(self.cells, "results cells folder")
         self._migrated = False          # this instance saw the marker (it is never removed)
         self._legacy: tuple[tuple, set[str]] | None = None  # (Parquet stat, its keys) while unmigrated
 
@@ -150,6 +153,7 @@ class ResultsTable:
         for row in rows:
             if "cell_key" not in row:
                 raise ValueError("every results row needs a cell_key")
+            check_row(json.loads(json.dumps(row, default=_plain)))  # as it will be read back
         if not rows:
             return 0
         self._migrate()
@@ -164,9 +168,13 @@ class ResultsTable:
         if df.empty and not self.parquet.exists():
             return df
         buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
+        try:
+            df.to_parquet(buf, index=False)
+        except Exception as exc:  # pyarrow: cells that disagree on an extra column's type
+            raise BenchError(f"results under {self.directory} cannot be stored as Parquet "
+                             f"({_first_line(exc)}); a hand-edited cell?") from None
         for path, data in ((self.parquet, buf.getvalue()), (self.csv, df.to_csv(index=False).encode())):
-            if not (path.exists() and path.read_bytes() == data):
+            if not holds_bytes(path, data):
                 write_atomically(path, data)
         return df
 
@@ -181,13 +189,18 @@ class ResultsTable:
 
     def _read_cell(self, path: Path) -> dict[str, Any]:
         try:
-            row = json.loads(path.read_bytes())
-            if not isinstance(row, dict) or "cell_key" not in row:
+            row = json.loads(read_regular(path, "results cell"))
+            if not isinstance(row, dict) or not isinstance(row.get("cell_key"), str) or not row["cell_key"]:
                 raise ValueError("not a results row")
-            return row
-        except (OSError, ValueError) as exc:  # written atomically, so only outside damage gets here
-            raise BenchError(f"results cell {path} cannot be read ({str(exc).splitlines()[0]}); "
+            check_row(row)
+        except (OSError, ValueError, BenchError, RecursionError) as exc:  # written atomically: outside damage
+            raise BenchError(f"results cell {path} cannot be read ({_first_line(exc)}); "
                              "delete it to evaluate that cell again") from None
+        if path.name != cell_file_name(row["cell_key"]):
+            # a copied or renamed cell would be counted as another cell: in the table and in has()
+            raise BenchError(f"results cell {path} holds the row of cell {row['cell_key']!r}, whose file is "
+                             f"{cell_file_name(row['cell_key'])}; rename or delete it")
+        return row
 
     def _write_cell(self, row: dict[str, Any]) -> bool:
         path = self.cells / cell_file_name(str(row["cell_key"]))
@@ -204,9 +217,11 @@ class ResultsTable:
         if not self.parquet.exists():
             return None
         try:
-            df = pd.read_parquet(self.parquet)
+            df = pd.read_parquet(io.BytesIO(read_regular(self.parquet, "results table")))
         except FileNotFoundError:
             return None
+        except BenchError:
+            raise
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise BenchError(f"results table {self.parquet} cannot be read: {str(exc).splitlines()[0]}") from None
         return check_schema(df, self.parquet)
@@ -236,6 +251,54 @@ class ResultsTable:
                 self._write_cell(row)
         write_atomically(self.cells / MIGRATED, b"")
         self._migrated = True
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def holds_bytes(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``data`` (a FIFO or a link to elsewhere
+    is not read: the writer's rename replaces it)."""
+    if path.is_symlink():
+        return False
+    try:
+        return read_regular(path) == data
+    except (OSError, BenchError):
+        return False
+
+
+# a cell's fields, by kind: each is checked when the cell is read, before any table is built from it
+_TEXT = ("method", "dataset", "arch", "protocol", "code_version", "config_hash", "synthetic_path", "train_split")
+_COUNTS = {"ipc": (1, MAX_IPC), "seed": (0, MAX_SEED), "num_models": (1, MAX_MODELS)}
+_PERCENT = ("acc_last", "acc_last_std", "acc_best", "acc_best_std")
+_SECONDS = ("distill_seconds", "eval_seconds")
+
+
+def check_row(row: dict[str, Any]) -> None:
+    """A BenchError naming the first field of a results row with the wrong type or range: text
+    fields are strings (or null), ``ipc``/``seed``/``num_models`` integers in range (or null: an
+    imported set may have none), accuracies percentages and times seconds (NaN or null when not
+    measured), and any other field a JSON scalar. A row that passes stores as Parquet.
+
+    Example::
+
+        check_row({"cell_key": "k", "seed": 1e30})   # BenchError: seed must be an integer in [0, 4294967295]
+    """
+    for key, value in row.items():
+        if value is None or key == "cell_key":
+            continue
+        if key in _TEXT:
+            if not isinstance(value, str):
+                raise BenchError(f"field {key!r} must be text, got {value!r:.40}")
+        elif key in _COUNTS:
+            check_int(value, f"field {key!r}", *_COUNTS[key])
+        elif key in _PERCENT or key in _SECONDS:
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            check_number(value, f"field {key!r}", 0, 100 if key in _PERCENT else None)
+        elif not isinstance(value, (str, int, float, bool)):
+            raise BenchError(f"field {key!r} must be a JSON scalar, got a {type(value).__name__}")
 
 
 def _plain(value: Any) -> Any:
@@ -287,7 +350,7 @@ def repair_csv(table: "ResultsTable", df: pd.DataFrame) -> bool:
     if not table.exists():
         return False
     data = df.to_csv(index=False).encode()
-    if table.csv.exists() and table.csv.read_bytes() == data:
+    if holds_bytes(table.csv, data):
         return False
     write_atomically(table.csv, data)
     return True

@@ -26,7 +26,7 @@ step 1 (a quarter of IPC) would prune multi-segment schedules for being smaller,
 Example::
 
     spec = SweepSpec(dataset="digits", ipc=10, base="dm", trials=20, overrides={"base_overrides": "iterations=50"})
-    result = run_sweep(spec)          # results/sweeps/dasm-dm-digits-ipc10.db + .../best.json
+    result = run_sweep(spec)          # results/sweeps/dasm-dm-digits-ipc10/study.db + best.json
     # dasm-bench distill --method dasm --dataset digits --ipc 10 --config results/sweeps/dasm-dm-digits-ipc10/best.json
 """
 
@@ -45,6 +45,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import DBAPIError
 
+from bench.bounds import MAX_SEED, MAX_WORKERS
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.paths import safe_slug
@@ -98,7 +99,7 @@ class SweepSpec:
     seed: int = 0
     worker: int = 0                     # gives each worker of one study its own sampler stream
     study: str | None = None            # default <method>-<base>-<dataset>-ipc<N>
-    storage: str | None = None          # default sqlite:///<out>.db
+    storage: str | None = None          # default sqlite:///<out>/study.db
     out: str | None = None              # default results/sweeps/<study>
     timeout: float | None = None
     overrides: dict[str, str] = field(default_factory=dict)
@@ -124,7 +125,18 @@ class SweepSpec:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{self.out_dir.parent / (self.out_dir.name + '.db')}"
+        """``--storage``, else a SQLite file inside the output directory (``<out>/study.db``); a
+        study started before that moved in (``<out>.db`` beside the directory) is joined where it is."""
+        if self.storage:
+            return self.storage
+        beside = self.out_dir.parent / (self.out_dir.name + ".db")
+        return f"sqlite:///{beside if beside.is_file() else self.out_dir / 'study.db'}"
+
+    @property
+    def sampler_seed(self) -> int:
+        """TPE's seed: ``seed * 10007 + worker`` as before, folded into numpy's seed range
+        [0, 2**32 - 1] (a seed above 429,196 overflowed it); smaller seeds keep their streams."""
+        return (self.seed * 10_007 + self.worker) % 2**32
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -135,8 +147,10 @@ class SweepSpec:
             raise BenchError(f"--epochs must be >= 1, got {self.eval_epochs}")
         if self.eval_models < 1:
             raise BenchError(f"--models must be >= 1, got {self.eval_models}")
-        if self.worker < 0:
-            raise BenchError(f"--worker must be >= 0, got {self.worker}")
+        if not 0 <= self.worker <= MAX_WORKERS:
+            raise BenchError(f"--worker must be in [0, {MAX_WORKERS}], got {self.worker}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise BenchError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
         if self.prune_startup < 0:
             raise BenchError(f"prune_startup must be >= 0, got {self.prune_startup}")
 
@@ -157,7 +171,7 @@ def open_study(spec: SweepSpec) -> optuna.Study:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one line per trial instead
-    sampler = optuna.samplers.TPESampler(seed=spec.seed * 10_007 + spec.worker)
+    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.prune_startup, n_warmup_steps=0)
     error: Exception = RuntimeError("no attempt")
     for _ in range(OPEN_ATTEMPTS):

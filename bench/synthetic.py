@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.bounds import MAX_FACTOR, MAX_IPC, MAX_LR, MAX_SEED, check_int, check_number
 from bench.errors import BenchError
-from bench.files import write_atomically  # noqa: F401  (re-exported: callers import it from here too)
+from bench.files import read_regular, write_atomically  # noqa: F401  (write_atomically: re-exported)
 
 FORMAT = "dasm-bench/synthetic-set"
 FORMAT_VERSION = 1
@@ -71,6 +72,9 @@ class SyntheticSet:
         if not self.images.is_floating_point():
             raise BenchError(f"synthetic images must be floating point, got {self.images.dtype}")
         k = self.images.shape[0]
+        if self.images.shape[-1] != self.images.shape[-2]:
+            # every model and the decoder assume square images (the datasets' are)
+            raise BenchError(f"synthetic images must be square, got {self.images.shape[-2]}x{self.images.shape[-1]}")
         if self.labels.ndim not in (1, 2) or self.labels.shape[0] != k:
             raise BenchError(f"labels shape {tuple(self.labels.shape)} does not fit {k} images")
         if self.labels.ndim == 1 and self.labels.dtype != torch.int64:
@@ -83,8 +87,7 @@ class SyntheticSet:
             raise BenchError("soft labels contain NaN or inf")
         if self.segment_ids is not None and tuple(self.segment_ids.shape) != (k,):
             raise BenchError(f"segment_ids shape {tuple(self.segment_ids.shape)} does not fit {k} images")
-        if not isinstance(self.factor, int) or self.factor < 1:
-            raise BenchError(f"decoder factor must be a positive integer, got {self.factor!r}")
+        check_int(self.factor, "decoder factor", 1, min(MAX_FACTOR, max(1, self.images.shape[-1])))
         if not torch.isfinite(self.images).all():
             raise BenchError("synthetic images contain NaN or inf")
 
@@ -157,14 +160,18 @@ class SyntheticSet:
         if not path.is_file():
             raise BenchError(f"synthetic set {path} is not a file")
         side = sidecar_path(path)
-        if not side.is_file():
+        if not side.exists():
             raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
         try:
-            meta = json.loads(side.read_text())
+            meta = json.loads(read_regular(side, "sidecar"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        except RecursionError:
+            raise BenchError(f"sidecar {side} is nested too deeply to be a sidecar") from None
+        except IsADirectoryError:
+            raise BenchError(f"synthetic set {path} has no sidecar {side.name} (a folder of that name)") from None
         _check_sidecar(meta, side)
-        blob = path.read_bytes()
+        blob = read_regular(path, "synthetic set")
         if len(blob) != meta.get("bytes") or hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
             raise BenchError(f"synthetic set {path} is corrupt or truncated (checksum mismatch)")
         try:
@@ -177,8 +184,17 @@ class SyntheticSet:
         for key, t in tensors.items():
             if list(t.shape) != meta["shapes"].get(key) or str(t.dtype).replace("torch.", "") != meta["dtypes"].get(key):
                 raise BenchError(f"synthetic set {path}: tensor {key!r} does not match its sidecar")
-        return cls(tensors["images"], tensors["labels"], meta.get("factor", 1), tensors.get("segment_ids"),
-                   meta.get("metadata", {}))
+        images = tensors["images"]
+        if images.ndim != 4 or not len(images):
+            raise BenchError(f"synthetic set {path} holds no images (shape {tuple(images.shape)})")
+        if images.is_floating_point() and images.dtype != torch.float32:
+            # save() writes float32; a set written elsewhere in float16/64 or bfloat16 trains as float32
+            # (values beyond float32's range become inf and are refused by validate())
+            images = images.float()
+        labels = tensors["labels"]
+        if labels.is_floating_point() and labels.ndim == 2 and labels.dtype != torch.float32:
+            labels = labels.float()
+        return cls(images, labels, meta.get("factor", 1), tensors.get("segment_ids"), meta.get("metadata", {}))
 
 
 def _check_sidecar(meta: Any, side: Path) -> None:
@@ -186,19 +202,37 @@ def _check_sidecar(meta: Any, side: Path) -> None:
     here, so a hand-edited sidecar is a one-line error, never a traceback or a wrong result."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BenchError(f"{side} is not a dasm-bench synthetic-set sidecar")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        # a later format may store what this code would misread: refuse rather than guess
+        raise BenchError(f"sidecar {side}: format_version {version!r} is not one this code reads "
+                         f"(it reads version {FORMAT_VERSION}); use the dasm-bench that wrote it")
     for key in ("shapes", "dtypes"):
         if not isinstance(meta.get(key), dict):
             raise BenchError(f"sidecar {side} lacks its {key!r} table")
     factor = meta.get("factor", 1)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise BenchError(f"sidecar {side}: factor must be a positive integer, got {factor!r}")
+        raise BenchError(f"sidecar {side}: factor must be a positive integer in [1, {MAX_FACTOR}], got {factor!r}")
+    # each stored image decodes to factor**2: a huge factor would ask for terabytes
+    check_int(factor, f"sidecar {side}: factor", 1, MAX_FACTOR)
+    if not isinstance(meta.get("bytes"), int) or not isinstance(meta.get("sha256"), str):
+        raise BenchError(f"sidecar {side} lacks the size and checksum of its tensors")
     metadata = meta.get("metadata", {})
     if not isinstance(metadata, dict):
         raise BenchError(f"sidecar {side}: metadata must be a JSON object")
-    for key, kinds in (("method", str), ("dataset", str), ("eval_protocol", str), ("ipc", int), ("seed", int)):
+    for key, kinds in (("method", str), ("dataset", str), ("eval_protocol", str), ("ipc", int), ("seed", int),
+                       ("config_hash", str), ("train_split", str), ("zca_file", str)):
         value = metadata.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
             raise BenchError(f"sidecar {side}: metadata {key!r} must be a {kinds.__name__}, got {value!r}")
+    # ipc and seed key results cells and seed generators: the same ranges as the command line's
+    for key, low, high in (("ipc", 1, MAX_IPC), ("seed", 0, MAX_SEED)):
+        if metadata.get(key) is not None:
+            check_int(metadata[key], f"sidecar {side}: metadata {key!r}", low, high)
+    if metadata.get("seconds") is not None:  # becomes the row's distill_seconds
+        check_number(metadata["seconds"], f"sidecar {side}: metadata 'seconds'", 0, None)
+    if "syn_lr" in metadata:  # MTT's learned learning rate: the evaluation trains at it
+        check_number(metadata["syn_lr"], f"sidecar {side}: metadata 'syn_lr'", 0, MAX_LR, low_open=True)
 
 
 def sidecar_path(path: Path) -> Path:

@@ -82,8 +82,8 @@ class SearchSpace:
             raise BenchError(f"max_lo must be in [0, 1), got {self.max_lo}")
         if not 0.0 < self.min_keep <= 1.0:
             raise BenchError(f"min_keep must be in (0, 1], got {self.min_keep}")
-        if not self.lr_factor >= 1.0:
-            raise BenchError(f"lr_factor must be >= 1, got {self.lr_factor}")
+        if not 1.0 <= self.lr_factor <= 1e6:  # lr_img * F must stay a usable float
+            raise BenchError(f"lr_factor must be >= 1 (at most 1e6), got {self.lr_factor}")
 
 
 def largest_remainder(proportions: Sequence[float], total: int) -> list[int]:

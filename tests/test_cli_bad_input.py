@@ -72,7 +72,8 @@ CASES = [
     ("grid-seed-negative", ["grid", "--methods", "random", "--ipc", "1", "--seeds", "-1", "--out", "{tmp}/g"], "seed"),
     ("evaluate-corrupt-table", ["evaluate", "{set}", "--results", "{res_corrupt}"], "cannot be read"),
     # --- more
-    ("ipc-huge", DISTILL[:-3] + ["--ipc", str(10**30), "--out", "{tmp}/n.safetensors"], "smallest class"),
+    ("ipc-huge", DISTILL[:-3] + ["--ipc", str(10**30), "--out", "{tmp}/n.safetensors"], "up to 100000"),
+    ("ipc-beyond-class", DISTILL[:-3] + ["--ipc", "5000", "--out", "{tmp}/n.safetensors"], "smallest class"),
     ("ipc-negative", DISTILL[:-3] + ["--ipc", "-3"], "positive integer"),
     ("ipc-float", DISTILL[:-3] + ["--ipc", "1.5"], "invalid int"),
     ("grid-ipc-zero", ["grid", "--methods", "random", "--ipc", "0", "--out", "{tmp}/g"], "positive integer"),
@@ -187,7 +188,7 @@ def fixtures(tmp_path_factory):
     good_res = paths["res_good"] = tmp / "res_good"  # a good table: it survives every case untouched
     good = ResultsTable(good_res)
     good.append([{c: (1 if c in ("ipc", "seed", "num_models") else 50.0 if c.startswith("acc")
-                      else "x") for c in COLUMNS}])
+                      else 1.0 if c.endswith("seconds") else "x") for c in COLUMNS}])
     good.consolidate()  # rows live in cells/; the Parquet and CSV are built from them
     paths["res_schema"] = tmp / "res_schema"
     paths["res_schema"].mkdir()

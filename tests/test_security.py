@@ -169,7 +169,7 @@ def test_sweep_study_name_stays_under_results_sweeps():
 
     spec = SweepSpec(study="../../x")
     assert spec.out_dir == Path("results/sweeps/x")
-    assert spec.storage_url == "sqlite:///results/sweeps/x.db"
+    assert spec.storage_url == "sqlite:///results/sweeps/x/study.db"  # inside its output directory (issue 26)
 
 
 def test_check_writable(tmp_path):
