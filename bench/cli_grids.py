@@ -48,6 +48,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     out = Path(args.results)
     table = ResultsTable(out)
+    if not table.exists() and (out / "published.csv").exists():  # a `dasm-bench published` folder
+        from bench.published_eval import render_table
+
+        check_writable(out, "results directory", directory=True)
+        print(f"wrote {render_table(out)}")
+        return
     if not table.exists():
         raise BenchError(f"no results table in {out} (expected {table.parquet.name} or {table.cells.name}/)")
     check_writable(out, "results directory", directory=True)

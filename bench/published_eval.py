@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 import statistics
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,6 +60,7 @@ class PublishedRow:
     measured_std: float
     reported: str
     file_reported: str
+    code_version: str = ""  # of the code that imported and evaluated the set (older tables lack it)
 
 
 def reported_accuracies(readme: Path) -> dict[str, str]:
@@ -116,9 +120,27 @@ def evaluate_published(root: Path, data: Dataset, out: Path, arch: str = "convne
         lr = float(syn.metadata["syn_lr"]) if protocol.lr_from_set and "syn_lr" in syn.metadata else protocol.lr
         rows.append(PublishedRow(folder.name, info["format"], len(syn), syn.metadata.get("ipc"), info["labels"],
                                  "zca" in syn.metadata, protocol.name, lr, arch, models, res.last_mean,
-                                 res.last_std, reported.get(folder.name, ""), _file_reported(info)))
+                                 res.last_std, reported.get(folder.name, ""), _file_reported(info),
+                                 str(syn.metadata.get("code_version", ""))))
         write_table(rows, out, data.name)
     return rows
+
+
+_MEAN_STD = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\+-|±)\s*(\d+(?:\.\d+)?)")
+
+
+def reported_number(text: str) -> tuple[float, float] | None:
+    """The first ``mean +- std`` of a reported cell (the paper's, as the README lists it first), or
+    None when the README says none was published for the file ("none published ...").
+
+    Example::
+
+        reported_number("DC paper 28.3 +- 0.5; the file's own 28.03 +- 0.60")   # (28.3, 0.5)
+    """
+    if text.strip().lower().startswith("none"):
+        return None
+    found = _MEAN_STD.search(text)
+    return (float(found.group(1)), float(found.group(2))) if found else None
 
 
 def write_table(rows: list[PublishedRow], out: Path, dataset: str) -> None:
@@ -129,11 +151,80 @@ def write_table(rows: list[PublishedRow], out: Path, dataset: str) -> None:
     for row in rows:
         writer.writerow(asdict(row))
     write_atomically(out / "published.csv", buf.getvalue())
+    write_atomically(out / "published.md", table_markdown(rows, dataset))
+
+
+def table_markdown(rows: list[PublishedRow], dataset: str) -> str:
+    """The measured-vs-reported table with the difference from the first reported number and whether
+    it lies within the combined spread sqrt(std_measured² + std_reported²)."""
     lines = [f"# Published sets re-evaluated on {dataset}", "",
-             "| set | format | IPC | labels | ZCA | protocol (lr) | measured (last epoch) | reported | file's own |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| set | format | IPC | labels | ZCA | protocol (lr) | measured (last epoch) | reported | file's own "
+             "| difference | within spread |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        number = reported_number(r.reported)
+        if number is None:
+            diff = within = "-"
+        else:
+            d = r.measured_mean - number[0]
+            diff, within = f"{d:+.2f}", "yes" if abs(d) <= math.hypot(r.measured_std, number[1]) else "no"
         lines.append(f"| {r.folder} | {r.format} | {r.ipc} | {r.labels} | {'yes' if r.zca else 'no'} | "
                      f"{r.protocol} ({r.lr:g}) | {r.measured_mean:.2f} ± {r.measured_std:.2f} "
-                     f"({r.models} × {r.arch}) | {r.reported or '-'} | {r.file_reported or '-'} |")
-    write_atomically(out / "published.md", "\n".join(lines) + "\n")
+                     f"({r.models} × {r.arch}) | {r.reported or '-'} | {r.file_reported or '-'} | {diff} | {within} |")
+    versions = sorted({r.code_version for r in rows if r.code_version})
+    lines += ["", "Measured: mean ± sample std over the models (one fresh ConvNet-3 each), last-epoch test accuracy "
+              f"(%) on {dataset}. Difference: measured - the first reported mean (the paper's); within spread: "
+              "|difference| <= sqrt(std_measured² + std_reported²)."
+              + (f" Code version: {', '.join(versions)}." if versions else "")]
+    return "\n".join(lines) + "\n"
+
+
+def read_table(out: Path) -> list[PublishedRow]:
+    """The rows of ``out/published.csv`` (a table written by :func:`write_table`, older ones included)."""
+    from bench.files import read_regular
+
+    path = Path(out) / "published.csv"
+    text = read_regular(path, "published-sets table").decode("utf-8")
+    rows = []
+    types = {f: t for f, t in PublishedRow.__annotations__.items()}
+    try:
+        for raw in csv.DictReader(io.StringIO(text)):
+            fields = {}
+            for name, kind in types.items():
+                value = raw.get(name, "")
+                if "int" in kind:
+                    fields[name] = int(value) if value not in ("", "None") else None
+                elif "float" in kind:
+                    fields[name] = float(value)
+                elif "bool" in kind:
+                    fields[name] = value == "True"
+                else:
+                    fields[name] = value
+            rows.append(PublishedRow(**fields))
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"{path} is not a published-sets table: {exc}") from None
+    if not rows:
+        raise BenchError(f"{path} holds no rows")
+    return rows
+
+
+def render_table(out: Path) -> Path:
+    """Rewrite ``out/published.md`` from ``out/published.csv`` (``dasm-bench plot OUT``): the table's
+    layout may change, its numbers are never recomputed. The dataset, and the code version when the
+    CSV predates that column, come from the imported sets under ``out/sets``."""
+    from bench.synthetic import SyntheticSet
+
+    out = Path(out)
+    rows = read_table(out)
+    dataset = ""
+    for i, row in enumerate(rows):
+        path = out / "sets" / f"{row.folder}.safetensors"
+        if not path.is_file():
+            raise BenchError(f"{path} is missing: the table's set {row.folder!r} is not under {out / 'sets'}")
+        meta = SyntheticSet.load(path).metadata
+        dataset = dataset or str(meta.get("dataset", ""))
+        if not row.code_version:
+            rows[i] = dataclasses.replace(row, code_version=str(meta.get("code_version", "")))
+    path = out / "published.md"
+    write_atomically(path, table_markdown(rows, dataset))
+    return path

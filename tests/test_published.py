@@ -310,3 +310,36 @@ def test_published_command_evaluates_every_set_at_a_tiny_budget(published, fake_
         assert rows["dm-cifar10-ipc1"]["file_reported"] == "ConvNet 26.32 ± 0.31 (n=5)"
     assert "| measured (last epoch) |" in (out / "published.md").read_text()
     assert sorted(p.name for p in root.rglob("*")) == sorted(p.name for p in published.rglob("*"))
+    # the table's layout is re-rendered from its CSV by `dasm-bench plot` (no re-evaluation), also for a
+    # CSV written before the code_version column: the version then comes from the imported sets
+    md_before = (out / "published.md").read_text()
+    with open(out / "published.csv", newline="") as f:
+        raw = list(csv.DictReader(f))
+    assert all(r["code_version"] for r in raw)
+    with open(out / "published.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[k for k in raw[0] if k != "code_version"], lineterminator="\n")
+        w.writeheader()
+        w.writerows([{k: v for k, v in r.items() if k != "code_version"} for r in raw])
+    (out / "published.md").write_text("stale")
+    assert main(["plot", str(out)]) == 0
+    assert (out / "published.md").read_text() == md_before
+
+
+def test_reported_number_and_the_within_spread_column():
+    from bench.published_eval import PublishedRow, reported_number, table_markdown
+
+    assert reported_number("DC paper 28.3 +- 0.5; the file's own `accs_all_exps` 28.03 +- 0.60") == (28.3, 0.5)
+    assert reported_number("MTT paper 46.3 ± 0.8") == (46.3, 0.8)
+    assert reported_number("none published for this file (MTT paper, with ZCA: 65.3 +- 0.7)") is None
+    assert reported_number("") is None
+
+    def row(mean, std, reported):
+        return PublishedRow("s", "dc", 10, 1, "hard", False, "dc", 0.01, "convnet", 5, mean, std, reported, "", "v1")
+
+    lines = table_markdown([row(28.99, 0.33, "DC paper 28.3 +- 0.5"), row(28.6, 0.33, "DC paper 28.3 +- 0.5"),
+                            row(60.0, 1.0, "none published (with ZCA 65.3 +- 0.7)")], "fake").splitlines()
+    body = [line for line in lines if line.startswith("| s |")]
+    assert body[0].endswith("| +0.69 | no |")        # 0.69 > hypot(0.33, 0.5) = 0.60
+    assert body[1].endswith("| +0.30 | yes |")
+    assert body[2].endswith("| - | - |")
+    assert "Code version: v1." in lines[-1]
