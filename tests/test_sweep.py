@@ -253,7 +253,7 @@ def test_cli_sweep_resumes_and_best_config_reproduces_the_trial(tmp_path, digits
     argv = ["sweep", "--dataset", "digits", "--ipc", "3", "--base", "dm", "--study", "t", "--out", str(out),
             "--set", "base_overrides=iterations=2", *FAST_ARGS, "--device", "cpu"]
     assert main([*argv, "--trials", "2"]) == 0
-    storage = f"sqlite:///{tmp_path / 'sw.db'}"
+    storage = f"sqlite:///{out / 'study.db'}"  # the default storage lives inside the output directory
     assert len(optuna.load_study(study_name="t", storage=storage).trials) == 2
     assert main([*argv, "--trials", "2"]) == 0  # the same SQLite study: continues, does not restart
     study = optuna.load_study(study_name="t", storage=storage)
