@@ -102,6 +102,18 @@ def bench(session: nox.Session) -> None:
                 "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def cost(session: nox.Session) -> None:
+    """CPU cost of each method per outer iteration, expert epoch and evaluation epoch, and the reference
+    budgets' hours extrapolated from it (bench/cost_model.py); default: CIFAR-10 (JPEG copy) from
+    ../shared/data into results/cifar10/cost/. Takes about an hour on one core."""
+    _install(session)
+    args = session.posargs or ["--dataset", "cifar10-jpeg", "--data-root", "../shared/data",
+                               "--out", "results/cifar10/cost", "--repeats", "3", "--repeats-at", "10=1,50=1",
+                               "--methods", "dc,dsa,dm,idc,mtt", "--ipc", "1,10"]
+    session.run("dasm-bench", "cost", *args)
+
+
 def _spec_and_args(session: nox.Session, kind: str) -> tuple[str, list[str]]:
     """`--dataset NAME` (default digits) picks bench/specs/<kind>-NAME.toml; every other argument
     goes to `dasm-bench run` (e.g. --device cuda, --workers 4, --data-root ~/data --download)."""

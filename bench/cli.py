@@ -26,7 +26,7 @@ from typing import Sequence
 
 from bench.cli_grids import cmd_budget, cmd_grid, cmd_plot, cmd_run, cmd_sweep
 from bench.cli_parser import ACCELERATION_ENV, EXIT_BAD_INPUT, build_parser  # noqa: F401  (build_parser: for callers)
-from bench.cli_sets import cmd_compare, cmd_distill, cmd_evaluate, cmd_import, cmd_list, cmd_published, cmd_show
+from bench.cli_sets import cmd_compare, cmd_distill, cmd_evaluate, cmd_import, cmd_list, cmd_published, cmd_show, cmd_cost
 
 COMMANDS = {
     "list": cmd_list, "distill": cmd_distill, "evaluate": cmd_evaluate, "show": cmd_show,
@@ -35,6 +35,7 @@ COMMANDS = {
     "import": cmd_import,      # bench/importers.py
     "published": cmd_published,  # bench/published_eval.py
     "compare": cmd_compare,    # bench/compare.py
+    "cost": cmd_cost,          # bench/cost_model.py
 }
 
 

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dasm-bench", description="Dataset distillation benchmark harness (DASM).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_list, _add_distill, _add_evaluate, _add_show, _add_grid, _add_budget, _add_plot, _add_run,
-                _add_sweep, _add_import, _add_published, _add_compare):
+                _add_sweep, _add_import, _add_published, _add_compare, _add_cost):
         add(sub)
     return parser
 
@@ -293,3 +293,20 @@ def _add_compare(sub) -> None:
     p.add_argument("--k-std", type=tolerance_float, default=2.0, help="tolerance in reference seed std's (default: 2)")
     p.add_argument("--k-images", type=tolerance_float, default=2.0, help="tolerance floor in test images (default: 2)")
     p.add_argument("--verbose", action="store_true", help="print every cell, then the summary line")
+
+
+def _add_cost(sub) -> None:
+    p = sub.add_parser("cost", help="measure CPU-seconds per outer iteration, expert epoch and evaluation epoch "
+                                    "of each method, and extrapolate the reference budgets' hours")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--out", required=True, help="output directory (cost.csv, cost_raw.csv, cost.md)")
+    p.add_argument("--methods", type=str_list, default=["dc", "dsa", "dm", "idc", "mtt"],
+                   help="distillers to time (default: dc,dsa,dm,idc,mtt)")
+    p.add_argument("--ipc", type=int_list, default=[1, 10, 50], help="IPCs (default: 1,10,50)")
+    p.add_argument("--protocols", type=str_list, default=["dc", "dc-nodsa"],
+                   help="evaluation protocols whose epochs are timed (default: dc,dc-nodsa)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="alternating runs per size (default: 5)")
+    p.add_argument("--repeats-at", type=str_list, default=[],
+                   help="fewer runs at costly IPCs, IPC=RUNS pairs, e.g. 10=1,50=1")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: 1)")
+    _add_data(p)

@@ -186,6 +186,31 @@ def cmd_published(args: argparse.Namespace) -> None:
     print(f"table: {Path(args.out) / 'published.md'} (+ published.csv)")
 
 
+def cmd_cost(args: argparse.Namespace) -> None:
+    import torch
+
+    from bench.cost_model import TIMED_METHODS, machine_note, measure_costs, write_costs
+    from bench.data import load_dataset
+    from bench.errors import BenchError
+    from bench.paths import check_writable
+
+    unknown = [m for m in args.methods if m not in TIMED_METHODS]
+    if unknown:
+        raise BenchError(f"cost times {', '.join(TIMED_METHODS)}; not {', '.join(unknown)}")
+    at = {}
+    for pair in args.repeats_at:
+        ipc, _, runs = pair.partition("=")
+        if not (ipc.isdigit() and runs.isdigit() and int(runs) >= 1):
+            raise BenchError(f"--repeats-at takes IPC=RUNS pairs with RUNS >= 1, got {pair!r}")
+        at[int(ipc)] = int(runs)
+    check_writable(Path(args.out), "--out", directory=True)  # before any work
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset, args.data_root, args.download)
+    rows, raw = measure_costs(data, args.methods, args.ipc, args.protocols, args.repeats, at)
+    for path in write_costs(rows, raw, args.out, data.name, machine_note()):
+        print(f"wrote {path}")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from bench.compare import compare_main
 

@@ -1,0 +1,95 @@
+"""The cost model: per-unit CPU time from two run sizes, reference budgets, the files it writes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench import cost_model
+from bench.cli import main
+from bench.cost_model import COLUMNS, RAW_COLUMNS, CostRow, cost_markdown, measure_costs, write_costs
+
+
+def test_per_unit_is_the_slope_and_setup_the_intercept(monkeypatch):
+    """A run of k units costing 3 + 2k CPU-seconds gives 2 per unit and 3 of setup; sizes alternate."""
+    calls = []
+
+    def fake_seconds(run):
+        before = len(calls)
+        run()
+        k = calls[before]
+        return 3.0 + 2.0 * k, 1.0
+
+    monkeypatch.setattr(cost_model, "_cpu_seconds", fake_seconds)
+    raw: list[list] = []
+    per, setup = cost_model._timed_pair("outer iteration", "dm", 1, calls.append, 2, 10, 3, raw)
+    assert per == pytest.approx(2.0) and setup == pytest.approx(3.0)
+    assert calls == [2, 10, 2, 10, 2, 10]
+    assert [r[3] for r in raw] == calls and [r[4] for r in raw] == [0, 0, 1, 1, 2, 2]
+
+
+def test_median_over_repeats_resists_one_slow_run(monkeypatch):
+    times = iter([1.0, 2.0, 1.0, 2.0, 1.0, 50.0])  # the last k2 run was disturbed
+
+    monkeypatch.setattr(cost_model, "_cpu_seconds", lambda run: (next(times), 0.0))
+    per, _ = cost_model._timed_pair("u", "m", 1, lambda k: None, 1, 2, 3, [])
+    assert per == pytest.approx(1.0)
+
+
+def test_subset_is_class_balanced_and_keeps_the_rest(digits):
+    small = cost_model._subset(digits, 50)
+    assert len(small.train) == 50 and small.name == digits.name and small.test is digits.test
+    assert sorted(small.train.labels.bincount().tolist()) == [5] * 10
+
+
+def test_distiller_unit_runs_the_method_at_k_and_reads_its_reference_budget(digits, monkeypatch):
+    from bench.registry import default_config
+
+    seen = []
+
+    def one_run(unit, method, ipc, run, k1, k2, repeats, raw):
+        seen.append((unit, method, ipc, k1, k2))
+        run(k1)  # the method really runs with its budget field set to k1
+        return 0.5, 0.1
+
+    monkeypatch.setattr(cost_model, "_timed_pair", one_run)
+    per, setup, reference = cost_model._distiller_cost(digits, "dm", 1, 1, 2, 1, [])
+    assert (per, setup) == (0.5, 0.1) and reference == default_config("dm", "digits", 1).iterations
+    assert seen == [("outer iteration", "dm", 1, 2, 10)]  # dm's cheap iterations get more of them
+
+
+def test_measure_on_digits_writes_rows_raw_runs_and_table(digits, tmp_path):
+    rows, raw = measure_costs(digits, [], [1], protocols=("dc-nodsa",), repeats=1, eval_epochs=(2, 60),
+                              report=lambda s: None)
+    assert [(r.unit, r.method, r.ipc) for r in rows] == [("evaluation epoch", "dc-nodsa", 1)]
+    ev = rows[0]
+    assert ev.reference_units == 300 and ev.per_unit_seconds > 0 and (ev.k1, ev.k2) == (2, 60)
+    assert ev.reference_hours == pytest.approx((ev.setup_seconds + 300 * ev.per_unit_seconds) / 3600)
+    assert [r[3] for r in raw] == [2, 60]  # one run at each size
+
+    paths = write_costs(rows, raw, str(tmp_path / "cost"), "digits", "test machine")
+    table = pd.read_csv(paths[0])
+    assert list(table.columns) == ["dataset", *COLUMNS, "machine"] and len(table) == 1
+    assert list(pd.read_csv(paths[1]).columns) == ["dataset", *RAW_COLUMNS]
+    md = paths[2].read_text()
+    assert "| evaluation epoch | dc-nodsa | 1 |" in md and "test machine" in md and "extrapolation" in md
+
+
+def test_markdown_shows_every_row_and_the_expert_epoch_without_ipc():
+    rows = [CostRow("expert epoch", "mtt", 0, 140.0, 0.5, 3, 1, 2, 5000, 194.4, 1, "v1")]
+    md = cost_markdown(rows, "cifar10-jpeg")
+    assert "| expert epoch | mtt | - | 140.000 | 0.50 | 3 | 5,000 | 194.40 |" in md and "code v1" in md
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--ipc", "0"], "--ipc"),
+    (["--methods", "herding"], "cost times"),
+    (["--repeats-at", "10=0"], "IPC=RUNS"),
+    (["--repeats", "-1"], "--repeats"),
+])
+def test_cli_bad_input_is_one_line(argv, needle, tmp_path, capsys):
+    assert main(["cost", "--out", str(tmp_path / "c"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
+    assert not (tmp_path / "c").exists()
+
