@@ -30,10 +30,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from bench.dataset_core import Dataset, ImageSet
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DISTILLERS = ("dc", "dsa", "dm", "idc")
 TIMED_METHODS = (*DISTILLERS, "mtt")  # dasm: its cost is IDC's per segment plus its ranking models (see cost.md)
@@ -172,12 +177,14 @@ def _evaluation_cost(data: Dataset, protocol_name: str, ipc: int, k1: int, k2: i
 def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), ipcs: Iterable[int] = (1, 10, 50),
                   protocols: Iterable[str] = ("dc", "dc-nodsa"), repeats: int = 5,
                   repeats_at: dict[int, int] | None = None, k: tuple[int, int] = (1, 2),
-                  eval_epochs: tuple[int, int] = (2, 6), report: Callable[[str], None] = print
+                  eval_epochs: tuple[int, int] = (2, 6), report: Callable[[str], None] = print,
+                  checkpoint: Callable[[list[CostRow], list[list]], object] | None = None
                   ) -> tuple[list[CostRow], list[list]]:
     """Measure every unit for ``methods`` x ``ipcs`` (+ MTT experts, + evaluation epochs per protocol).
 
     ``repeats_at`` lowers the repeat count at costly IPCs (``{50: 1}``); the table says how many ran.
-    Returns the rows and the raw timings (:data:`RAW_COLUMNS`)."""
+    Returns the rows and the raw timings (:data:`RAW_COLUMNS`); ``checkpoint(rows, raw)`` is called
+    after each row, so a long measurement that is stopped keeps what it measured."""
     from bench.version import code_version
 
     threads, version, raw, rows = torch.get_num_threads(), code_version(), [], []
@@ -187,6 +194,8 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
                             version))
         report(f"{unit:>18} {method:>8} ipc {ipc:>3}: {per:9.3f} CPU-s per unit, setup {setup:7.2f} s "
                f"(reference {ref} units ~{rows[-1].reference_hours:.1f} h)")
+        if checkpoint is not None:
+            checkpoint(rows, raw)
 
     methods = list(methods)
     for ipc in ipcs:
@@ -247,8 +256,6 @@ def machine_note() -> str:
 
 def write_costs(rows: list[CostRow], raw: list[list], out: str, dataset: str, machine: str) -> list:
     """``cost.csv`` (rows), ``cost_raw.csv`` (every timed run) and ``cost.md`` under ``out``."""
-    from pathlib import Path
-
     import pandas as pd
 
     from bench.files import write_atomically
@@ -266,3 +273,60 @@ def write_costs(rows: list[CostRow], raw: list[list], out: str, dataset: str, ma
     write_atomically(paths[2], cost_markdown(rows, dataset, machine))
     return paths
 
+
+
+# ----------------------------------------------------------------------------- estimates from a committed table
+
+def cost_table_for(dataset: str, root: str = "results") -> Path | None:
+    """The committed cost table of ``dataset`` (or of the dataset it copies, ``cifar10-jpeg`` ->
+    ``results/cifar10/cost/cost.csv``), None when there is none."""
+    from bench.data import settings_name
+
+    for name in dict.fromkeys([dataset, settings_name(dataset)]):
+        path = Path(root) / name / "cost" / "cost.csv"
+        if path.is_file():
+            return path
+    return None
+
+
+class CostEstimator:
+    """CPU-seconds of a cell from a cost table: distillation (setup + budget x per unit; MTT's expert
+    buffer not included) and evaluation (models x (setup + epochs x per epoch)); None where the table
+    has no row for it.
+
+    Example::
+
+        est = CostEstimator.load(cost_table_for("cifar10-jpeg"))
+        est.evaluation_seconds("dc", 10, epochs=1000, models=5)
+    """
+
+    def __init__(self, rows: "pd.DataFrame") -> None:
+        self.rows = rows
+
+    @classmethod
+    def load(cls, path) -> "CostEstimator":
+        import pandas as pd
+
+        return cls(pd.read_csv(path))
+
+    def _row(self, unit: str, method: str, ipc: int):
+        r = self.rows[(self.rows["unit"] == unit) & (self.rows["method"] == method) & (self.rows["ipc"] == ipc)]
+        return None if r.empty else r.iloc[0]
+
+    def distill_seconds(self, method: str, ipc: int, config) -> float | None:
+        from bench.registry import get_method
+
+        fields = get_method(method).budget_fields
+        if not fields:
+            return None
+        unit = "matching iteration" if method == "mtt" else "outer iteration"
+        r = self._row(unit, method, ipc)
+        if r is None:
+            return None
+        return float(r["setup_seconds"]) + int(getattr(config, fields[0])) * float(r["per_unit_seconds"])
+
+    def evaluation_seconds(self, protocol: str, ipc: int, epochs: int, models: int) -> float | None:
+        r = self._row("evaluation epoch", protocol.partition("@")[0], ipc)
+        if r is None:
+            return None
+        return models * (float(r["setup_seconds"]) + epochs * float(r["per_unit_seconds"]))

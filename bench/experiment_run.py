@@ -59,7 +59,9 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
 
 
 def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
-    """What a run would do: the grid, and how many of its cells ``out`` already holds."""
+    """What a run would do: the grid, how many of its cells ``out`` already holds, and the CPU time of
+    the rest estimated from the dataset's committed cost table (bench/cost_model.py), when it has one."""
+    from bench.cost_model import CostEstimator, cost_table_for
     from bench.grid import cell_protocols, distill_key, eval_key, resolved_config
     from bench.results import ResultsTable
 
@@ -73,6 +75,9 @@ def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     if spec.skipped:
         lines.append(f"  skipped (not registered): {', '.join(spec.skipped)}")
     total_sets = stored = cells = finished = 0
+    cost_path = cost_table_for(spec.dataset)
+    estimator = CostEstimator.load(cost_path) if cost_path else None
+    estimate, unknown = 0.0, set()
     for entry in spec.methods:
         for ipc in spec.ipcs:
             config = resolved_config(grid, entry.name, ipc)
@@ -80,12 +85,32 @@ def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
             for seed in spec.seeds:
                 dkey = distill_key(entry.name, spec.dataset, ipc, seed, config, grid.train_split)
                 total_sets += 1
-                stored += (target / "synthetic" / f"{dkey}.safetensors").exists()
+                have_set = (target / "synthetic" / f"{dkey}.safetensors").exists()
+                stored += have_set
+                if estimator is not None and not have_set:
+                    seconds = estimator.distill_seconds(entry.name, ipc, config)
+                    estimate += seconds or 0.0
+                    if seconds is None:
+                        unknown.add(f"{entry.name} distillation")
                 for arch in spec.archs:
                     for protocol in protocols:
                         cells += 1
-                        finished += eval_key(dkey, arch, protocol, spec.num_models) in done
+                        is_done = eval_key(dkey, arch, protocol, spec.num_models) in done
+                        finished += is_done
+                        if estimator is not None and not is_done:
+                            seconds = (estimator.evaluation_seconds(protocol.name, ipc, protocol.epochs,
+                                                                    spec.num_models) if arch == "convnet" else None)
+                            estimate += seconds or 0.0
+                            if seconds is None:
+                                unknown.add(f"{protocol.name} evaluation on {arch}")
         names = ", ".join(p.name for p in protocols)
         lines.append(f"  {entry.name:<12} protocol {names:<14} overrides {entry.overrides or '-'}")
     lines.append(f"  {total_sets} sets ({stored} stored), {cells} evaluation cells ({finished} done) in {target}")
+    if estimator is None:
+        lines.append(f"  estimated time: no cost table for {spec.dataset} (measure one: dasm-bench cost --dataset "
+                     f"{spec.dataset} --out results/<dataset>/cost)")
+    else:
+        lines.append(f"  estimated time of what is left: {estimate / 3600:.1f} CPU-hours on one thread, from {cost_path}"
+                     + (f" (not counted, no row: {', '.join(sorted(unknown))})" if unknown else "")
+                     + "; CPU only: no GPU cost has been measured")
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -93,3 +95,36 @@ def test_cli_bad_input_is_one_line(argv, needle, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
     assert not (tmp_path / "c").exists()
 
+
+
+def _cost_rows() -> pd.DataFrame:
+    rows = [CostRow("outer iteration", "dm", 1, 2.0, 10.0, 3, 2, 10, 20000, 0.0, 1, "v"),
+            CostRow("evaluation epoch", "dc", 1, 0.5, 4.0, 3, 2, 6, 1000, 0.0, 1, "v")]
+    return pd.DataFrame([dataclasses.astuple(r) for r in rows], columns=COLUMNS)
+
+
+def test_estimator_adds_setup_and_budget_and_says_none_where_it_has_no_row():
+    from bench.cost_model import CostEstimator
+    from bench.registry import default_config
+
+    est = CostEstimator(_cost_rows())
+    config = dataclasses.replace(default_config("dm", "cifar10", 1), iterations=300)
+    assert est.distill_seconds("dm", 1, config) == pytest.approx(10.0 + 300 * 2.0)
+    assert est.distill_seconds("dm", 10, config) is None            # no row at IPC 10
+    assert est.distill_seconds("herding", 1, None) is None          # a coreset has no budget to scale
+    assert est.evaluation_seconds("dc@200ep", 1, 200, 3) == pytest.approx(3 * (4.0 + 200 * 0.5))
+    assert est.evaluation_seconds("dc-nodsa", 1, 300, 1) is None
+
+
+def test_plan_prints_the_estimate_from_the_committed_cost_table(tmp_path, monkeypatch):
+    from bench.experiment import load_spec
+    from bench.experiment_run import plan_summary
+
+    spec = load_spec("demo-digits")
+    monkeypatch.chdir(tmp_path)
+    assert "no cost table for digits" in plan_summary(spec, tmp_path / "out")
+    (tmp_path / "results" / "digits" / "cost").mkdir(parents=True)
+    _cost_rows().to_csv(tmp_path / "results" / "digits" / "cost" / "cost.csv", index=False)
+    line = plan_summary(spec, tmp_path / "out").splitlines()[-1]
+    assert "CPU-hours on one thread" in line and "results/digits/cost/cost.csv" in line
+    assert "herding distillation" in line and "no GPU cost" in line
