@@ -101,9 +101,25 @@ def _add_sets(p: argparse.ArgumentParser, metavar: str, help: str) -> None:
 
 # ----------------------------------------------------------------------------- the parser
 
+class _VersionAction(argparse.Action):
+    """``--version``: the code version every set and row records (package version + git commit);
+    computed only when asked, so building the parser runs no git."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        from bench.version import code_version
+
+        print(f"{parser.prog} {code_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every sub-command and its options."""
     parser = _Parser(prog="dasm-bench", description="Dataset distillation benchmark harness (DASM).")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version (package version, and the git commit in a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_list, _add_distill, _add_evaluate, _add_show, _add_grid, _add_budget, _add_plot, _add_run,
                 _add_sweep, _add_import, _add_published, _add_compare):
