@@ -22,13 +22,14 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from bench.results import ResultsTable, check_schema
     from bench.runner import GridSpec, run_grid
 
-    if args.protocols and args.protocol != OWN_PROTOCOL:
+    protocol = OWN_PROTOCOL if args.protocol == "own" else args.protocol  # "own", as `budget` and --help say
+    if args.protocols and protocol != OWN_PROTOCOL:
         raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
+                    protocol=protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
                     data_root=args.data_root, download=args.download)
     # the same full-data references as a spec's full_data_epochs (bench.full_data), on the first architecture
     full_jobs = full_data_jobs(spec, args.out, args.arch[0], args.device, epochs=args.full_data_epochs)
