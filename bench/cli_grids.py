@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.results import ResultsTable, check_schema
 
-    spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
+    whole = load_spec(args.spec)
+    spec = whole.subset(args.methods, args.ipc, args.seeds, args.arch)
     out = Path(args.out) if args.out is not None else spec.default_out
     table = ResultsTable(out)
     check_schema(table.load(), table.parquet)
@@ -118,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_writable(out, "--out", directory=True)
     if args.executor == "slurm":
         check_slurm()
+    from bench.run_selection import record_selection
+
+    record_selection(out, whole, spec)  # `compare` then expects only the reference cells asked for
     slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
     run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
