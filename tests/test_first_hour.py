@@ -53,3 +53,33 @@ def test_grid_takes_own_as_its_protocol(tmp_path, monkeypatch):
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocol", "own", "--out", str(tmp_path / "g"),
                  "--no-progress"]) == 0
     assert seen == [OWN_PROTOCOL]
+
+
+def _grid_like(out, set_protocol: str = "dc@5ep", full_protocol: str = "dc-nodsa@2ep", models: int = 2):
+    """Rows of two methods x 2 seeds under ``set_protocol`` and the one full-data record a
+    `dasm-bench grid` writes (``dc-nodsa`` while the sets are under ``dc``)."""
+    import json
+
+    from bench.results import ResultsTable
+
+    rows = [{"cell_key": f"{m}-{s}", "method": m, "dataset": "digits", "ipc": 1, "seed": s, "arch": "convnet",
+             "protocol": set_protocol, "num_models": models, "acc_last": acc + s, "acc_last_std": 0.0,
+             "acc_best": float("nan"), "acc_best_std": float("nan"), "distill_seconds": 1.0, "eval_seconds": 1.0,
+             "code_version": "t", "config_hash": f"{m}{s}", "synthetic_path": ""}
+            for m, acc in (("random", 50.0), ("herding", 60.0)) for s in (0, 1)]
+    ResultsTable(out).append(rows)
+    (out / "full_data.json").write_text(json.dumps({"by_protocol": {full_protocol: {
+        "dataset": "digits", "arch": "convnet", "protocol": full_protocol, "acc": 90.0}}}))
+
+
+def test_accuracy_table_says_what_its_spread_is_and_over_how_many_runs(tmp_path):
+    from bench.plots import write_reports
+
+    _grid_like(tmp_path)
+    write_reports(tmp_path, log=lambda m: None, pictures=False)
+    caption, blank, header = (tmp_path / "table_acc_last.md").read_text().splitlines()[:3]
+    assert caption == ("Last-epoch test accuracy (%): mean ± sample standard deviation over 2 seeds (2 models each; "
+                       "a seed's value is the mean over its models).")
+    assert blank == "" and header == "| method | IPC 1 |"
+    assert "| herding | 60.5 ± 0.7 |" in (tmp_path / "table_acc_last.md").read_text()   # std of 60, 61
+
