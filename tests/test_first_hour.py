@@ -83,3 +83,13 @@ def test_accuracy_table_says_what_its_spread_is_and_over_how_many_runs(tmp_path)
     assert blank == "" and header == "| method | IPC 1 |"
     assert "| herding | 60.5 ± 0.7 |" in (tmp_path / "table_acc_last.md").read_text()   # std of 60, 61
 
+
+def test_full_data_row_names_its_protocol_where_it_differs_from_the_sets(tmp_path):
+    from bench.plots import write_reports
+
+    _grid_like(tmp_path / "other")
+    write_reports(tmp_path / "other", log=lambda m: None, pictures=False)
+    assert "| full data (dc-nodsa@2ep; the sets: dc@5ep) | 90.0 |" in (tmp_path / "other" / "saturation_own.md").read_text()
+    _grid_like(tmp_path / "same", full_protocol="dc@5ep")
+    write_reports(tmp_path / "same", log=lambda m: None, pictures=False)
+    assert "| full data (dc@5ep) | 90.0 |" in (tmp_path / "same" / "saturation_own.md").read_text()
