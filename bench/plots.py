@@ -264,5 +264,5 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     for p in written:
         if p.name.startswith("saturation_own") and p.suffix == ".md":
             log(p.read_text())
-    log(f"wrote {len(written)} files under {out}")
+    log(f"wrote {len(written)} tables and figures under {out}")  # the command line counts every file it wrote
     return written

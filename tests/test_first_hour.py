@@ -93,3 +93,23 @@ def test_full_data_row_names_its_protocol_where_it_differs_from_the_sets(tmp_pat
     _grid_like(tmp_path / "same", full_protocol="dc@5ep")
     write_reports(tmp_path / "same", log=lambda m: None, pictures=False)
     assert "| full data (dc@5ep) | 90.0 |" in (tmp_path / "same" / "saturation_own.md").read_text()
+
+
+def test_the_count_of_written_files_is_what_is_on_disk(tmp_path, capsys):
+    import re
+
+    out = tmp_path / "grid"
+    assert main(["grid", "--methods", "random", "--ipc", "1", "--epochs", "2", "--models", "1",
+                 "--full-data-epochs", "1", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    on_disk = sorted(p for p in out.rglob("*") if p.is_file())
+    total = re.search(rf"^wrote (\d+) files under {re.escape(str(out))}: (.*)$", text, flags=re.M)
+    assert total and int(total.group(1)) == len(on_disk), (text, on_disk)
+    synthetic = sum(1 for p in on_disk if p.relative_to(out).parts[0] == "synthetic")
+    assert f"{synthetic} in synthetic/" in total.group(2)
+    reports = re.search(r"^wrote (\d+) tables and figures under", text, flags=re.M)
+    assert reports and 0 < int(reports.group(1)) < len(on_disk)
+    # a rerun of the reports rewrites only them: the count says so, sets and cells untouched
+    assert main(["plot", str(out)]) == 0
+    again = re.search(r"^wrote (\d+) files under .*: (\d+) at its top level$", capsys.readouterr().out, flags=re.M)
+    assert again and again.group(1) == again.group(2)
