@@ -113,3 +113,61 @@ def test_the_count_of_written_files_is_what_is_on_disk(tmp_path, capsys):
     assert main(["plot", str(out)]) == 0
     again = re.search(r"^wrote (\d+) files under .*: (\d+) at its top level$", capsys.readouterr().out, flags=re.M)
     assert again and again.group(1) == again.group(2)
+
+
+def _noxfile(monkeypatch):
+    """The project's noxfile, imported under a stand-in ``nox`` (the test venv has no nox)."""
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    fake = types.ModuleType("nox")
+    fake.options = types.SimpleNamespace()
+    fake.session = lambda *a, **k: (lambda f: f)
+    fake.Session = object
+    monkeypatch.setitem(sys.modules, "nox", fake)
+    path = Path(__file__).resolve().parents[1] / "noxfile.py"
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Session:
+    venv_backend = "virtualenv"
+    bin = ".nox/demo/bin"
+
+    def __init__(self, posargs, fail_on=None):
+        self.posargs, self.fail_on, self.runs, self.logs = posargs, fail_on, [], []
+
+    def install(self, *args):
+        pass
+
+    def run(self, *args):
+        self.runs.append(args)
+        if args[1] == self.fail_on:
+            raise RuntimeError("Command dasm-bench compare failed with exit code 1")
+
+    def log(self, line):
+        self.logs.append(line)
+
+
+def test_demo_ends_with_the_next_steps_even_when_it_disagrees(monkeypatch):
+    import pytest
+
+    noxfile = _noxfile(monkeypatch)
+    session = _Session(["--methods", "random,herding", "--ipc", "1"])
+    noxfile.demo(session)
+    run, compare = session.runs
+    out = run[run.index("--out") + 1]
+    assert run[-4:] == ("--methods", "random,herding", "--ipc", "1") and compare == ("dasm-bench", "compare", out, "results/demo")
+    assert 2 <= len(session.logs) <= 3
+    text = "\n".join(session.logs)
+    assert f"{out}/table_acc_last.md" in text and f"{out}/saturation.png" in text
+    assert f".nox/demo/bin/dasm-bench plot {out}" in text and f"compare {out} results/demo" in text
+    assert "README" in text and '"Using it"' in text
+    failing = _Session([], fail_on="compare")
+    with pytest.raises(RuntimeError):
+        noxfile.demo(failing)
+    assert failing.logs and "table_acc_last.md" in failing.logs[0]
