@@ -116,3 +116,21 @@ def test_readme_virtualenv_size_is_this_virtualenvs():
     if torch.version.cuda is None:
         pytest.skip("a CPU build of torch: the README's figure is the registry's standard (CUDA) build")
     assert round(_disk_bytes(sys.prefix) / 1e9) == int(found.group(1))
+
+
+def test_readme_says_which_commands_take_a_seed_and_a_device():
+    import argparse
+
+    from bench.cli_parser import build_parser
+
+    prose = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"Every command that trains takes `--device auto\|cpu\|cuda` and its seeds: `--seed N` "
+                      r"\(([^)]*)\) or `--seeds [^`]*` \(([^)]*)\)", prose)
+    assert found, "the README names the commands with --seed / --seeds"
+    named = [set(re.findall(r"`([\w-]+)`", group)) for group in found.groups()]
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    options = {name: {o for a in sub._actions for o in a.option_strings} for name, sub in commands.items()}
+    with_device = {name for name, opts in options.items() if "--device" in opts}
+    assert named[0] == {name for name in with_device if "--seed" in options[name]}
+    assert named[1] == {name for name in with_device if "--seeds" in options[name]}
+    assert named[0] | named[1] == with_device
