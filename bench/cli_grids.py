@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli_checks import check_slurm, parse_sets, sync_csv
+from bench.files import describe_written, file_snapshot
 from bench.vocabulary import OWN_PROTOCOL
 
 
@@ -22,14 +23,16 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from bench.results import ResultsTable, check_schema
     from bench.runner import GridSpec, run_grid
 
-    if args.protocols and args.protocol != OWN_PROTOCOL:
+    protocol = OWN_PROTOCOL if args.protocol == "own" else args.protocol  # "own", as `budget` and --help say
+    if args.protocols and protocol != OWN_PROTOCOL:
         raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=args.protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
+                    protocol=protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
                     data_root=args.data_root, download=args.download)
+    before = file_snapshot(Path(args.out))
     # the same full-data references as a spec's full_data_epochs (bench.full_data), on the first architecture
     full_jobs = full_data_jobs(spec, args.out, args.arch[0], args.device, epochs=args.full_data_epochs)
     df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs,
@@ -38,6 +41,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from bench.plots import write_reports  # matplotlib: only once there is something to draw
 
     write_reports(Path(args.out), df)
+    print(describe_written(Path(args.out), before))
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -58,9 +62,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
         raise BenchError(f"no results table in {out} (expected {table.parquet.name} or {table.cells.name}/)")
     check_writable(out, "results directory", directory=True)
     df = check_schema(table.load(), table.parquet)
+    before = file_snapshot(out)
     if repair_csv(table, df):
         print(f"{table.csv.name} was unreadable or stale: rewritten from the stored rows")
     write_reports(out, table.consolidate())  # a killed run's cells are in the regenerated table too
+    print(describe_written(out, before))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -97,7 +103,9 @@ def cmd_budget(args: argparse.Namespace) -> None:
                       protocol=OWN_PROTOCOL if args.protocol == "own" else args.protocol, epochs=args.epochs,
                       num_models=args.models, overrides=overrides, max_hours=args.max_hours,
                       data_root=args.data_root, download=args.download)
+    before = file_snapshot(Path(args.out))
     run_budget(spec, args.out, args.device, workers=args.workers, progress=not args.no_progress)
+    print(describe_written(Path(args.out), before))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -107,7 +115,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.results import ResultsTable, check_schema
 
-    spec = load_spec(args.spec).subset(args.methods, args.ipc, args.seeds, args.arch)
+    whole = load_spec(args.spec)
+    spec = whole.subset(args.methods, args.ipc, args.seeds, args.arch)
     out = Path(args.out) if args.out is not None else spec.default_out
     table = ResultsTable(out)
     check_schema(table.load(), table.parquet)
@@ -117,9 +126,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     check_writable(out, "--out", directory=True)
     if args.executor == "slurm":
         check_slurm()
+    from bench.run_selection import record_selection
+
+    before = file_snapshot(out)
+    record_selection(out, whole, spec)  # `compare` then expects only the reference cells asked for
     slurm = SlurmOptions(partition=args.partition, timeout_min=args.time, gpus_per_job=args.gpus_per_job,
                          cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb)
     run_experiment(spec, out, args.device, workers=args.workers, executor=args.executor, threads=args.threads,
                    slurm=slurm, progress=not args.no_progress, data_root=args.data_root, download=args.download,
                    report=not args.no_report, tensorboard=args.tensorboard)
     sync_csv(out)
+    print(describe_written(out, before))

@@ -17,6 +17,7 @@ import sys
 from bench.bounds import MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS, MAX_WORKERS
 from bench.cli_checks import (bounded_float, bounded_int, finite_float, int_list, non_negative_int, positive_int, seed,
                               seed_list, str_list)
+from bench.protocols import PROTOCOLS
 
 # every number on the command line has a range, stated in its error message (bench/bounds.py)
 ipc_int = bounded_int(1, MAX_IPC)
@@ -29,6 +30,14 @@ hours_float = bounded_float(0, 1e6)
 tolerance_float = bounded_float(0, 1e6)      # compare's --k-std / --k-images
 
 EXIT_BAD_INPUT = 2
+
+
+def protocol_help(default: str, own: bool = False) -> str:
+    """The --protocol help text: every protocol in the registry (bench.protocols, read when the
+    parser is built, so a new protocol shows up in every --help), and the default."""
+    names = " | ".join(PROTOCOLS)
+    choices = f"own (each method's own) | {names}" if own else names
+    return f"evaluation protocol: {choices}; a name may carry a budget, e.g. dc-nodsa@300ep (default: {default})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,10 +71,11 @@ def _add_execution(p: argparse.ArgumentParser, with_seed: bool = False, progress
 
 def _add_grid_axes(p: argparse.ArgumentParser, methods_help: str | None = None) -> None:
     """--methods, --dataset, --ipc, --seeds: a methods x IPC x seeds grid on one dataset."""
-    p.add_argument("--methods", type=str_list, required=True, help=methods_help)
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--ipc", type=int_list, required=True)
-    p.add_argument("--seeds", type=seed_list, default=[0])
+    p.add_argument("--methods", type=str_list, required=True,
+                   help=methods_help or "comma-separated methods, e.g. random,herding,dm (see `dasm-bench list methods`)")
+    p.add_argument("--dataset", default="digits", help="dataset to distill and test on (default: digits)")
+    p.add_argument("--ipc", type=int_list, required=True, help="comma-separated images per class, e.g. 1,10,50")
+    p.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds, one set per seed (default: 0)")
 
 
 def _add_eval_budget(p: argparse.ArgumentParser, models: int = 5, what: str = "set") -> None:
@@ -101,9 +111,25 @@ def _add_sets(p: argparse.ArgumentParser, metavar: str, help: str) -> None:
 
 # ----------------------------------------------------------------------------- the parser
 
+class _VersionAction(argparse.Action):
+    """``--version``: the code version every set and row records (package version + git commit);
+    computed only when asked, so building the parser runs no git."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        from bench.version import code_version
+
+        print(f"{parser.prog} {code_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every sub-command and its options."""
     parser = _Parser(prog="dasm-bench", description="Dataset distillation benchmark harness (DASM).")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version (package version, and the git commit in a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_list, _add_distill, _add_evaluate, _add_show, _add_grid, _add_budget, _add_plot, _add_run,
                 _add_sweep, _add_import, _add_published, _add_compare, _add_cost):
@@ -113,14 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_list(sub) -> None:
     p = sub.add_parser("list", help="list methods, datasets and architectures")
-    p.add_argument("what", nargs="?", choices=["methods", "datasets", "archs", "all"], default="all")
+    p.add_argument("what", nargs="?", choices=["methods", "datasets", "archs", "all"], default="all",
+                   help="what to list (default: all)")
     p.add_argument("--filter", default=None, help="wildcard for timm architectures, e.g. 'resnet*'")
 
 
 def _add_distill(sub) -> None:
     p = sub.add_parser("distill", help="distill a synthetic set and save it (safetensors + JSON)")
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--method", required=True, help="distillation method (see `dasm-bench list methods`)")
+    p.add_argument("--dataset", default="digits", help="dataset to distill (default: digits)")
     p.add_argument("--ipc", type=ipc_int, required=True, help="images per class")
     _add_sets(p, "KEY=VALUE", "override a config field (repeatable)")
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
@@ -135,7 +162,7 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="train fresh models on a synthetic set, test on the real test split")
     p.add_argument("synthetic", help="path of a .safetensors synthetic set")
     p.add_argument("--arch", default="convnet", type=str_list, help="comma-separated architectures")
-    p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the method's own)")
+    p.add_argument("--protocol", default=None, help=protocol_help("the method's own"))
     _add_eval_budget(p)
     p.add_argument("--lr", type=lr_float, default=None,
                    help="override the protocol's learning rate (also a set's learned one)")
@@ -148,10 +175,11 @@ def _add_evaluate(sub) -> None:
 
 def _add_show(sub) -> None:
     p = sub.add_parser("show", help="save a picture of a synthetic set (a row per class)")
-    p.add_argument("synthetic")
+    p.add_argument("synthetic", help="path of a .safetensors synthetic set")
     p.add_argument("--out", default=None, help="PNG path (default: next to the set)")
     p.add_argument("--decoded", action="store_true", help="show decoded (multi-formation) images")
-    p.add_argument("--max-per-class", type=bounded_int(1, 1_000), default=20)
+    p.add_argument("--max-per-class", type=bounded_int(1, 1_000), default=20,
+                   help="images shown per class (default: 20)")
     p.add_argument("--curves", action="store_true",
                    help="plot the matching-loss and validation curves stored in the set's metadata instead")
 
@@ -159,14 +187,17 @@ def _add_show(sub) -> None:
 def _add_grid(sub) -> None:
     p = sub.add_parser("grid", help="distill and evaluate a methods x IPC x seeds grid, then plot it")
     _add_grid_axes(p)
-    p.add_argument("--arch", type=str_list, default=["convnet"])
-    p.add_argument("--protocol", default="default")
+    p.add_argument("--arch", type=str_list, default=["convnet"],
+                   help="comma-separated evaluation architectures; the first also trains the full-data line "
+                        "(default: convnet)")
+    p.add_argument("--protocol", default="default", help=protocol_help("own", own=True))
     p.add_argument("--protocols", type=str_list, default=[],
                    help="evaluate every set under several protocols, e.g. own,idc (own: the method's own); "
                         "random and full data under every protocol that appears")
     _add_eval_budget(p)
     p.add_argument("--full-data-epochs", type=epochs_int, default=None,
-                   help="epochs of the full-data reference line")
+                   help="train the full-data reference line (a network on the whole training split) for "
+                        "this many epochs (default: no full-data line)")
     p.add_argument("--out", required=True, help="results directory")
     _add_execution(p)
     _add_acceleration(p)
@@ -177,7 +208,7 @@ def _add_budget(sub) -> None:
     p = sub.add_parser("budget", help="budget curves: each method at x1, x2, x4, ... its distillation budget")
     _add_grid_axes(p, "methods with a budget, e.g. dc,dm,idc,mtt,dasm")
     p.add_argument("--rungs", type=int_list, default=[1, 2, 4, 8], help="budget multipliers (default: 1,2,4,8)")
-    p.add_argument("--protocol", default="own", help="evaluation protocol (default: own = each method's)")
+    p.add_argument("--protocol", default="own", help=protocol_help("own", own=True))
     _add_eval_budget(p)
     _add_sets(p, "METHOD.KEY=VALUE",
               "set a method's x1 config field, e.g. dasm.base=idc or dm.iterations=100 (repeatable)")
@@ -224,7 +255,7 @@ def _add_run(sub) -> None:
 
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="Optuna sweep of DASM's segment schedule, scored on the validation split")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", help="dataset to distill and score on (default: digits)")
     p.add_argument("--ipc", type=ipc_int, required=True, help="images per class")
     p.add_argument("--base", default="idc", help="the base matcher of every segment (default: idc)")
     p.add_argument("--trials", type=positive_int, default=20, help="trials THIS worker runs (default: 20)")
@@ -244,7 +275,7 @@ def _add_sweep(sub) -> None:
     p.add_argument("--lr-factor", type=finite_float, default=10.0,
                    help="sample lr_img in [default/F, default*F], log scale; 1 = do not sweep it (default: 10)")
     p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
-    p.add_argument("--protocol", default=None, help="dc | dc-nodsa | idc (default: the base's own)")
+    p.add_argument("--protocol", default=None, help=protocol_help("the base's own"))
     _add_eval_budget(p, models=2, what="trial evaluation")
     p.add_argument("--prune-startup", type=non_negative_int, default=3, help="completed trials before pruning starts (default: 3)")
     _add_execution(p, with_seed=True, progress=False,
@@ -279,7 +310,7 @@ def _add_published(sub) -> None:
     p.add_argument("root", help="folder with one sub-folder per published set (and a README.md table)")
     p.add_argument("--dataset", required=True, help="the dataset the sets were distilled from")
     p.add_argument("--out", required=True, help="output directory (sets/, published.csv, published.md)")
-    p.add_argument("--arch", default="convnet")
+    p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
     _add_eval_budget(p)
     _add_acceleration(p)
     _add_execution(p, with_seed=True)

@@ -11,6 +11,11 @@ training (thread counts, BLAS kernels and CPU instruction sets change the last b
 and a few hundred SGD steps can turn that into one or two test images). Identical code on the same
 torch build is expected to give differences of zero or a test image or two.
 
+A run restricted to part of its spec (``dasm-bench run ... --methods random --ipc 1``, recorded in
+its ``run_selection.json``, :mod:`bench.run_selection`) is expected to hold only the reference cells
+it was asked for: the others are counted as "not run", not as missing. Any other run (the whole
+spec, a ``grid``) must hold every reference cell.
+
 Example::
 
     report = compare_results("runs/demo-20260101-120000", "results/demo")
@@ -27,6 +32,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.results import ResultsTable
+from bench.run_selection import in_selection, read_selection
 
 KEYS = ["method", "dataset", "ipc", "seed", "arch", "protocol"]
 GROUP = ["method", "dataset", "ipc", "arch", "protocol"]  # the seeds of a group give the noise
@@ -58,9 +64,10 @@ class Comparison:
     """The cell-by-cell outcome; ``line()`` is the one-line summary the demo prints."""
 
     cells: list[CellDiff]
-    missing: list[tuple] = field(default_factory=list)   # in the reference, not in the run
+    missing: list[tuple] = field(default_factory=list)   # in the reference, expected from the run, absent
     extra: list[tuple] = field(default_factory=list)     # in the run, not in the reference
     metric: str = "acc_last"
+    not_run: list[tuple] | None = None  # a restricted run: reference cells it was not asked for (else None)
 
     @property
     def outside(self) -> list[CellDiff]:
@@ -74,7 +81,8 @@ class Comparison:
         n = len(self.cells)
         biggest = max((abs(c.diff) for c in self.cells), default=0.0)
         exact = sum(abs(c.diff) < 1e-9 for c in self.cells)
-        head = (f"{n} cells compared on {self.metric} ({exact} identical, largest |diff| {biggest:.2f} points)")
+        cells = "cells" if self.not_run is None else f"computed cells ({len(self.not_run)} reference cells not run)"
+        head = f"{n} {cells} compared on {self.metric} ({exact} identical, largest |diff| {biggest:.2f} points)"
         if self.agree:
             return f"agree: all {head}, every one within the noise"
         parts = []
@@ -138,8 +146,13 @@ def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric
         noise = float(spread.get(tuple(key[i] for i in (0, 1, 2, 4, 5)), 0.0))
         cells.append(CellDiff(tuple(key), float(ran_cells[key]), float(ref_cells[key]), max(k_std * noise, floor)))
     missing = [tuple(k) for k in ref_cells.index.difference(ran_cells.index)]
+    selections = read_selection(run)
+    not_run = None
+    if selections is not None:  # a restricted run: only the cells it was asked for are expected
+        not_run = [k for k in missing if not in_selection(k, selections)]
+        missing = [k for k in missing if in_selection(k, selections)]
     extra = [tuple(k) for k in ran_cells.index.difference(ref_cells.index)]
-    return Comparison(sorted(cells, key=lambda c: tuple(map(str, c.key))), missing, extra, metric)
+    return Comparison(sorted(cells, key=lambda c: tuple(map(str, c.key))), missing, extra, metric, not_run)
 
 
 def compare_main(run: str, reference: str, metric: str = "acc_last", k_std: float = 2.0,

@@ -60,7 +60,7 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
                       formats: Sequence[str] = FORMATS) -> list[Path]:
     """(a) accuracy vs IPC (mean, 95% band), (b) test error on a log axis, (c) improvement over
     random with 95% paired intervals (symmetric-log axis: linear within ±2 points)."""
-    from bench.full_data import reference_for
+    from bench.full_data import full_data_label, references_for_rows
 
     plt = _plt()
     methods = ordered_methods(rows["method"])
@@ -113,14 +113,12 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
             right.errorbar(x, [d.mean for d in d_ok], yerr=err, capsize=1.5, elinewidth=0.7,
                            **{**style, "label": None})
         dataset = str(rows["dataset"].iloc[0]) if len(rows) else None
-        refs = {}
-        for protocol in sorted(rows["protocol"].astype(str).unique()):
-            rec = reference_for(full, protocol, dataset)
-            if rec is not None:
-                refs.setdefault(str(rec.get("protocol")), float(rec["acc"]))
-        for k, (name, acc) in enumerate(refs.items()):
+        refs = references_for_rows(full, rows["protocol"].astype(str).unique(), dataset)
+        for k, (name, (rec, foreign)) in enumerate(refs.items()):
             ls = (0, (4, 2)) if k == 0 else (0, (1, 1))
-            left.axhline(acc, color="#555555", lw=0.9, ls=ls, label=f"full data, {name} ({acc:.1f})", zorder=1)
+            acc = float(rec["acc"])
+            left.axhline(acc, color="#555555", lw=0.9, ls=ls, label=f"full data, {full_data_label(name, foreign)} "
+                         f"({acc:.1f})", zorder=1)
             error.axhline(100 - acc, color="#555555", lw=0.9, ls=ls, zorder=1)
         for ax in (left, error, right):
             _ipc_axis(ax, ipcs)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from bench.errors import BenchError
 from bench.files import read_regular, write_atomically
@@ -87,6 +87,29 @@ def reference_for(records: dict[str, dict[str, Any]], protocol: str,
     if len(fitting) == 1:
         return next(iter(fitting.values()))
     return None
+
+
+def references_for_rows(records: dict[str, dict[str, Any]], protocols: Iterable[str],
+                        dataset: str | None = None) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """The full-data references of a table whose rows carry ``protocols``: record protocol ->
+    (record, the rows' protocols it stands in for under ANOTHER protocol). A grid's default
+    reference is ``dc-nodsa`` while its sets are under ``dc``: that list is then ``["dc@..."]``,
+    and the table and figure say so (:func:`full_data_label`)."""
+    refs: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for protocol in sorted(set(map(str, protocols))):
+        rec = reference_for(records, protocol, dataset)
+        if rec is None:
+            continue
+        name = str(rec.get("protocol"))
+        _, foreign = refs.setdefault(name, (rec, []))
+        if protocol != name:
+            foreign.append(protocol)
+    return refs
+
+
+def full_data_label(name: str, foreign: list[str]) -> str:
+    """``dc@200ep``, or ``dc-nodsa@2ep; the sets: dc@5ep`` when the sets were evaluated otherwise."""
+    return name if not foreign else f"{name}; the sets: {', '.join(foreign)}"
 
 
 # ----------------------------------------------------------------------------- computing references

@@ -66,14 +66,36 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
 
 
 def markdown_table(df: pd.DataFrame, metric: str = "acc_last") -> str:
-    """Methods as rows, IPC as columns, ``mean ± std`` over seeds."""
+    """Methods as rows, IPC as columns, ``mean ± std`` over seeds, under a caption saying so."""
     summary = summarise(df, metric)
     if summary.empty:
         return "(no results)\n"
     summary["cell"] = summary.apply(lambda r: f"{r['mean']:.1f} ± {r['std']:.1f}", axis=1)
     wide = summary.pivot_table(index="method", columns="ipc", values="cell", aggfunc="first")
     wide.columns = [f"IPC {c}" for c in wide.columns]
-    return frame_to_markdown(wide.reset_index())
+    return spread_caption(df, summary, metric) + "\n\n" + frame_to_markdown(wide.reset_index())
+
+
+def _span(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def spread_caption(df: pd.DataFrame, summary: pd.DataFrame, metric: str = "acc_last") -> str:
+    """What a :func:`markdown_table` cell's ± is, and over how many runs (a reader cannot tell a
+    standard deviation from an interval, nor n, from the numbers alone)."""
+    what = "last-epoch" if metric == "acc_last" else "best"
+    models = df["num_models"] if "num_models" in df and df["num_models"].notna().any() else pd.Series([1])
+    n_models = _span(models.dropna())
+    text = (f"{what.capitalize()} test accuracy (%): mean ± sample standard deviation over {_span(summary['seeds'])} "
+            f"seeds ({n_models} model{'s' if n_models != '1' else ''} each; a seed's value is the mean over its "
+            f"models).")
+    if int(summary["seeds"].min()) == 1:
+        text += " A cell of one seed shows ± 0.0."
+    keys = ["method", "dataset", "ipc", "arch", "protocol"]
+    if "seed" in df and (df.groupby(keys, dropna=False)["seed"].nunique() < df.groupby(keys, dropna=False).size()).any():
+        text += " A seed evaluated more than once (e.g. with another number of models) counts once per row."
+    return text
 
 
 def frame_to_markdown(df: pd.DataFrame) -> str:
@@ -242,5 +264,5 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     for p in written:
         if p.name.startswith("saturation_own") and p.suffix == ".md":
             log(p.read_text())
-    log(f"wrote {len(written)} files under {out}")
+    log(f"wrote {len(written)} tables and figures under {out}")  # the command line counts every file it wrote
     return written

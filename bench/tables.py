@@ -142,7 +142,7 @@ def group_breaks(methods: list[str]) -> list[int]:
 def saturation_cells(rows: pd.DataFrame, full: dict[str, dict[str, Any]], metric: str = "acc_last"
                      ) -> tuple[list[str], list[tuple[str, list[Cell]]], list[int]]:
     """Header, (row label, cells) and group breaks of the accuracy-vs-IPC table of one view."""
-    from bench.full_data import reference_for
+    from bench.full_data import full_data_label, references_for_rows
     from bench.style import ordered_methods
 
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
@@ -166,13 +166,8 @@ def saturation_cells(rows: pd.DataFrame, full: dict[str, dict[str, Any]], metric
         body.append((m, cells))
     breaks = group_breaks(methods)
     dataset = str(rows["dataset"].iloc[0]) if len(rows) else None
-    refs = {}
-    for protocol in sorted(rows["protocol"].astype(str).unique()):
-        rec = reference_for(full, protocol, dataset)
-        if rec is not None:
-            refs.setdefault(str(rec.get("protocol")), rec)
-    for name, rec in refs.items():
-        body.append((f"full data ({name})", [Cell(f"{rec['acc']:.1f}") for _ in ipcs]))
+    for name, (rec, foreign) in references_for_rows(full, rows["protocol"].astype(str).unique(), dataset).items():
+        body.append((f"full data ({full_data_label(name, foreign)})", [Cell(f"{rec['acc']:.1f}") for _ in ipcs]))
     return ["method"] + [f"IPC {i}" for i in ipcs], body, breaks
 
 

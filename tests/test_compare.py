@@ -73,3 +73,72 @@ def test_no_table_is_one_line_error(tmp_path, ref, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no results table") and "\n" not in err
+
+
+# ----------------------------------------------------------------------------- a restricted run (issue 29)
+
+def _restricted_run(tmp_path, methods: list[str], ipcs: list[int], drop: tuple = ()) -> str:
+    import types
+
+    from bench.run_selection import record_selection
+
+    run = _run(tmp_path, {}, drop=tuple(k for k in REF if k[0] not in methods or k[1] not in ipcs) + drop)
+
+    def spec(ms, ips):  # the parts of an ExperimentSpec the record reads
+        return types.SimpleNamespace(name="ref-spec", dataset="digits", ipcs=ips, seeds=[0, 1, 2], archs=["convnet"],
+                                     method_names=lambda: list(ms))
+    record_selection(run, spec(["random", "dm"], [1, 10]), spec(methods, ipcs))
+    return run
+
+
+def test_restricted_run_compares_only_what_it_was_asked_for(tmp_path, ref, capsys):
+    run = _restricted_run(tmp_path, ["random"], [1])
+    report = compare_results(run, ref, test_sizes={"digits": N_TEST})
+    assert report.agree and len(report.cells) == 3 and len(report.not_run) == 3 and not report.missing
+    assert main(["compare", run, str(ref)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("agree: all 3 computed cells (3 reference cells not run)") and "\n" not in line
+
+
+def test_restricted_run_still_misses_a_cell_it_was_asked_for(tmp_path, ref):
+    report = compare_results(_restricted_run(tmp_path, ["random"], [1], drop=(("random", 1, 2),)), ref,
+                             test_sizes={"digits": N_TEST})
+    assert not report.agree and report.missing == [("random", "digits", 1, 2, "convnet", "dc@200ep")]
+    assert "2 computed cells (3 reference cells not run)" in report.line()
+
+
+def test_whole_spec_run_into_a_restricted_directory_expects_every_cell_again(tmp_path, ref):
+    import types
+
+    from bench.run_selection import read_selection, record_selection
+
+    run = _restricted_run(tmp_path, ["random"], [1])
+    assert read_selection(run) is not None
+    whole = types.SimpleNamespace(name="ref-spec", dataset="digits", ipcs=[1, 10], seeds=[0, 1, 2], archs=["convnet"],
+                                  method_names=lambda: ["random", "dm"])
+    record_selection(run, whole, whole)
+    report = compare_results(run, ref, test_sizes={"digits": N_TEST})
+    assert read_selection(run) is None and not report.agree and len(report.missing) == 3 and report.not_run is None
+
+
+def test_damaged_selection_record_is_one_line_error(tmp_path, ref, capsys):
+    run = _run(tmp_path, {})
+    (tmp_path / "run" / "run_selection.json").write_text("{not json")
+    assert main(["compare", run, str(ref)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "run_selection.json is damaged" in err and "\n" not in err
+
+
+def test_cli_run_records_its_restriction(tmp_path, monkeypatch):
+    import bench.experiment_run
+    from bench.run_selection import read_selection
+
+    monkeypatch.setattr(bench.experiment_run, "run_experiment", lambda *a, **k: None)
+    out = tmp_path / "demo"
+    assert main(["run", "demo-digits", "--out", str(out), "--methods", "random,herding", "--ipc", "1",
+                 "--no-progress"]) == 0
+    assert read_selection(out) == [{"dataset": "digits", "methods": ["random", "herding"], "ipcs": [1],
+                                    "seeds": [0, 1, 2], "archs": ["convnet"]}]
+    whole = tmp_path / "whole"
+    assert main(["run", "demo-digits", "--out", str(whole), "--no-progress"]) == 0
+    assert not (whole / "run_selection.json").exists()   # the whole spec: no record, every cell expected

@@ -64,3 +64,73 @@ def test_import_bench_stays_light():
             "assert {'run_experiment', 'register_method', 'register_dataset', 'register_architecture'} <= set(dir(bench))\n"
             "print('ok')")
     assert _run(code, ROOT).strip() == "ok"
+
+
+# ----------------------------------------------------------------------------- facts in the README's opening
+
+def readme_opening() -> str:
+    """The README above "## Using it": what a new user reads first."""
+    return (ROOT / "README.md").read_text().split("## Using it", 1)[0]
+
+
+def test_readme_opening_types_no_test_count_that_goes_stale():
+    prose = " ".join(readme_opening().split())
+    assert not re.search(r"\d+ (passed|skipped|failed|tests)\b", prose), "pytest's own summary gives the counts"
+    assert "bash .ci/run" in prose and "PostgreSQL" in prose and "Slurm" in prose and "skipped" in prose
+
+
+def test_readme_shortened_demo_line_counts_the_cells_it_names():
+    from bench.compare import KEYS
+    from bench.experiment import load_spec
+    from bench.results import ResultsTable
+
+    prose = " ".join(readme_opening().split())
+    found = re.search(r"`nox -s demo -- --methods ([\w,]+) --ipc ([\d,]+)`.*?`agree: all (\d+) computed cells "
+                      r"\((\d+) reference cells not run\)", prose)
+    assert found, "the README shows the shortened demo's compare line"
+    methods, ipcs = found.group(1).split(","), [int(i) for i in found.group(2).split(",")]
+    _, cells = load_spec("demo-digits").subset(methods, ipcs).count_cells()
+    reference = len(ResultsTable(ROOT / "results" / "demo").load().drop_duplicates(KEYS))
+    assert (int(found.group(3)), int(found.group(4))) == (cells, reference - cells)
+
+
+def _disk_bytes(root: str) -> int:
+    """What `du -s` counts: allocated blocks, each hard-linked file once, links not followed."""
+    seen, total = set(), 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(folder, name))
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
+def test_readme_virtualenv_size_is_this_virtualenvs():
+    import torch
+
+    found = re.search(r"virtualenv under `\.nox/` takes about (\d+) GB", " ".join(readme_opening().split()))
+    assert found, "the README states the virtualenv's disk cost"
+    if Path(sys.prefix).parent.name != ".nox":
+        pytest.skip(f"not run from a nox virtualenv ({sys.prefix}); the README's figure is a nox session's")
+    if torch.version.cuda is None:
+        pytest.skip("a CPU build of torch: the README's figure is the registry's standard (CUDA) build")
+    assert round(_disk_bytes(sys.prefix) / 1e9) == int(found.group(1))
+
+
+def test_readme_says_which_commands_take_a_seed_and_a_device():
+    import argparse
+
+    from bench.cli_parser import build_parser
+
+    prose = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"Every command that trains takes `--device auto\|cpu\|cuda` and its seeds: `--seed N` "
+                      r"\(([^)]*)\) or `--seeds [^`]*` \(([^)]*)\)", prose)
+    assert found, "the README names the commands with --seed / --seeds"
+    named = [set(re.findall(r"`([\w-]+)`", group)) for group in found.groups()]
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    options = {name: {o for a in sub._actions for o in a.option_strings} for name, sub in commands.items()}
+    with_device = {name for name, opts in options.items() if "--device" in opts}
+    assert named[0] == {name for name in with_device if "--seed" in options[name]}
+    assert named[1] == {name for name in with_device if "--seeds" in options[name]}
+    assert named[0] | named[1] == with_device
