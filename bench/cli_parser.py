@@ -329,7 +329,7 @@ def _add_compare(sub) -> None:
 def _add_cost(sub) -> None:
     p = sub.add_parser("cost", help="measure CPU-seconds per outer iteration, expert epoch and evaluation epoch "
                                     "of each method, and extrapolate the reference budgets' hours")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", help="dataset to time on (default: digits; CIFAR-10: cifar10-jpeg)")
     p.add_argument("--out", required=True, help="output directory (cost.csv, cost_raw.csv, cost.md)")
     p.add_argument("--methods", type=str_list, default=["dc", "dsa", "dm", "idc", "mtt"],
                    help="distillers to time (default: dc,dsa,dm,idc,mtt)")
