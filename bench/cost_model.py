@@ -48,6 +48,7 @@ COLUMNS = ["unit", "method", "ipc", "per_unit_seconds", "setup_seconds", "repeat
 # per-unit work differs by orders of magnitude: a DM iteration is a few forward passes, a DC one a
 # whole outer loop; cheap units get more of them, so the difference stands above timer noise
 UNITS_PER_METHOD = {"dm": (2, 10)}
+EXPERT_SUBSET = 2560  # training images an expert epoch is timed on (scaled to the whole split)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _mtt_cost(data: Dataset, ipc: int, k1: int, k2: int, repeats: int,
     return per, setup, reference, config
 
 
-def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list], n: int = 2560) -> tuple[float, float, int]:
+def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list], n: int = EXPERT_SUBSET) -> tuple[float, float, int]:
     """CPU-seconds of one expert epoch over the whole training split (timed on ``n`` images)."""
     from baselines.mtt_experts import train_expert
     from bench.registry import default_config

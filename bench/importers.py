@@ -256,12 +256,14 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
     whitened, zca_note = zca_choice(source, fmt, zca)
     extra: dict[str, Any] = {"zca": zca_note}
     lr = None
+    protocol = _PROTOCOL[fmt]
     if fmt in ("mtt", "ddranking"):
         images, raw_labels, lr, inputs = _read_mtt(source, fmt, iteration)
     elif fmt == "dc":
-        from bench.published_formats import dc_result_file
+        from bench.published_formats import dc_result_file, dc_source_protocol
 
         source = dc_result_file(source)
+        protocol = dc_source_protocol(source, data.name)
         images, raw_labels, dc_extra = _read_dc(source, index)
         extra.update(dc_extra)
         inputs = [source]
@@ -291,7 +293,7 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
         "config_hash": config_hash({"method": name, "dataset": data.name, "inputs": sorted(digests.values()),
                                     "index": index, "labels": label_kind, **({"zca": True} if whitened else {})}),
         "code_version": code_version(), "seconds": 0.0,
-        "eval_protocol": "mtt" if lr is not None else _PROTOCOL[fmt],
+        "eval_protocol": "mtt" if lr is not None else protocol,
         "image_size": data.image_size, "channels": data.channels, "num_classes": data.num_classes,
     }
     if lr is not None:

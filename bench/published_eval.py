@@ -6,7 +6,9 @@ result files, MTT save directories, DD-Ranking folders), imported with
 :func:`bench.importers.import_set` (format and ZCA detected, as ``dasm-bench import`` does) and
 evaluated with :data:`SOURCE_PROTOCOL`:
 
-- DC/DSA/DM result files: ``dc`` (1000 epochs + 1, DSA, lr 0.01);
+- DC/DSA/DM result files: the protocol their source printed its numbers under, from the file name
+  (:func:`bench.published_formats.dc_source_protocol`): DSA and DM ``dc`` (1000 epochs + 1, DSA,
+  lr 0.01), DC ``dc-nodsa`` (300 epochs + 1, no augmentation; ``dc-aug`` on MNIST);
 - MTT/DATM save directories and DD-Ranking folders: ``mtt``, the same schedule at the set's
   learned lr when one was saved (``lr_<it>.pt`` / ``lr.pt``), else at the protocol's 0.01;
   soft labels train with soft cross-entropy; ZCA sets train and test in whitened space.
@@ -39,7 +41,7 @@ from bench.data import Dataset
 from bench.errors import BenchError
 from bench.files import write_atomically
 
-SOURCE_PROTOCOL = {"dc": "dc", "mtt": "mtt", "ddranking": "mtt"}
+SOURCE_PROTOCOL = {"mtt": "mtt", "ddranking": "mtt"}  # "dc" files: their method's, read on import
 
 
 @dataclass
@@ -115,7 +117,9 @@ def evaluate_published(root: Path, data: Dataset, out: Path, arch: str = "convne
             raise BenchError(f"{folder.name}: {exc}") from None
         syn.save(out / "sets" / f"{folder.name}.safetensors")
         info = syn.metadata["import"]
-        protocol = get_protocol(SOURCE_PROTOCOL[info["format"]], epochs)
+        # a DC/DSA/DM file's own protocol was read from its name on import (see the module docstring)
+        name = syn.metadata["eval_protocol"] if info["format"] == "dc" else SOURCE_PROTOCOL[info["format"]]
+        protocol = get_protocol(name, epochs)
         res = evaluate_synthetic(syn, data, arch, protocol, models, seed, device, progress=progress)
         lr = float(syn.metadata["syn_lr"]) if protocol.lr_from_set and "syn_lr" in syn.metadata else protocol.lr
         rows.append(PublishedRow(folder.name, info["format"], len(syn), syn.metadata.get("ipc"), info["labels"],

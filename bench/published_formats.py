@@ -98,6 +98,25 @@ def dc_result_file(source: Path) -> Path:
     return found[0]
 
 
+_DC_METHOD = re.compile(r"^res_(DC|DSA|DM)_")
+
+
+def dc_source_protocol(path: Path, dataset: str) -> str:
+    """The protocol a DC/DSA/DM result file's own numbers were measured under, from its name
+    (``res_<method>_<dataset>_<model>_<n>ipc.pt``, VICO-UoE/DatasetCondensation main.py:225).
+
+    DC sets were evaluated without DSA: main.py:38 turns DSA on only for ``--method DSA``, and
+    main.py:117-123 trains 300 epochs unless ``get_daparam`` (utils.py:428) picks an augmentation,
+    which it does for MNIST only (crop/scale/rotate, 1000 epochs): our ``dc-nodsa`` / ``dc-aug``.
+    DSA and DM (main_DM.py:21, 38: 1000 epochs, DSA on by default) were evaluated with DSA: ``dc``."""
+    from bench.data import settings_name
+
+    found = _DC_METHOD.match(path.name)
+    if found is None or found.group(1) != "DC":
+        return "dc"
+    return "dc-aug" if settings_name(dataset) == "mnist" else "dc-nodsa"
+
+
 def detect_file_format(path: Path) -> str | None:
     """The format a single named file belongs to (its save directory's), or None."""
     if _SAVE_IMAGES.match(path.name):

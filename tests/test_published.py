@@ -24,6 +24,7 @@ import torch
 
 from bench.cli import main
 from bench.dataset_core import make_dataset
+from bench.importers import import_set
 from bench.synthetic import SyntheticSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +290,29 @@ def test_a_zca_set_evaluates_end_to_end_in_whitened_space(tmp_path, fake_small, 
 
 # ----------------------------------------------------------------------------- the published table
 
+@pytest.mark.parametrize("name, dataset, protocol", [
+    ("res_DC_CIFAR10_ConvNet_1ipc.pt", "cifar10", "dc-nodsa"),      # 300 epochs, no augmentation
+    ("res_DC_CIFAR10_ConvNet_1ipc.pt", "cifar10-jpeg", "dc-nodsa"),  # a copy takes its original's
+    ("res_DC_MNIST_ConvNet_10ipc.pt", "mnist", "dc-aug"),           # get_daparam's crop/scale/rotate
+    ("res_DSA_CIFAR10_ConvNet_1ipc.pt", "cifar10", "dc"),           # DSA on: 1000 epochs
+    ("res_DM_CIFAR10_ConvNet_1ipc.pt", "cifar10", "dc"),
+    ("res_other.pt", "cifar10", "dc"),
+])
+def test_a_dc_result_file_is_evaluated_under_its_methods_protocol(name, dataset, protocol):
+    from bench.published_formats import dc_source_protocol
+
+    assert dc_source_protocol(Path(name), dataset) == protocol
+
+
+def test_an_imported_dc_file_records_its_protocol(tmp_path, digits):
+    src = tmp_path / "res_DC_digits_ConvNet_1ipc.pt"
+    torch.save({"data": [[torch.zeros(10, 1, 8, 8), torch.arange(10)]], "accs_all_exps": {}}, src)
+    assert import_set(src, digits).metadata["eval_protocol"] == "dc-nodsa"
+    dsa = tmp_path / "res_DSA_digits_ConvNet_1ipc.pt"
+    shutil.copy(src, dsa)
+    assert import_set(dsa, digits).metadata["eval_protocol"] == "dc"
+
+
 def test_published_command_evaluates_every_set_at_a_tiny_budget(published, fake_cifar, tmp_path, capsys):
     root = tmp_path / "published"
     shutil.copytree(published, root)   # untouched copies: the run must not write beside them
@@ -300,7 +324,9 @@ def test_published_command_evaluates_every_set_at_a_tiny_budget(published, fake_
     present = [n for n in FOLDERS if (published / n).is_dir()]
     assert sorted(rows) == sorted(present)
     for name, row in rows.items():
-        assert row["protocol"] == ("mtt@1ep" if name.startswith("mtt") else "dc@1ep"), name
+        # each under its source's protocol: DC's own numbers were measured without DSA (main.py:117-123)
+        expected = "mtt@1ep" if name.startswith("mtt") else "dc-nodsa@1ep" if name.startswith("dc-") else "dc@1ep"
+        assert row["protocol"] == expected, name
         assert 0 <= float(row["measured_mean"]) <= 100 and row["models"] == "1"
         assert SyntheticSet.load(out / "sets" / f"{name}.safetensors").metadata["method"] == f"published-{name}"
     if "dc-cifar10-ipc1" in rows:   # the README's number and the file's own, recomputed as main.py prints it
