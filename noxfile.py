@@ -130,6 +130,21 @@ def cost(session: nox.Session) -> None:
     session.run("dasm-bench", "cost", *args)
 
 
+@nox.session(name="device-check", python=PYTHON)
+def device_check(session: nox.Session) -> None:
+    """Does every method run on the GPU? dc, dsa, dm, idc, mtt, dasm and the coresets at IPC 1 and 10 on
+    CIFAR-10 (JPEG copy from ../shared/data) for a few iterations each, a short evaluation of each set and
+    one full one; timings and a PASS/FAIL line per method into results/device-check/ (bench/device_check.py),
+    within 10 minutes on one GPU. Arguments after `--` replace these defaults one by one
+    (e.g. `-- --device cpu --dataset digits --ipc 1`)."""
+    _install(session)
+    defaults = {"--dataset": "cifar10-jpeg", "--data-root": "../shared/data", "--device": "cuda",
+                "--out": "results/device-check", "--ipc": "1,10"}
+    given = {a.split("=", 1)[0] for a in session.posargs if a.startswith("--")}
+    args = [x for k, v in defaults.items() if k not in given for x in (k, v)]
+    session.run("python", "-m", "bench.device_check", *args, *session.posargs)
+
+
 def _spec_and_args(session: nox.Session, kind: str) -> tuple[str, list[str]]:
     """`--dataset NAME` (default digits) picks bench/specs/<kind>-NAME.toml; every other argument
     goes to `dasm-bench run` (e.g. --device cuda, --workers 4, --data-root ~/data --download)."""

@@ -111,3 +111,26 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, message, tmp_path, capsys)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
     assert not (tmp_path / "out").exists()  # nothing ran
 
+
+def test_nox_session_runs_the_check_with_gpu_defaults(monkeypatch):
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    fake = types.ModuleType("nox")
+    fake.options, fake.Session = types.SimpleNamespace(), object
+    fake.session = lambda *a, **k: (lambda f: f)
+    monkeypatch.setitem(sys.modules, "nox", fake)
+    spec = importlib.util.spec_from_file_location("noxfile_dc", Path(__file__).resolve().parents[1] / "noxfile.py")
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    runs = []
+    session = types.SimpleNamespace(posargs=["--ipc", "1"], venv_backend="virtualenv", install=lambda *a: None,
+                                    run=lambda *a: runs.append(a))
+    noxfile.device_check(session)
+    (args,) = runs
+    assert args[:3] == ("python", "-m", "bench.device_check")
+    pairs = dict(zip(args[3::2], args[4::2]))
+    assert pairs == {"--dataset": "cifar10-jpeg", "--data-root": "../shared/data", "--device": "cuda",
+                     "--out": "results/device-check", "--ipc": "1"}
