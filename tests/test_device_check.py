@@ -54,6 +54,16 @@ def test_shrunk_configs_of_mtt_dasm_and_coresets(tmp_path):
     assert device_check.check_overrides("random", "cifar10", [1], 2, tmp_path, 1) == {}
 
 
+@pytest.mark.parametrize("ipc", [1, 10])
+def test_every_shrunk_config_is_valid_at_cifar10_scale(ipc, tmp_path):
+    """What the GPU run would distill with: each config accepts its overrides (and validates)."""
+    from bench.registry import apply_overrides, default_config
+
+    for method in METHODS:
+        overrides = device_check.check_overrides(method, "cifar10-jpeg", [1, 10], 2, tmp_path, ipc)
+        apply_overrides(default_config(method, "cifar10-jpeg", ipc), overrides)
+
+
 def test_a_failing_method_fails_alone_with_its_message_and_exit_1(tmp_path, monkeypatch, capsys):
     def broken(request, config):
         raise RuntimeError("CUDA error: device-side assert triggered\nsecond line")
