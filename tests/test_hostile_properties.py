@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from hostile_inputs import (FLAG_TEXT, SetCase, cell_files, image_folders, set_cases, spec_texts,
-                            write_folder, write_set)
+from hostile_inputs import (BASE_SPEC, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases, spec_texts,
+                            to_toml, write_folder, write_set)
 
 from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS,
                           MAX_SEED, MAX_WORKERS)
@@ -211,6 +211,8 @@ def _check_accepted_spec(path: Path, cwd: Path) -> None:
 
 @settings(HOSTILE, max_examples=int(60 * SCALE))
 @given(text=spec_texts(), give_out=st.booleans())
+# out = "\u0000": a ValueError traceback ("embedded null byte") from the results folder's scandir
+@example(text=to_toml({**BASE_SPEC, "out": "\x00"}), give_out=False)
 # out = "\u0000": a ValueError traceback ("embedded null byte") from the results folder's scandir
 def test_spec_files_plan(text: str, give_out: bool, tmp_path, capsys, monkeypatch):
     """Specs with odd seeds, IPCs, epochs, models, learning rates, protocols and out paths (``../..``,
