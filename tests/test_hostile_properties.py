@@ -24,7 +24,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from hostile_inputs import (BASE_SPEC, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases, spec_texts,
+from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases, spec_texts,
                             to_toml, write_folder, write_set)
 
 from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS,
@@ -160,8 +160,19 @@ def _check_accepted_row(row: dict[str, Any]) -> None:
         assert value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)), (key, value)
 
 
+def _cell(key: str = "k0", drop: str = "", **fields: Any) -> tuple[str, bytes]:
+    import json
+
+    row = {"cell_key": key, **CELL_FIELDS, **fields}
+    return f"{key}.json", json.dumps({k: v for k, v in row.items() if k != drop}).encode()
+
+
 @settings(HOSTILE, max_examples=int(25 * SCALE))
 @given(files=cell_files())
+@example(files=[_cell(drop="config_hash")])  # AttributeError: 'Pandas' object has no attribute 'config_hash'
+@example(files=[_cell(drop="distill_seconds")])  # KeyError 'distill_seconds' in the seconds figure
+@example(files=[_cell(ipc=None, seed=None), _cell("k1")])  # an imported set's row: int(NaN) in the IPC table
+@example(files=[_cell(method="")])  # numpy: "number sections must be larger than 0"
 def test_results_cells_then_plot(files: list[tuple[str, bytes]], tmp_path, capsys):
     """Cells with fields of the wrong type, odd numbers, names that do not match their key, or no
     row at all: ``dasm-bench plot`` draws them (every value in range) or says which cell, in one line."""
