@@ -24,11 +24,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases, spec_texts,
-                            to_toml, write_folder, write_set)
+from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases,
+                            spec_texts, to_toml, write_folder, write_set)
 
-from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS,
-                          MAX_SEED, MAX_WORKERS)
+from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_FACTOR, MAX_IPC, MAX_LR,
+                          MAX_MODELS, MAX_SEED, MAX_WORKERS)
 from bench.cli import main
 
 # DASM_HOSTILE_SCALE=20: twenty times the examples, freshly random (a local hunt; CI keeps the fixed draw)
@@ -360,3 +360,70 @@ def test_numeric_flags(flag, text: str, capsys, monkeypatch):
             assert isinstance(value, float if isinstance(high, float) else int), value
             assert_in(value, low, high, name, low_open)
 
+
+# what each numeric config field means, by name: the range any value given for it must lie in
+# (low, high, low_open, high_open); a name missing here is a count >= 1
+_FIELD_MEANING: dict[str, tuple[float, float, bool, bool]] = {
+    **{name: (0, 1, False, True) for name in ("momentum", "momentum_img", "momentum_net", "drop_fraction",
+                                              "window_shift")},
+    "mix_p": (0, 1, False, False),
+    **{name: (0, math.inf, True, False) for name in ("lr", "lr_img", "lr_net", "lr_teacher", "expert_lr", "mix_beta")},
+    **{name: (0, math.inf, False, False) for name in ("lr_lr", "weight_decay", "weight_decay_net", "iterations",
+                                                      "early", "n_data", "net_epoch", "expansion_iterations",
+                                                      "min_start_epoch")},
+    "expert_seed": (0, MAX_SEED, False, False),
+    "factor": (1, MAX_FACTOR, False, False),  # IDC's decoder factor: a set holds at most MAX_FACTOR
+}
+
+
+def _numeric_fields() -> list[tuple[str, str]]:
+    import dataclasses
+    import typing
+
+    from bench.registry import default_config, list_methods
+
+    found = []
+    for method in list_methods():
+        config = default_config(method, "digits", 1)
+        hints = typing.get_type_hints(type(config))
+        found += [(method, f.name) for f in dataclasses.fields(config)
+                  if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],))
+                  and bool not in (typing.get_args(hints[f.name]) or (hints[f.name],))]
+    return found
+
+
+@pytest.fixture
+def no_distill(monkeypatch, tmp_path):
+    import bench.registry
+
+    bench.registry.list_methods()  # every method module imported before patching (see test_cli_bad_input)
+    monkeypatch.chdir(tmp_path)
+
+    def stub(method, request, overrides=None):
+        raise Reached(method, overrides)
+
+    monkeypatch.setattr(bench.registry, "distill", stub)
+
+
+@settings(HOSTILE, max_examples=int(120 * SCALE))
+@given(field=st.sampled_from(_numeric_fields()), text=FLAG_TEXT)
+@example(field=("idc", "mix_beta"), text="-1")  # accepted, then a ValueError traceback mid-distillation
+@example(field=("idc", "momentum_net"), text="5")  # accepted and distilled with a diverging optimiser
+@example(field=("mtt", "expert_seed"), text="-1")  # beyond numpy's seed range
+def test_config_fields_by_set(field: tuple[str, str], text: str, capsys, no_distill):
+    """``distill --set FIELD=TEXT`` for every numeric field of every method: refused in one line, or
+    distilled with a value inside what the field means (a momentum in [0, 1), a rate > 0, ...)."""
+    from bench.registry import apply_overrides, default_config
+
+    method, name = field
+    try:
+        cli(["distill", "--method", method, "--ipc", "1", "--set", f"{name}={text}", "--no-progress"], capsys)
+        return
+    except Reached:
+        event("accepted")
+    value = getattr(apply_overrides(default_config(method, "digits", 1), {name: text}), name)
+    if value is not None:
+        low, high, low_open, high_open = _FIELD_MEANING.get(name, (1, math.inf, False, False))
+        assert value < high or (value == high and not high_open), f"{method}.{name} = {value!r} accepted"
+        cap = MAX_CONFIG_FLOAT if isinstance(value, float) else MAX_CONFIG_INT
+        assert_in(value, low, min(high, cap), f"{method}.{name}", low_open)
