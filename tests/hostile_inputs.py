@@ -283,7 +283,8 @@ def _toml_value(value: Any) -> str:
 def to_toml(table: dict[str, Any], prefix: str = "") -> str:
     """A small TOML writer (tomllib reads only): scalars first, then one header per sub-table; a
     null value is left out (TOML has none)."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict) and v is not None]
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()
+             if not isinstance(v, dict) and v is not None]
     for key, sub in table.items():
         if isinstance(sub, dict):
             name = f"{prefix}{_toml_key(key)}"

@@ -61,8 +61,9 @@ def tree(root: Path) -> set[Path]:
     return set(root.rglob("*"))
 
 
-def cli(argv: list[str], capsys) -> tuple[int, str]:
-    """``main(argv)``: 0, or 2 with one ``error:`` line (warnings aside) and no traceback; (code, stdout)."""
+def cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``main(argv)``: 0, or 2 with one ``error:`` line (warnings aside) and no traceback;
+    (code, stdout, the error line or "")."""
     capsys.readouterr()
     code = main(argv)
     out, err = capsys.readouterr()
@@ -76,7 +77,14 @@ def cli(argv: list[str], capsys) -> tuple[int, str]:
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         # --hypothesis-show-statistics: which checks the examples reach
         event(f"refused: {' '.join(w for w in lines[0].split()[1:5] if '/' not in w)}")
-    return code, out
+    return code, out, lines[0] if code else ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except (ValueError, OverflowError):
+        return False
 
 
 def assert_in(value: Any, low: float, high: float, what: str, low_open: bool = False) -> None:
@@ -185,7 +193,7 @@ def test_results_cells_then_plot(files: list[tuple[str, bytes]], tmp_path, capsy
     for name, content in files:
         (res / "cells" / name).write_bytes(content)
     outside = tree(tmp_path) - tree(res)
-    code, _ = cli(["plot", str(res)], capsys)
+    code, _, _ = cli(["plot", str(res)], capsys)
     assert tree(tmp_path) - tree(res) == outside, "plot wrote outside its results directory"
     if code == 0:
         assert (res / "results.parquet").is_file() and (res / "results.csv").is_file()
@@ -237,7 +245,7 @@ def test_spec_files_plan(text: str, give_out: bool, tmp_path, capsys, monkeypatc
     spec.write_text(text, encoding="utf-8", errors="surrogatepass")
     before = tree(tmp_path)
     argv = ["run", str(spec), "--plan"] + (["--out", str(folder / "res")] if give_out else [])
-    code, out = cli(argv, capsys)
+    code, out, _ = cli(argv, capsys)
     assert tree(tmp_path) == before, "--plan wrote a file"
     if code == 0:
         assert "evaluation cells" in out
@@ -257,7 +265,7 @@ def test_import_image_folders(folders, tmp_path, capsys):
     source = write_folder(folders, folder / "src")
     out = folder / "out" / "i.safetensors"
     before = tree(tmp_path)
-    code, _ = cli(["import", str(source), "--dataset", "digits", "--out", str(out)], capsys)
+    code, _, _ = cli(["import", str(source), "--dataset", "digits", "--out", str(out)], capsys)
     created = tree(tmp_path) - before
     assert created <= {out.parent, out, out.with_suffix(".json")}, sorted(map(str, created))
     if code == 0:
@@ -314,7 +322,7 @@ def test_import_torch_files(files: dict[str, Any], tmp_path, capsys):
             torch.save(value, buf)
             (src / name).write_bytes(buf.getvalue())
     out = folder / "i.safetensors"
-    code, _ = cli(["import", str(src), "--dataset", "digits", "--out", str(out)], capsys)
+    code, _, _ = cli(["import", str(src), "--dataset", "digits", "--out", str(out)], capsys)
     if code == 0:
         syn = SyntheticSet.load(out)
         assert torch.isfinite(syn.images).all() and tuple(syn.images.shape[1:]) == (1, 8, 8)
@@ -345,6 +353,8 @@ FLAGS = [
 
 @settings(HOSTILE, max_examples=int(150 * SCALE))
 @given(flag=st.sampled_from(FLAGS), text=FLAG_TEXT)
+@example(flag=FLAGS[0], text="1.5")  # was "invalid int value: '1.5'", no range
+@example(flag=FLAGS[2], text="-1")  # was "expected a positive finite number", no upper bound
 def test_numeric_flags(flag, text: str, capsys, monkeypatch):
     """Any text for a numeric flag: parsed to a value inside its range, or one line that states the range."""
     import bench.cli
@@ -352,7 +362,10 @@ def test_numeric_flags(flag, text: str, capsys, monkeypatch):
     prefix, name, attr, low, high, low_open, listed = flag
     seen = []
     monkeypatch.setitem(bench.cli.COMMANDS, prefix[0], lambda args: seen.append(getattr(args, attr)))
-    code, _ = cli(prefix + [f"{name}={text}"], capsys)
+    code, _, error = cli(prefix + [f"{name}={text}"], capsys)
+    if code == 2 and _is_number(text):  # a number out of range, or of the wrong kind: the message says the range
+        bound = f"{high:g}" if isinstance(high, float) else str(high)
+        assert bound in error, f"{name}={text!r}: {error!r} does not state the range (up to {bound})"
     if code == 0:
         values = seen[0] if listed else [seen[0]]
         assert values and len(set(values)) == len(values), values
