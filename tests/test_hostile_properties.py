@@ -24,8 +24,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, SetCase, cell_files, image_folders, set_cases,
-                            spec_texts, to_toml, write_folder, write_set)
+from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, JSON_VALUES, SetCase, cell_files, image_folders,
+                            set_cases, spec_texts, to_toml, write_folder, write_set)
 
 from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_FACTOR, MAX_IPC, MAX_LR,
                           MAX_MODELS, MAX_SEED, MAX_WORKERS)
@@ -440,3 +440,22 @@ def test_config_fields_by_set(field: tuple[str, str], text: str, capsys, no_dist
         assert value < high or (value == high and not high_open), f"{method}.{name} = {value!r} accepted"
         cap = MAX_CONFIG_FLOAT if isinstance(value, float) else MAX_CONFIG_INT
         assert_in(value, low, min(high, cap), f"{method}.{name}", low_open)
+
+
+@settings(HOSTILE, max_examples=int(200 * SCALE))
+@given(value=JSON_VALUES, bounds=st.sampled_from([(0, MAX_SEED), (1, MAX_IPC), (1, MAX_FACTOR),
+                                                 (-MAX_CONFIG_INT, MAX_CONFIG_INT)]))
+@example(value=-1, bounds=(0, MAX_SEED))  # the range read "[0, 4.29497e+09]"
+def test_bounds_state_the_exact_range(value: Any, bounds: tuple[int, int]):
+    """``check_int``, behind every sidecar, cell and config integer: the value itself when it is an
+    integer in range, else a one-line error with the exact range."""
+    from bench.bounds import check_int
+    from bench.errors import BenchError
+
+    low, high = bounds
+    try:
+        got = check_int(value, "x", low, high)
+    except BenchError as exc:
+        assert f"[{low}, {high}]" in str(exc) and "\n" not in str(exc), str(exc)
+    else:
+        assert type(got) is int and got == value and low <= got <= high and not isinstance(value, bool)
