@@ -1,5 +1,5 @@
-"""Property-based tests of hostile input (issue 26): generated malformed synthetic sets, sidecars,
-results cells, experiment specs, importer inputs and command-line numbers.
+"""Property-based tests of hostile files (issue 26): generated malformed synthetic sets, sidecars,
+results cells, experiment specs and importer inputs (command-line numbers: tests/test_hostile_flags.py).
 
 The property, for every input: ``dasm-bench`` either succeeds - and what it accepted lies inside
 the documented range (``bench.bounds``) - or exits 2 with exactly one stderr line ``error: ...``;
@@ -8,38 +8,26 @@ model: where training would start, a stub raises ``Reached`` with what it was gi
 
 Reproducible and bounded: ``derandomize=True`` and no example database (CI draws the same
 examples every run), ``max_examples`` sized so the whole file takes about a minute on one core.
-Strategies: ``tests/hostile_inputs.py``. A bug a property found is pinned as an ``@example``.
+Strategies: ``tests/hostile_inputs.py``; settings and the CLI check: ``tests/hostile_cli.py``. A
+bug a property found is pinned as an ``@example``.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, example, given, settings
+from hostile_cli import HOSTILE, SCALE, Reached, assert_in, cli, fresh, tree
+from hostile_inputs import (BASE_SPEC, CELL_FIELDS, SetCase, cell_files, image_folders, set_cases, spec_texts, to_toml,
+                            write_folder, write_set)
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from hostile_inputs import (BASE_SPEC, CELL_FIELDS, FLAG_TEXT, JSON_VALUES, SetCase, cell_files, image_folders,
-                            set_cases, spec_texts, to_toml, write_folder, write_set)
 
-from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_FACTOR, MAX_IPC, MAX_LR,
-                          MAX_MODELS, MAX_SEED, MAX_WORKERS)
-from bench.cli import main
-
-# DASM_HOSTILE_SCALE=20: twenty times the examples, freshly random (a local hunt; CI keeps the fixed draw)
-SCALE = float(os.environ.get("DASM_HOSTILE_SCALE", "1"))
-HOSTILE = settings(deadline=None, derandomize=SCALE == 1, database=None, print_blob=False,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                          HealthCheck.data_too_large, HealthCheck.filter_too_much])
-
-
-class Reached(Exception):
-    """Raised where training would start: the input was accepted; ``args`` is what training got."""
+from bench.bounds import MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_EPOCHS, MAX_IPC, MAX_LR, MAX_MODELS, MAX_SEED
 
 
 @pytest.fixture
@@ -50,47 +38,6 @@ def no_training(monkeypatch):
         raise Reached(images, labels, protocol, target)
 
     monkeypatch.setattr(bench.evaluation, "evaluate_training_set", stub)
-
-
-def fresh(root: Path) -> Path:
-    """A new folder per example (function-scoped fixtures are shared by all of a test's examples)."""
-    return Path(tempfile.mkdtemp(dir=root))
-
-
-def tree(root: Path) -> set[Path]:
-    return set(root.rglob("*"))
-
-
-def cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``main(argv)``: 0, or 2 with one ``error:`` line (warnings aside) and no traceback;
-    (code, stdout, the error line or "")."""
-    capsys.readouterr()
-    code = main(argv)
-    out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
-    assert "Traceback" not in err, err
-    if code == 0:
-        assert not any(line.startswith("error") for line in lines), err
-        event("accepted")
-    else:
-        assert code == 2, (code, err)
-        assert len(lines) == 1 and lines[0].startswith("error: "), err
-        # --hypothesis-show-statistics: which checks the examples reach
-        event(f"refused: {' '.join(w for w in lines[0].split()[1:5] if '/' not in w)}")
-    return code, out, lines[0] if code else ""
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except (ValueError, OverflowError):
-        return False
-
-
-def assert_in(value: Any, low: float, high: float, what: str, low_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
-        and (value > low if low_open else value >= low) and value <= high
-    assert ok, f"{what} = {value!r} was accepted outside [{low}, {high}]"
 
 
 # ----------------------------------------------------------------------------- (1), (2) synthetic sets
@@ -328,134 +275,3 @@ def test_import_torch_files(files: dict[str, Any], tmp_path, capsys):
         assert torch.isfinite(syn.images).all() and tuple(syn.images.shape[1:]) == (1, 8, 8)
         if "syn_lr" in syn.metadata:
             assert_in(syn.metadata["syn_lr"], 0, MAX_LR, "imported learning rate", low_open=True)
-
-
-# ----------------------------------------------------------------------------- (6) command-line numbers
-
-# (argv before the flag, flag, parsed attribute, low, high, low_open, is a list)
-FLAGS = [
-    (["distill", "--method", "random"], "--ipc", "ipc", 1, MAX_IPC, False, False),
-    (["distill", "--method", "random", "--ipc", "1"], "--seed", "seed", 0, MAX_SEED, False, False),
-    (["evaluate", "s.safetensors"], "--lr", "lr", 0, MAX_LR, True, False),
-    (["evaluate", "s.safetensors"], "--epochs", "epochs", 1, MAX_EPOCHS, False, False),
-    (["evaluate", "s.safetensors"], "--models", "models", 1, MAX_MODELS, False, False),
-    (["grid", "--methods", "random", "--out", "g"], "--ipc", "ipc", 1, MAX_IPC, False, True),
-    (["grid", "--methods", "random", "--ipc", "1", "--out", "g"], "--seeds", "seeds", 0, MAX_SEED, False, True),
-    (["run", "spec"], "--workers", "workers", 1, MAX_WORKERS, False, False),
-    (["run", "spec"], "--threads", "threads", 1, MAX_WORKERS, False, False),
-    (["sweep", "--ipc", "1"], "--trials", "trials", 1, MAX_COUNT, False, False),
-    (["sweep", "--ipc", "1"], "--timeout", "timeout", 0, 1e9, True, False),
-    (["budget", "--methods", "dm", "--ipc", "1", "--out", "b"], "--max-hours", "max_hours", 0, 1e6, True, False),
-    (["compare", "a", "b"], "--k-std", "k_std", 0, 1e6, True, False),
-    (["import", "src", "--dataset", "digits", "--out", "o"], "--index", "index", 0, MAX_COUNT, False, False),
-]
-
-
-@settings(HOSTILE, max_examples=int(150 * SCALE))
-@given(flag=st.sampled_from(FLAGS), text=FLAG_TEXT)
-@example(flag=FLAGS[0], text="1.5")  # was "invalid int value: '1.5'", no range
-@example(flag=FLAGS[2], text="-1")  # was "expected a positive finite number", no upper bound
-def test_numeric_flags(flag, text: str, capsys, monkeypatch):
-    """Any text for a numeric flag: parsed to a value inside its range, or one line that states the range."""
-    import bench.cli
-
-    prefix, name, attr, low, high, low_open, listed = flag
-    seen = []
-    monkeypatch.setitem(bench.cli.COMMANDS, prefix[0], lambda args: seen.append(getattr(args, attr)))
-    code, _, error = cli(prefix + [f"{name}={text}"], capsys)
-    if code == 2 and _is_number(text):  # a number out of range, or of the wrong kind: the message says the range
-        bound = f"{high:g}" if isinstance(high, float) else str(high)
-        assert bound in error, f"{name}={text!r}: {error!r} does not state the range (up to {bound})"
-    if code == 0:
-        values = seen[0] if listed else [seen[0]]
-        assert values and len(set(values)) == len(values), values
-        for value in values:
-            assert isinstance(value, float if isinstance(high, float) else int), value
-            assert_in(value, low, high, name, low_open)
-
-
-# what each numeric config field means, by name: the range any value given for it must lie in
-# (low, high, low_open, high_open); a name missing here is a count >= 1
-_FIELD_MEANING: dict[str, tuple[float, float, bool, bool]] = {
-    **{name: (0, 1, False, True) for name in ("momentum", "momentum_img", "momentum_net", "drop_fraction",
-                                              "window_shift")},
-    "mix_p": (0, 1, False, False),
-    **{name: (0, math.inf, True, False) for name in ("lr", "lr_img", "lr_net", "lr_teacher", "expert_lr", "mix_beta")},
-    **{name: (0, math.inf, False, False) for name in ("lr_lr", "weight_decay", "weight_decay_net", "iterations",
-                                                      "early", "n_data", "net_epoch", "expansion_iterations",
-                                                      "min_start_epoch")},
-    "expert_seed": (0, MAX_SEED, False, False),
-    "factor": (1, MAX_FACTOR, False, False),  # IDC's decoder factor: a set holds at most MAX_FACTOR
-}
-
-
-def _numeric_fields() -> list[tuple[str, str]]:
-    import dataclasses
-    import typing
-
-    from bench.registry import default_config, list_methods
-
-    found = []
-    for method in list_methods():
-        config = default_config(method, "digits", 1)
-        hints = typing.get_type_hints(type(config))
-        found += [(method, f.name) for f in dataclasses.fields(config)
-                  if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],))
-                  and bool not in (typing.get_args(hints[f.name]) or (hints[f.name],))]
-    return found
-
-
-@pytest.fixture
-def no_distill(monkeypatch, tmp_path):
-    import bench.registry
-
-    bench.registry.list_methods()  # every method module imported before patching (see test_cli_bad_input)
-    monkeypatch.chdir(tmp_path)
-
-    def stub(method, request, overrides=None):
-        raise Reached(method, overrides)
-
-    monkeypatch.setattr(bench.registry, "distill", stub)
-
-
-@settings(HOSTILE, max_examples=int(120 * SCALE))
-@given(field=st.sampled_from(_numeric_fields()), text=FLAG_TEXT)
-@example(field=("idc", "mix_beta"), text="-1")  # accepted, then a ValueError traceback mid-distillation
-@example(field=("idc", "momentum_net"), text="5")  # accepted and distilled with a diverging optimiser
-@example(field=("mtt", "expert_seed"), text="-1")  # beyond numpy's seed range
-def test_config_fields_by_set(field: tuple[str, str], text: str, capsys, no_distill):
-    """``distill --set FIELD=TEXT`` for every numeric field of every method: refused in one line, or
-    distilled with a value inside what the field means (a momentum in [0, 1), a rate > 0, ...)."""
-    from bench.registry import apply_overrides, default_config
-
-    method, name = field
-    try:
-        cli(["distill", "--method", method, "--ipc", "1", "--set", f"{name}={text}", "--no-progress"], capsys)
-        return
-    except Reached:
-        event("accepted")
-    value = getattr(apply_overrides(default_config(method, "digits", 1), {name: text}), name)
-    if value is not None:
-        low, high, low_open, high_open = _FIELD_MEANING.get(name, (1, math.inf, False, False))
-        assert value < high or (value == high and not high_open), f"{method}.{name} = {value!r} accepted"
-        cap = MAX_CONFIG_FLOAT if isinstance(value, float) else MAX_CONFIG_INT
-        assert_in(value, low, min(high, cap), f"{method}.{name}", low_open)
-
-
-@settings(HOSTILE, max_examples=int(200 * SCALE))
-@given(value=JSON_VALUES, bounds=st.sampled_from([(0, MAX_SEED), (1, MAX_IPC), (1, MAX_FACTOR),
-                                                 (-MAX_CONFIG_INT, MAX_CONFIG_INT)]))
-@example(value=-1, bounds=(0, MAX_SEED))  # the range read "[0, 4.29497e+09]"
-def test_bounds_state_the_exact_range(value: Any, bounds: tuple[int, int]):
-    """``check_int``, behind every sidecar, cell and config integer: the value itself when it is an
-    integer in range, else a one-line error with the exact range."""
-    from bench.bounds import check_int
-    from bench.errors import BenchError
-
-    low, high = bounds
-    try:
-        got = check_int(value, "x", low, high)
-    except BenchError as exc:
-        assert f"[{low}, {high}]" in str(exc) and "\n" not in str(exc), str(exc)
-    else:
-        assert type(got) is int and got == value and low <= got <= high and not isinstance(value, bool)
