@@ -8,6 +8,7 @@ command would start its work.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,6 +108,25 @@ def no_distill(monkeypatch, tmp_path):
     monkeypatch.setattr(bench.registry, "distill", stub)
 
 
+def _check_field(method: str, name: str, overrides: dict[str, Any]) -> None:
+    """The config distill got holds ``name`` as its declared kind, inside what the field means."""
+    import typing
+
+    from bench.registry import apply_overrides, default_config
+
+    config = apply_overrides(default_config(method, "digits", 1), overrides)
+    value = getattr(config, name)
+    if value is None:
+        return
+    hint = typing.get_type_hints(type(config))[name]
+    declared = typing.get_args(hint) or (hint,)
+    assert type(value) in declared, f"{method}.{name} = {value!r} accepted as a {type(value).__name__}"
+    low, high, low_open, high_open = _FIELD_MEANING.get(name, (1, math.inf, False, False))
+    assert value < high or (value == high and not high_open), f"{method}.{name} = {value!r} accepted"
+    cap = MAX_CONFIG_FLOAT if isinstance(value, float) else MAX_CONFIG_INT
+    assert_in(value, low, min(high, cap), f"{method}.{name}", low_open)
+
+
 @settings(HOSTILE, max_examples=int(120 * SCALE))
 @given(field=st.sampled_from(_numeric_fields()), text=FLAG_TEXT)
 @example(field=("idc", "mix_beta"), text="-1")  # accepted, then a ValueError traceback mid-distillation
@@ -115,20 +135,32 @@ def no_distill(monkeypatch, tmp_path):
 def test_config_fields_by_set(field: tuple[str, str], text: str, capsys, no_distill):
     """``distill --set FIELD=TEXT`` for every numeric field of every method: refused in one line, or
     distilled with a value inside what the field means (a momentum in [0, 1), a rate > 0, ...)."""
-    from bench.registry import apply_overrides, default_config
-
     method, name = field
     try:
         cli(["distill", "--method", method, "--ipc", "1", "--set", f"{name}={text}", "--no-progress"], capsys)
-        return
-    except Reached:
+    except Reached as reached:
         event("accepted")
-    value = getattr(apply_overrides(default_config(method, "digits", 1), {name: text}), name)
-    if value is not None:
-        low, high, low_open, high_open = _FIELD_MEANING.get(name, (1, math.inf, False, False))
-        assert value < high or (value == high and not high_open), f"{method}.{name} = {value!r} accepted"
-        cap = MAX_CONFIG_FLOAT if isinstance(value, float) else MAX_CONFIG_INT
-        assert_in(value, low, min(high, cap), f"{method}.{name}", low_open)
+        _check_field(method, name, reached.args[1])
+
+
+@settings(HOSTILE, max_examples=int(80 * SCALE))
+@given(field=st.sampled_from(_numeric_fields()), value=JSON_VALUES)
+@example(field=("dm", "iterations"), value=True)  # distilled with 1 iteration: JSON true read as the number 1
+def test_config_fields_by_file(field: tuple[str, str], value: Any, capsys, no_distill, tmp_path):
+    """``distill --config FILE`` (JSON: typed values, as a spec's [methods] table gives them): a bool,
+    list, object, null or out-of-range number for a numeric field is refused in one line."""
+    import json
+    import tempfile
+
+    method, name = field
+    config = Path(tempfile.mkdtemp(dir=tmp_path)) / "config.json"
+    config.write_text(json.dumps({name: value}))
+    try:
+        cli(["distill", "--method", method, "--ipc", "1", "--config", str(config), "--no-progress"], capsys)
+    except Reached as reached:
+        event("accepted")
+        assert not isinstance(value, (bool, list, dict)), f"{method}.{name} = {value!r} accepted"
+        _check_field(method, name, reached.args[1])
 
 
 @settings(HOSTILE, max_examples=int(200 * SCALE))
