@@ -275,3 +275,70 @@ def test_import_torch_files(files: dict[str, Any], tmp_path, capsys):
         assert torch.isfinite(syn.images).all() and tuple(syn.images.shape[1:]) == (1, 8, 8)
         if "syn_lr" in syn.metadata:
             assert_in(syn.metadata["syn_lr"], 0, MAX_LR, "imported learning rate", low_open=True)
+
+
+# ----------------------------------------------------------------------------- published-sets tables
+
+_PUBLISHED_ROW = {"folder": "dc-ipc1", "format": "dc", "images": "10", "ipc": "1", "labels": "hard", "zca": "False",
+                  "protocol": "dc", "lr": "0.01", "arch": "convnet", "models": "1", "measured_mean": "50.0",
+                  "measured_std": "1.0", "reported": "DC paper 28.3 +- 0.5", "file_reported": "", "code_version": "v"}
+_CSV_TEXT = st.one_of(st.sampled_from(["", "None", "nan", "inf", "-1", "0", "1e400", "1.5", "101", "1e308",
+                                       "../../x", "a,b", 'a"b', "x\ny", "\x00"]), st.text(max_size=6))
+
+
+_HUGE_FIELD = b"folder\n" + b"x" * 200_000 + b"\n"  # beyond csv's field size limit
+
+
+def _published_csv(row: dict[str, str]) -> bytes:
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(row)
+    return buf.getvalue().encode("utf-8", errors="surrogatepass")
+
+
+@st.composite
+def published_tables(draw: st.DrawFn) -> bytes:
+    """``published.csv`` as ``write_table`` writes it, with odd fields, a column gone, or bytes that are no CSV."""
+    if draw(st.integers(0, 9)) == 5:
+        return draw(st.sampled_from([b"\xff\xfe\x00", _HUGE_FIELD, b"", b"a,b\n1,2\n"]))
+    row = dict(_PUBLISHED_ROW)
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(sorted(row)))
+        if draw(st.integers(0, 5)) == 3:
+            del row[key]
+        else:
+            row[key] = draw(_CSV_TEXT)
+    return _published_csv(row)
+
+
+@settings(HOSTILE, max_examples=int(40 * SCALE))
+@given(table=published_tables())
+@example(table=b"\xff\xfe\x00")  # UnicodeDecodeError traceback
+@example(table=_HUGE_FIELD)  # _csv.Error "field larger than field limit" traceback
+@example(table=_published_csv({**_PUBLISHED_ROW, "lr": "nan"}))  # accepted and printed as "(nan)"
+@example(table=_published_csv({**_PUBLISHED_ROW, "measured_mean": "-5"}))  # accepted as a -5% accuracy
+def test_published_tables_then_plot(table: bytes, tmp_path, capsys):
+    """``dasm-bench plot OUT`` of a ``dasm-bench published`` folder re-renders published.md from a
+    published.csv with odd numbers, names or bytes: every number in range, or one line."""
+    from bench.published_eval import read_table
+
+    out = fresh(tmp_path)
+    (out / "sets").mkdir()
+    write_set(SetCase({"images": torch.zeros(10, 1, 8, 8), "labels": torch.arange(10)}),
+              out / "sets" / "dc-ipc1.safetensors")
+    (out / "published.csv").write_bytes(table)
+    outside = tree(tmp_path) - tree(out)
+    code, _, _ = cli(["plot", str(out)], capsys)
+    assert tree(tmp_path) - tree(out) == outside, "plot wrote outside the folder"
+    if code == 0:
+        for row in read_table(out):
+            assert row.folder == "dc-ipc1"
+            assert row.ipc is None or 1 <= row.ipc <= MAX_IPC
+            assert_in(row.images, 1, math.inf, "images")
+            assert_in(row.models, 1, MAX_MODELS, "models")
+            assert_in(row.lr, 0, MAX_LR, "lr", low_open=True)
+            assert_in(row.measured_mean, 0, 100, "measured_mean")
+            assert_in(row.measured_std, 0, 100, "measured_std")
