@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import torch
 from hostile_cli import HOSTILE, SCALE, Reached, assert_in, cli, fresh, tree
-from hostile_inputs import (BASE_SPEC, CELL_FIELDS, SetCase, cell_files, image_folders, set_cases, spec_texts, to_toml,
-                            write_folder, write_set)
+from hostile_inputs import (BASE_SPEC, CELL_FIELDS, JSON_VALUES, SetCase, cell_files, image_folders, set_cases,
+                            spec_texts, to_toml, write_folder, write_set)
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -344,3 +344,31 @@ def test_published_tables_then_plot(table: bytes, tmp_path, capsys):
             assert_in(row.lr, 0, MAX_LR, "lr", low_open=True)
             assert_in(row.measured_mean, 0, 100, "measured_mean")
             assert_in(row.measured_std, 0, 100, "measured_std")
+
+
+# ----------------------------------------------------------------------------- full-data references
+
+_FULL_RECORD = st.fixed_dictionaries({"acc": st.one_of(st.floats(0, 100), JSON_VALUES)},
+                                     optional={"protocol": JSON_VALUES, "dataset": JSON_VALUES, "arch": JSON_VALUES})
+
+
+@settings(HOSTILE, max_examples=int(150 * SCALE))
+@given(record=st.one_of(JSON_VALUES, _FULL_RECORD,
+                        st.fixed_dictionaries({"by_protocol": st.dictionaries(st.text(max_size=4), _FULL_RECORD,
+                                                                             max_size=2)})))
+@example(record={"by_protocol": {"dc": {"acc": math.nan, "protocol": "dc"}}})  # the table read "full data | nan"
+@example(record={"by_protocol": {"dc": {"acc": True, "protocol": "dc"}}})  # ... "| 1.0 |"
+@example(record={"acc": 50, "protocol": ["x"]})  # ... "full data (['x'])"
+def test_full_data_records(record: Any, tmp_path):
+    """``full_data.json`` (the full-data reference every table and figure of plot draws): each record
+    read back is a percentage with text names; anything else is dropped, never raised or drawn."""
+    import json
+
+    from bench.full_data import read_full_data
+
+    out = fresh(tmp_path)
+    (out / "full_data.json").write_text(json.dumps(record))
+    for key, rec in read_full_data(out).items():
+        event("kept")
+        assert isinstance(key, str) and type(rec["acc"]) is float and 0 <= rec["acc"] <= 100, rec
+        assert all(isinstance(rec.get(k), (str, type(None))) for k in ("protocol", "dataset", "arch")), rec
