@@ -353,3 +353,40 @@ FLAG_TEXT = st.one_of(
     st.sampled_from(EDGE_FLOATS).map(repr), st.text(max_size=8),
     st.sampled_from(["", " 5", "5 ", "+3", "-0", "0x10", "1_000", "1e3", "1.0", "١", "５", "inf", "-inf", "nan",
                      "NaN", "1e400", "9" * 5000, "1,2", "1,,2", ",", "1,1", "0,1", "\n", "true"]))
+
+
+# ----------------------------------------------------------------------------- ZCA transform files
+
+def zca_blob(**tensors: torch.Tensor) -> bytes:
+    """The bytes ``ZCAWhitening.save`` writes for 8x8 digits (D = 64; identity maps), tensors replaced."""
+    from safetensors.torch import save as st_save
+
+    parts = {"mean": torch.zeros(1, 64), "transform": torch.eye(64), "inverse": torch.eye(64), **tensors}
+    meta = {"format": "dasm-bench/zca", "eps": str(parts.pop("eps", "0.1")), "space": "pixels in [0, 1]"}
+    return st_save({k: v.contiguous() for k, v in parts.items()}, metadata=meta)
+
+
+@st.composite
+def zca_files(draw: st.DrawFn) -> bytes:
+    """A ZCA transform file (safetensors) as ``ZCAWhitening.save`` writes it, with a wrong shape,
+    dtype, NaN or metadata."""
+    from safetensors.torch import save as st_save
+
+    tensors = {"mean": torch.zeros(1, 64), "transform": torch.eye(64), "inverse": torch.eye(64)}
+    meta = {"format": "dasm-bench/zca", "eps": "0.1", "space": "pixels in [0, 1]"}
+    kind = draw(st.sampled_from(["none", "shape", "dtype", "value", "drop", "eps", "format"]))
+    name = draw(st.sampled_from(sorted(tensors)))
+    if kind == "shape":
+        tensors[name] = torch.zeros(draw(st.lists(st.integers(0, 65), max_size=3)))
+    elif kind == "dtype":
+        tensors[name] = tensors[name].to(draw(st.sampled_from([torch.float64, torch.float16, torch.int64])))
+    elif kind == "value":
+        tensors[name].view(-1)[draw(st.integers(0, tensors[name].numel() - 1))] = draw(
+            st.sampled_from([math.nan, math.inf, 3e38]))
+    elif kind == "drop":
+        del tensors[name]
+    elif kind in ("eps", "format"):
+        meta[kind] = draw(st.sampled_from(["", "nan", "-1", "inf", "abc", "1e400", "0"]))
+    if draw(st.integers(0, 9)) == 5:
+        return draw(st.sampled_from([b"", b"\x00" * 16, b"garbage"]))
+    return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)

@@ -23,7 +23,7 @@ import pytest
 import torch
 from hostile_cli import HOSTILE, SCALE, Reached, assert_in, cli, fresh, tree
 from hostile_inputs import (BASE_SPEC, CELL_FIELDS, JSON_VALUES, SetCase, cell_files, image_folders, set_cases,
-                            spec_texts, to_toml, write_folder, write_set)
+                            spec_texts, to_toml, write_folder, write_set, zca_blob, zca_files)
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -90,6 +90,24 @@ def test_sidecar_fields(case: SetCase, tmp_path, capsys, no_training):
     """Valid tensors, a sidecar with fields of the wrong type or out of range (factor, format_version,
     shapes, metadata ipc/seed/syn_lr/eval_protocol/zca): evaluated inside the ranges, or one line."""
     path = write_set(case, fresh(tmp_path) / "s.safetensors")
+    code, reached = _evaluate(path, capsys)
+    if reached is not None:
+        _check_accepted_set(path, reached)
+
+
+@settings(HOSTILE, max_examples=int(30 * SCALE))
+@given(zca=zca_files())
+@example(zca=zca_blob(transform=torch.tensor(0.0)))  # RuntimeError from matmul, a traceback
+@example(zca=zca_blob(mean=torch.full((1, 64), math.nan)))  # training would start on NaN images
+@example(zca=zca_blob(mean=torch.zeros(1, 3), transform=torch.eye(3), inverse=torch.eye(3)))  # not 64 values
+def test_zca_transform_files(zca: bytes, tmp_path, capsys, no_training):
+    """A set whose sidecar names a ZCA transform (``zca_file``, as our MTT's sets do) that has the
+    wrong shapes, dtypes, NaN or metadata: evaluated in a finite whitened space, or one line."""
+    folder = fresh(tmp_path)
+    (folder / "zca.safetensors").write_bytes(zca)
+    case = SetCase({"images": torch.zeros(10, 1, 8, 8), "labels": torch.arange(10)},
+                   [(("metadata", "zca_file"), str(folder / "zca.safetensors"))])
+    path = write_set(case, folder / "s.safetensors")
     code, reached = _evaluate(path, capsys)
     if reached is not None:
         _check_accepted_set(path, reached)
