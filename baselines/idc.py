@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from baselines.gradient_matching import (ComposedDSA, FrozenImages, RealPool, check_finite, check_metric,
                                          class_matching_loss, loss_curve, seeded_model, select_parameters,
                                          train_on_tensors)
+from bench.bounds import MAX_FACTOR
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.models import create_model
@@ -170,8 +171,10 @@ class IDCConfig:
         check_metric(self.metric)
         if self.init not in ("mix", "real", "noise"):
             raise BenchError(f"init must be 'mix', 'real' or 'noise', got {self.init!r}")
-        if self.factor is not None and self.factor < 1:
-            raise BenchError(f"factor must be >= 1 (or none for the default by resolution), got {self.factor}")
+        if self.factor is not None and not 1 <= self.factor <= MAX_FACTOR:
+            # a stored set decodes factor**2 images per image: SyntheticSet refuses more, after the compute
+            raise BenchError(f"factor must be in [1, {MAX_FACTOR}] (or none for the default by resolution), "
+                             f"got {self.factor}")
         if self.mixup_net not in ("cut", "vanilla"):
             raise BenchError(f"mixup_net must be 'cut' or 'vanilla', got {self.mixup_net!r}")
         if self.iterations < 0:
@@ -184,6 +187,14 @@ class IDCConfig:
                 raise BenchError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.mix_p <= 1:
             raise BenchError(f"mix_p must be in [0, 1], got {self.mix_p}")
+        # each of these reached SGD or CutMix unchecked: a ValueError traceback after the compute started
+        for name in ("momentum_img", "momentum_net"):
+            if not 0 <= getattr(self, name) < 1:
+                raise BenchError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.weight_decay_net >= 0:
+            raise BenchError(f"weight_decay_net must be in [0, inf), got {self.weight_decay_net}")
+        if not self.mix_beta > 0:
+            raise BenchError(f"mix_beta (CutMix's Beta parameter) must be in (0, inf), got {self.mix_beta}")
 
 
 def _pixel_affine(data: Dataset, device: torch.device) -> tuple[Tensor, Tensor]:

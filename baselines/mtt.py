@@ -66,6 +66,7 @@ from baselines.mtt_experts import ExpertBuffer, ExpertSettings
 from baselines.mtt_gradients import (GRADIENT_MODES, MatchResult, StudentStep,  # noqa: F401
                                      plan_student_steps, trajectory_gradients, trajectory_matching_loss)
 from bench.augmentation import DSA, strategy_for
+from bench.bounds import MAX_SEED, check_int
 from bench.errors import BenchError, DivergedError
 from bench.registry import DistillRequest, register_method
 from bench.synthetic import SyntheticSet
@@ -157,6 +158,13 @@ class MTTConfig:
                 raise BenchError(f"mtt: {key} must be > 0, got {getattr(self, key)}")
         if self.lr_lr < 0:
             raise BenchError(f"mtt: lr_lr must be >= 0, got {self.lr_lr}")
+        # SGD raises on a momentum outside [0, 1) only once distillation has started; a seed
+        # beyond numpy's range does the same when the expert buffer is trained
+        if not 0 <= self.momentum_img < 1:
+            raise BenchError(f"mtt: momentum_img must be in [0, 1), got {self.momentum_img}")
+        check_int(self.expert_seed, "mtt: expert_seed", 0, MAX_SEED)
+        if self.expansion_iterations < 0:
+            raise BenchError(f"mtt: expansion_iterations must be >= 0, got {self.expansion_iterations}")
         if not 0 <= self.min_start_epoch < self.max_start_epoch:
             raise BenchError(f"mtt: need 0 <= min_start_epoch < max_start_epoch, got "
                              f"{self.min_start_epoch} and {self.max_start_epoch}")

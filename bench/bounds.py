@@ -36,7 +36,12 @@ MAX_CONFIG_FLOAT = 1e6        # |any float config field| (MTT's lr_img on ImageN
 
 def _bounds(low: float | None, high: float | None, low_open: bool) -> str:
     left = "(" if low_open else "["
-    return f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+    return f"{left}{'-inf' if low is None else _edge(low)}, {'inf' if high is None else _edge(high)}]"
+
+
+def _edge(bound: float) -> str:
+    # integers exactly: ':g' would say 4.29497e+09 for MAX_SEED, a range nobody can type back
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def check_int(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:

@@ -22,12 +22,12 @@ from bench.bounds import MAX_COUNT, MAX_IPC, MAX_SEED  # noqa: F401  (MAX_SEED: 
 
 
 def _int(text: str, minimum: int, what: str, maximum: int | None = None) -> int:
+    bound = f"{what}" + (f" up to {maximum}" if maximum is not None else "")
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    except ValueError:  # "1.5", "1e3": the range is said too, so the fix is plain
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (expected {bound})") from None
     if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{what}" + (f" up to {maximum}" if maximum is not None else "")
         raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}")
     return value
 
@@ -63,10 +63,16 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
 
         parser.add_argument("--lr", type=bounded_float(0, MAX_LR))    # 1e308 -> one line, exit 2
     """
+    kind = "a positive finite number" if low == 0 else "a finite number"
+    expected = f"{kind} in ({low:g}, {high:g}]"
+
     def parse(text: str) -> float:
-        value = _float(text, positive=low >= 0)
-        if not low < value <= high:
-            raise argparse.ArgumentTypeError(f"expected a finite number in ({low:g}, {high:g}], got {text!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (expected {expected})") from None
+        if not (math.isfinite(value) and low < value <= high):  # the range in every refusal, NaN's too
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     parse.__name__ = "float"

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -132,27 +133,44 @@ def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric
     ran, ref = _load(run, "the run"), _load(reference, "the reference")
     if metric not in ran.columns or metric not in ref.columns:
         raise BenchError(f"metric {metric!r} is not a column of both tables")
+    for df in (ran, ref):
+        if not (pd.api.types.is_numeric_dtype(df[metric]) or df[metric].isna().all()):
+            raise BenchError(f"metric {metric!r} is not a numeric column (e.g. acc_last, acc_best)")
     # a rerun may hold a cell twice (e.g. another num_models): compare means
-    ran_cells = ran.groupby(KEYS, dropna=False)[metric].mean()
-    ref_cells = ref.groupby(KEYS, dropna=False)[metric].mean()
-    spread = ref.groupby(GROUP, dropna=False)[metric].std().fillna(0.0)
+    ran_cells = {k: v.mean() for k, v in _grouped(ran, KEYS, metric).items()}
+    ref_cells = {k: v.mean() for k, v in _grouped(ref, KEYS, metric).items()}
+    spread = {k: v.std() if v.notna().sum() > 1 else 0.0 for k, v in _grouped(ref, GROUP, metric).items()}
     sizes = dict(test_sizes or {})
     cells = []
-    for key in ref_cells.index.intersection(ran_cells.index):
+    for key in (k for k in ref_cells if k in ran_cells):
         dataset = key[1]
         if dataset not in sizes:
-            sizes[dataset] = _test_size(dataset)
+            sizes[dataset] = _test_size(str(dataset))
         floor = 100.0 * k_images / sizes[dataset] if sizes[dataset] else 0.0
         noise = float(spread.get(tuple(key[i] for i in (0, 1, 2, 4, 5)), 0.0))
-        cells.append(CellDiff(tuple(key), float(ran_cells[key]), float(ref_cells[key]), max(k_std * noise, floor)))
-    missing = [tuple(k) for k in ref_cells.index.difference(ran_cells.index)]
+        cells.append(CellDiff(key, float(ran_cells[key]), float(ref_cells[key]), max(k_std * noise, floor)))
+    missing = sorted((k for k in ref_cells if k not in ran_cells), key=_as_text)
     selections = read_selection(run)
     not_run = None
     if selections is not None:  # a restricted run: only the cells it was asked for are expected
         not_run = [k for k in missing if not in_selection(k, selections)]
         missing = [k for k in missing if in_selection(k, selections)]
-    extra = [tuple(k) for k in ran_cells.index.difference(ref_cells.index)]
-    return Comparison(sorted(cells, key=lambda c: tuple(map(str, c.key))), missing, extra, metric, not_run)
+    extra = sorted((k for k in ran_cells if k not in ref_cells), key=_as_text)
+    return Comparison(sorted(cells, key=lambda c: _as_text(c.key)), missing, extra, metric, not_run)
+
+
+def _as_text(key: tuple) -> tuple:
+    return tuple(map(str, key))  # keys may mix numbers, text and None: sorted as text
+
+
+def _grouped(df: pd.DataFrame, keys: list[str], metric: str) -> dict[tuple, pd.Series]:
+    """``metric`` per key; a missing key value (an imported set records no IPC or seed) is None,
+    which a pandas MultiIndex cannot look up when it holds NaN."""
+    groups: dict[tuple, list] = {}
+    for values, number in zip(df[keys].itertuples(index=False, name=None), df[metric]):
+        key = tuple(None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values)
+        groups.setdefault(key, []).append(number)
+    return {k: pd.Series(v, dtype=float) for k, v in groups.items()}
 
 
 def compare_main(run: str, reference: str, metric: str = "acc_last", k_std: float = 2.0,

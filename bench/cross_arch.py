@@ -242,7 +242,8 @@ def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, wh
         setting = cross_arch_rows(df, dataset, ipc)
         protocols = ", ".join(sorted(setting["protocol"].astype(str).unique()))
         seeds = setting.groupby(["method", "arch"])["seed"].nunique()
-        models = int(setting["num_models"].min()) if "num_models" in setting else 1
+        known = setting["num_models"].dropna() if "num_models" in setting else ()  # a cell may leave it null
+        models = int(known.min()) if len(known) else 1
         n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
         caption = (f"{dataset} IPC {ipc}: {label_metric} test accuracy (%) of sets distilled with ConvNet, "
                    f"mean ± 95% Student-t half-width over n = {n} seeds x {models} model(s) per seed (mean "

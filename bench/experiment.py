@@ -381,7 +381,8 @@ def _check_out(out: str, where: str) -> None:
     downloaded spec cannot send its writes elsewhere (``--out`` on the command line can, since the
     person running it typed it)."""
     path = Path(out)
-    if not out.strip() or path.is_absolute() or os.path.normpath(path).split(os.sep)[0] == "..":
+    # a NUL (TOML's "\u0000") is no path at all: every file call on it raises ValueError
+    if not out.strip() or "\x00" in out or path.is_absolute() or os.path.normpath(path).split(os.sep)[0] == "..":
         raise BenchError(f"{where}: out must be a relative path inside the working directory, got {out!r}; "
                          "pass --out to write elsewhere")
 

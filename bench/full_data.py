@@ -40,7 +40,8 @@ FILE = "full_data.json"
 
 def read_full_data(out: str | Path) -> dict[str, dict[str, Any]]:
     """Protocol name -> record; empty when the file is absent or damaged (a damaged file only
-    loses the reference rows and lines, never a run)."""
+    loses the reference rows and lines, never a run), and without any record whose accuracy is not
+    a percentage in [0, 100] or whose protocol, dataset or arch is not text."""
     path = Path(out) / FILE
     if not path.exists():
         return {}
@@ -58,10 +59,14 @@ def read_full_data(out: str | Path) -> dict[str, dict[str, Any]]:
         return {}
     good = {}
     for key, rec in records.items():
-        try:
-            good[str(key)] = {**rec, "acc": float(rec["acc"])}
-        except (KeyError, TypeError, ValueError):
+        acc = rec.get("acc") if isinstance(rec, dict) else None
+        # the dashed line and the table's "full data" row: a NaN, inf, -5, 150, true or "50" is damage
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 100:
             continue
+        if any(rec.get(name) is not None and not isinstance(rec[name], str)
+               for name in ("protocol", "dataset", "arch")):
+            continue
+        good[str(key)] = {**rec, "acc": float(acc)}
     return good
 
 

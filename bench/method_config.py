@@ -43,6 +43,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if annotation in (int, float, str, bool):
             if annotation is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
+            if annotation in (int, float) and isinstance(value, bool):  # JSON/TOML true is no count or rate
+                raise ValueError(value)
             return annotation(value)
         if origin in (tuple, list) and isinstance(value, str):
             inner = args[0] if args else str

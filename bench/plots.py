@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +23,7 @@ import pandas as pd
 from bench.files import refuse_linked_folders, write_atomically
 from bench.paths import safe_slug
 from bench.pictures import save_figure, synthetic_picture  # noqa: F401 (the figure writer, importable from here too)
-from bench.results import summarise
+from bench.results import COLUMNS, summarise
 
 
 def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "acc_last",
@@ -222,6 +224,38 @@ def mixed_versions_warning(df: pd.DataFrame, out: str | os.PathLike) -> str:
     return f"warning: {out} mixes {len(versions)} code versions: {named}"
 
 
+# what every table and figure places a row by: a row lacking one (an imported set records no IPC,
+# a hand-edited cell may hold null) stays in the stored table but cannot be drawn
+_PLACED_TEXT = ("method", "dataset", "arch", "protocol")
+_PLACED_NUMBERS = ("ipc", "seed", "acc_last")
+
+
+def drawable_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows the reports can place (text keys non-empty, IPC, seed and accuracy finite numbers)
+    with every standard column (one no cell holds reads as missing), and the cell keys of the others.
+
+    Example::
+
+        rows, left_out = drawable_rows(ResultsTable("results/mine").load())
+    """
+    if df.empty:
+        return df, []
+    numeric = {"ipc", "seed", "num_models", "acc_last", "acc_last_std", "acc_best", "acc_best_std",
+               "distill_seconds", "eval_seconds"}
+    absent = [c for c in COLUMNS if c not in df.columns]
+    if absent:  # check_row lets a cell leave out any field; the figures index them all
+        df = df.assign(**{c: math.nan if c in numeric else None for c in absent})
+    ok = pd.Series(True, index=df.index)
+    for column in _PLACED_TEXT:
+        if column in df:
+            ok &= df[column].map(lambda v: isinstance(v, str) and bool(v.strip()))
+    for column in _PLACED_NUMBERS:
+        if column in df:
+            ok &= df[column].map(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                 and math.isfinite(v))
+    return df[ok], df.loc[~ok, "cell_key"].astype(str).tolist()
+
+
 def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, full_data: float | None = None,
                   log: Callable[[str], None] = print, pictures: bool = True) -> list[Path]:
     """Regenerate every table and figure of a results directory from its stored rows and sets:
@@ -243,6 +277,11 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
     warning = mixed_versions_warning(df, out)
     if warning:
         log(warning)
+    df, left_out = drawable_rows(df)
+    if left_out:
+        log(f"note: {len(left_out)} row(s) lack a method, dataset, architecture, protocol, IPC, seed or accuracy "
+            f"and are left out of the tables and figures: {', '.join(map(repr, left_out[:5]))}"
+            f"{' ...' if len(left_out) > 5 else ''}")
     datasets = sorted(df["dataset"].astype(str).unique()) if len(df) else []
     for dataset in datasets:
         sub = df[df["dataset"] == dataset]

@@ -188,14 +188,14 @@ def read_table(out: Path) -> list[PublishedRow]:
     from bench.files import read_regular
 
     path = Path(out) / "published.csv"
-    text = read_regular(path, "published-sets table").decode("utf-8")
     rows = []
     types = {f: t for f, t in PublishedRow.__annotations__.items()}
     try:
+        text = read_regular(path, "published-sets table").decode("utf-8")
         for raw in csv.DictReader(io.StringIO(text)):
             fields = {}
             for name, kind in types.items():
-                value = raw.get(name, "")
+                value = raw.get(name) or ""
                 if "int" in kind:
                     fields[name] = int(value) if value not in ("", "None") else None
                 elif "float" in kind:
@@ -204,12 +204,30 @@ def read_table(out: Path) -> list[PublishedRow]:
                     fields[name] = value == "True"
                 else:
                     fields[name] = value
-            rows.append(PublishedRow(**fields))
-    except (TypeError, ValueError) as exc:
-        raise BenchError(f"{path} is not a published-sets table: {exc}") from None
+            rows.append(_checked_row(PublishedRow(**fields), path))
+    except (TypeError, ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+        raise BenchError(f"{path} is not a published-sets table: {str(exc).splitlines()[0][:160]}") from None
     if not rows:
         raise BenchError(f"{path} holds no rows")
     return rows
+
+
+def _checked_row(row: PublishedRow, path: Path) -> PublishedRow:
+    """Every number of a table row in the range ``evaluate_published`` writes, and a folder that is
+    one plain name: ``plot`` loads ``sets/<folder>.safetensors`` and prints the numbers."""
+    from bench.bounds import MAX_COUNT, MAX_IPC, MAX_LR, MAX_MODELS, check_int, check_number
+
+    where = f"{path}: row {row.folder!r}"
+    if not row.folder or row.folder in (".", "..") or any(c in row.folder for c in "/\\\x00"):
+        raise BenchError(f"{where}: folder must be one plain name (a sub-folder of the published root)")
+    check_int(row.images, f"{where}: images", 1, MAX_COUNT)
+    if row.ipc is not None:
+        check_int(row.ipc, f"{where}: ipc", 1, MAX_IPC)
+    check_int(row.models, f"{where}: models", 1, MAX_MODELS)
+    check_number(row.lr, f"{where}: lr", 0, MAX_LR, low_open=True)
+    check_number(row.measured_mean, f"{where}: measured_mean", 0, 100)
+    check_number(row.measured_std, f"{where}: measured_std", 0, 100)
+    return row
 
 
 def render_table(out: Path) -> Path:

@@ -114,7 +114,8 @@ def describe_n(rows: pd.DataFrame) -> str:
     """``n = 3 seeds x 1 model, 539 test images (1 image = 0.19 points)`` for a caption."""
     seeds = rows.groupby(["method", "ipc", "protocol"])["seed"].nunique()
     s = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    models = int(rows["num_models"].min()) if "num_models" in rows and len(rows) else 1
+    known = rows["num_models"].dropna() if "num_models" in rows else ()  # a cell may leave it null
+    models = int(known.min()) if len(known) else 1
     text = f"n = {s} seeds x {models} model{'s' if models != 1 else ''} per seed"
     datasets = rows["dataset"].astype(str).unique()
     tests = count_test_images(str(datasets[0])) if len(datasets) == 1 else None

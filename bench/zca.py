@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bench.bounds import check_number
 from bench.data import Dataset, ImageSet
 from bench.errors import BenchError
 from bench.files import write_atomically
@@ -118,12 +119,22 @@ class ZCAWhitening:
                 meta = f.metadata() or {}
                 if meta.get("format") != ZCA_FORMAT:
                     raise BenchError(f"{path} is not a dasm-bench ZCA file")
-                return cls(f.get_tensor("mean"), f.get_tensor("transform"), f.get_tensor("inverse"),
-                           float(meta["eps"]))
+                mean, transform, inverse = (f.get_tensor(k) for k in ("mean", "transform", "inverse"))
+                eps = float(meta["eps"])
         except BenchError:
             raise
         except Exception as exc:  # safetensors raises its own error types
             raise BenchError(f"ZCA file {path} cannot be read: {str(exc).splitlines()[0]}") from None
+        # a 1 x D mean and D x D maps of finite floats: anything else is a matmul traceback or NaN images
+        d = mean.shape[-1] if mean.ndim == 2 and len(mean) == 1 else 0
+        if not d or transform.shape != (d, d) or inverse.shape != (d, d):
+            raise BenchError(f"ZCA file {path}: expected a 1 x D mean and D x D transforms, got shapes "
+                             f"{tuple(mean.shape)}, {tuple(transform.shape)}, {tuple(inverse.shape)}")
+        for name, t in (("mean", mean), ("transform", transform), ("inverse", inverse)):
+            if not t.is_floating_point() or not torch.isfinite(t.float()).all():
+                raise BenchError(f"ZCA file {path}: {name} must hold finite floats ({t.dtype})")
+        check_number(eps, f"ZCA file {path}: eps", 0, None, low_open=True)
+        return cls(mean.float(), transform.float(), inverse.float(), eps)
 
 
 def to_pixels(x: Tensor, data: Dataset) -> Tensor:
@@ -211,6 +222,9 @@ def evaluation_space(metadata: dict[str, Any], data: Dataset, images: Tensor,
         if not path.exists():
             raise BenchError(f"the synthetic set needs its ZCA transform {path}, which is missing")
         zca = ZCAWhitening.load(path)
+        if zca.mean.shape[1] != images[0].numel():
+            raise BenchError(f"the set's ZCA transform {path} is for {zca.mean.shape[1]} values per image, "
+                             f"its images have {images[0].numel()}")
         return zca.whiten_normalised(images, data), _whitened_split(zca.whiten_normalised(real.images, data),
                                                                     real, data)
     if record is None:
