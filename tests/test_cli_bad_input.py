@@ -124,6 +124,9 @@ CASES = [
     ("import-ddranking-no-images", ["import", "{set_dir}", "--format", "ddranking", "--dataset", "digits",
                                     "--out", "{tmp}/i.safetensors"], "images.pt"),
     # --- published sets (issue 24)
+    ("cost-ipc-zero", ["cost", "--out", "{tmp}/c", "--ipc", "0"], "--ipc"),
+    ("cost-coreset", ["cost", "--out", "{tmp}/c", "--methods", "herding"], "cost times"),
+    ("cost-out-is-file", ["cost", "--out", "{afile}"], "it is a file"),
     ("published-missing-root", ["published", "{tmp}/nope", "--dataset", "digits", "--out", "{tmp}/p"], "nope"),
     ("published-empty-root", ["published", "{set_dir}", "--dataset", "digits", "--out", "{tmp}/p"],
      "no published set"),
