@@ -140,21 +140,27 @@ def _mtt_cost(data: Dataset, ipc: int, k1: int, k2: int, repeats: int,
 
 
 def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list], n: int = EXPERT_SUBSET) -> tuple[float, float, int]:
-    """CPU-seconds of one expert epoch over the whole training split (timed on ``n`` images)."""
-    from baselines.mtt_experts import train_expert
+    """CPU-seconds of one expert epoch over the whole training split (timed on ``n`` images).
+
+    An expert epoch (mtt-distillation buffer.py) is a ConvNet SGD epoch over real images at batch 256
+    with DSA: the evaluator's training loop under ``dc`` does the same arithmetic, so it is timed with
+    that (the harness does not import a method's module)."""
+    from bench.acceleration import Acceleration, use_options
+    from bench.evaluation import evaluate_training_set, get_protocol
     from bench.registry import default_config
 
     config = default_config("mtt", data.name, 1)
     small = _subset(data, n)
     images, labels = small.train.images, small.train.labels
     scale = len(data.train) / len(small.train)
+    protocol = get_protocol("dc" if config.dsa else "dc-nodsa")
 
     def run(k: int) -> None:
-        settings = dataclasses.replace(config.expert_settings(small.name, small.train_split), epochs=k)
-        train_expert(small, settings, 0, images, labels, "cpu")
+        with use_options(Acceleration(compile="off")):
+            evaluate_training_set(images, labels, data, "convnet", protocol.with_epochs(k), 1, 0, "cpu")
 
     per, setup = _timed_pair("expert epoch", "mtt", 0, run, 1, 2, repeats, raw)
-    reference = config.num_experts * default_config("mtt", data.name, 1).train_epochs
+    reference = config.num_experts * config.train_epochs
     return per * scale, setup, reference
 
 
