@@ -135,7 +135,7 @@ def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric
         raise BenchError(f"metric {metric!r} is not a column of both tables")
     for df in (ran, ref):
         if not (pd.api.types.is_numeric_dtype(df[metric]) or df[metric].isna().all()):
-            raise BenchError(f"metric {metric!r} is not a numeric column (e.g. acc_last, acc_best)")
+            raise BenchError(f"metric {metric!r} is not a numeric column (e.g. acc_last, acc_val)")
     # a rerun may hold a cell twice (e.g. another num_models): compare means
     ran_cells = {k: v.mean() for k, v in _grouped(ran, KEYS, metric).items()}
     ref_cells = {k: v.mean() for k, v in _grouped(ref, KEYS, metric).items()}

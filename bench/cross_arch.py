@@ -90,9 +90,7 @@ def cross_arch_summary(df: pd.DataFrame, dataset: str, ipc: int, metric: str = "
             std = float(g[f"{metric}_std"].iloc[0]) if f"{metric}_std" in g else 0.0
         untrained = 0
         if chance is not None:
-            # legacy rows: their best accuracy; new rows hold no best (NaN): their last-epoch accuracy
-            reached = g["acc_best"].astype(float).fillna(values) if "acc_best" in g else values
-            untrained = int((reached < UNTRAINED_FACTOR * chance).sum())
+            untrained = int((values < UNTRAINED_FACTOR * chance).sum())
         scores = per_seed(g, metric)
         rows.append({"method": method, "arch": arch, "mean": float(values.mean()), "std": std,
                      "ci95": t_interval(scores.values()).half_width, "seeds": int(len(values)),

@@ -11,8 +11,11 @@ The headline number is the LAST-epoch test accuracy, mean +- std over models. Th
 references' own "best" numbers are not computed here either: MTT's is the best last-epoch test
 accuracy over distillation checkpoints (GeorgeCazenavette/mtt-distillation ``distill.py``), a
 test-set selection, and IDC's (snu-mllab/Efficient-Dataset-Condensation ``train.py``) evaluates
-only at the last epoch outside ImageNet, so it equals the last-epoch accuracy. ``EvalResult.acc_best`` and the results table's ``acc_best`` column are kept for schema
-compatibility and hold NaN. Any selection our own code makes (sweeps, DASM) uses ``split="val"``.
+only at the last epoch outside ImageNet, so it equals the last-epoch accuracy. Any selection our
+own code makes (sweeps, DASM, the budget ladder's rung) uses the validation split: when the data
+are loaded with ``train_split="train-val"`` (``val`` held out of every method's pool), the same
+models are also scored on ``val`` after their last epoch (``EvalResult.acc_val``, the results
+table's ``acc_val``), so a later choice between cells never looks at ``acc_last``.
 
 Example::
 
@@ -181,13 +184,14 @@ def accuracy(model: nn.Module, split: ImageSet, device: torch.device, batch_size
 
 @dataclass
 class EvalResult:
-    """Last-epoch accuracies (%) of ``num_models`` fresh models. ``acc_best`` is kept for old
-    callers and cached records; new results leave it empty (``best_mean`` is then NaN)."""
+    """Last-epoch test accuracies (%) of ``num_models`` fresh models and, when the validation
+    split was held out of training (``train_split="train-val"``), the same models' validation
+    accuracies (``acc_val``; empty otherwise, ``val_mean`` is then NaN)."""
 
     arch: str
     protocol: str
     acc_last: list[float]
-    acc_best: list[float] = field(default_factory=list)
+    acc_val: list[float] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -206,24 +210,32 @@ class EvalResult:
         return self._mean_std(self.acc_last)[1]
 
     @property
-    def best_mean(self) -> float:
-        return self._mean_std(self.acc_best)[0]
+    def val_mean(self) -> float:
+        return self._mean_std(self.acc_val)[0]
 
     @property
-    def best_std(self) -> float:
-        return self._mean_std(self.acc_best)[1]
+    def val_std(self) -> float:
+        return self._mean_std(self.acc_val)[1]
+
+
+def holds_out_val(data: Dataset) -> bool:
+    """Whether ``data.val`` is disjoint from the training pool (``train_split="train-val"``), i.e.
+    whether a validation accuracy on it is an honest basis for a choice."""
+    return getattr(data, "train_split", "") == "train-val" and len(data.val) > 0
 
 
 def evaluate_training_set(images: Tensor, labels: Tensor, data: Dataset, arch: str = "convnet",
                           protocol: EvalProtocol = PROTOCOLS["dc"], num_models: int = 5, seed: int = 0,
                           device: torch.device | str = "cpu", split: str = "test",
-                          progress: bool = False, target: ImageSet | None = None) -> EvalResult:
+                          progress: bool = False, target: ImageSet | None = None,
+                          val_target: ImageSet | None = None) -> EvalResult:
     """Train ``num_models`` fresh ``arch`` models on (images, labels) and test each, once, after
-    its last epoch on ``split`` (or on ``target``, a transformed copy of that split)."""
+    its last epoch on ``split`` (or on ``target``, a transformed copy of that split); with
+    ``val_target`` each model is also scored on that (validation) split, into ``acc_val``."""
     device = resolve_device(device)
     if target is None:
         target = {"test": data.test, "val": data.val}[split]
-    lasts = []
+    lasts, vals = [], []
     start = time.perf_counter()
     iterator = range(num_models)
     if progress:
@@ -237,7 +249,9 @@ def evaluate_training_set(images: Tensor, labels: Tensor, data: Dataset, arch: s
         model = create_model(arch, data.channels, data.num_classes, data.image_size)
         train_network(model, images, labels, protocol, g, device, data.name)
         lasts.append(accuracy(model, target, device))
-    return EvalResult(arch, protocol.name, lasts, [], time.perf_counter() - start)
+        if val_target is not None:
+            vals.append(accuracy(model, val_target, device))
+    return EvalResult(arch, protocol.name, lasts, vals, time.perf_counter() - start)
 
 
 def evaluate_synthetic(syn: SyntheticSet, data: Dataset, arch: str = "convnet",
@@ -257,9 +271,14 @@ def evaluate_synthetic(syn: SyntheticSet, data: Dataset, arch: str = "convnet",
     if protocol.lr_from_set and "syn_lr" in syn.metadata:
         protocol = dataclasses.replace(protocol, lr=float(syn.metadata["syn_lr"]))
     # a set distilled in ZCA-whitened space trains and tests in that space, as its reference does
-    images, target = evaluation_space(syn.metadata, data, images, split)
+    raw = images
+    images, target = evaluation_space(syn.metadata, data, raw, split)
+    val_target = None
+    if split == "test" and holds_out_val(data):  # validation accuracy for later choices (budget rungs)
+        val_target = evaluation_space(syn.metadata, data, raw, "val")[1]
+        val_target = data.val if val_target is None else val_target
     return evaluate_training_set(images, labels, data, arch, protocol, num_models, seed, device, split, progress,
-                                 target=target)
+                                 target=target, val_target=val_target)
 
 
 def check_compatible(syn: SyntheticSet, data: Dataset) -> None:

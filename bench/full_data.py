@@ -5,7 +5,7 @@ holds a record per evaluation protocol (keyed by the protocol name the sets' row
 ``idc@200ep``)::
 
     {"by_protocol": {"dc@200ep": {"dataset": "digits", "arch": "convnet", "protocol": "dc@200ep",
-                                  "acc": 98.9, "acc_best": 99.1, "source": "computed"}, ...}}
+                                  "acc": 98.9, "source": "computed"}, ...}}
 
 The jobs that compute the references live here too: :func:`full_data_jobs` says which a grid
 still needs (skipping current records; a published number is written at once) and

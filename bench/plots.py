@@ -240,7 +240,7 @@ def drawable_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """
     if df.empty:
         return df, []
-    numeric = {"ipc", "seed", "num_models", "acc_last", "acc_last_std", "acc_best", "acc_best_std",
+    numeric = {"ipc", "seed", "num_models", "acc_last", "acc_last_std", "acc_val", "acc_val_std",
                "distill_seconds", "eval_seconds"}
     absent = [c for c in COLUMNS if c not in df.columns]
     if absent:  # check_row lets a cell leave out any field; the figures index them all
@@ -259,7 +259,7 @@ def drawable_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, full_data: float | None = None,
                   log: Callable[[str], None] = print, pictures: bool = True) -> list[Path]:
     """Regenerate every table and figure of a results directory from its stored rows and sets:
-    ``table_acc_last.md`` (each method's own protocol; ``table_acc_best.md`` only for legacy rows that hold a "best"), the paper tables and figures of
+    ``table_acc_last.md`` (each method's own protocol), the paper tables and figures of
     :func:`view_reports` (ConvNet rows; a suffix per dataset when there are several),
     cross-architecture tables and heatmaps, set pictures and method diagnostics. ``full_data``
     (a percentage) replaces the stored full-data references."""
@@ -287,14 +287,9 @@ def write_reports(out_dir: str | os.PathLike, df: pd.DataFrame | None = None, fu
         sub = df[df["dataset"] == dataset]
         base = sub[sub["arch"] == BASE_ARCH] if (sub["arch"] == BASE_ARCH).any() else sub
         suffix = f"_{safe_slug(dataset)}" if len(datasets) > 1 else ""
-        for metric in ("acc_last", "acc_best"):
-            path = out / f"table_{metric}{suffix}.md"
-            if metric == "acc_best" and not base.get(metric, pd.Series(dtype=float)).astype(float).notna().any():
-                # new rows carry no "best" (it was a max over test-set evaluations, a test-split
-                # selection; see bench.evaluation): no table, and none left from older runs
-                path.unlink(missing_ok=True)
-                continue
-            written += _write_text(path, markdown_table(own_rows(base), metric))
+        written += _write_text(out / f"table_acc_last{suffix}.md", markdown_table(own_rows(base), "acc_last"))
+        # no "best" table: it was a max over test-set evaluations, a test-split selection (bench.evaluation)
+        (out / f"table_acc_best{suffix}.md").unlink(missing_ok=True)
         written += view_reports(base, base, full, out, suffix)
     written += write_cross_arch_tables(df, out)
     written += write_published_comparison(df, out)

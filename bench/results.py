@@ -21,8 +21,10 @@ they load from the Parquet (plus any cells); the first append copies every Parqu
 cell file, then drops the marker ``cells/.migrated``, after which the Parquet is only a derived view.
 A kill at any moment loses at most the cell in flight, never a row already written.
 
-Rows record last-epoch accuracy (``acc_best`` is NaN in new rows: see :mod:`bench.evaluation`) and
-the training split the set was distilled from (``train_split``).
+Rows record last-epoch test accuracy, the same models' validation accuracy when the validation split
+was held out (``acc_val``, else NaN: see :mod:`bench.evaluation`) and the training split the set was
+distilled from (``train_split``). Tables written before then had an ``acc_best`` column (a max over
+test-set evaluations); it held NaN in every committed row and is dropped when a table is assembled.
 
 Example::
 
@@ -52,9 +54,11 @@ from bench.files import read_regular, refuse_link, write_atomically
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
-    "acc_last", "acc_last_std", "acc_best", "acc_best_std", "distill_seconds", "eval_seconds",
+    "acc_last", "acc_last_std", "acc_val", "acc_val_std", "distill_seconds", "eval_seconds",
     "code_version", "config_hash", "synthetic_path", "train_split",
 ]
+# the columns of older tables that held a max over test-set evaluations (a selection on test)
+LEGACY_BEST = ("acc_best", "acc_best_std")
 SORT_KEYS = ["dataset", "method", "ipc", "seed", "arch", "protocol", "cell_key"]
 MIGRATED = ".migrated"
 # a key is its own file name when it is plainly safe; anything else (slashes, dots first, long) is hashed
@@ -92,8 +96,9 @@ def results_row(syn: Any, res: Any, cell_key: str, synthetic_path: str | None = 
         "seed": meta.get("seed"), "arch": res.arch, "protocol": res.protocol,
         "num_models": len(res.acc_last) if num_models is None else num_models,
         "acc_last": res.last_mean, "acc_last_std": res.last_std,
-        # no "best": a max over test evaluations would select on the test split (bench.evaluation)
-        "acc_best": float("nan"), "acc_best_std": float("nan"),
+        # no "best": a max over test evaluations would select on the test split (bench.evaluation);
+        # the validation accuracy of the same models (NaN unless val was held out) is what choices use
+        "acc_val": getattr(res, "val_mean", float("nan")), "acc_val_std": getattr(res, "val_std", float("nan")),
         "distill_seconds": float("nan") if seconds is None else float(seconds), "eval_seconds": res.seconds,
         "code_version": code_version(), "config_hash": config_hash or meta.get("config_hash", "unknown"),
         "synthetic_path": synthetic_path,
@@ -271,7 +276,7 @@ def holds_bytes(path: Path, data: bytes) -> bool:
 # a cell's fields, by kind: each is checked when the cell is read, before any table is built from it
 _TEXT = ("method", "dataset", "arch", "protocol", "code_version", "config_hash", "synthetic_path", "train_split")
 _COUNTS = {"ipc": (1, MAX_IPC), "seed": (0, MAX_SEED), "num_models": (1, MAX_MODELS)}
-_PERCENT = ("acc_last", "acc_last_std", "acc_best", "acc_best_std")
+_PERCENT = ("acc_last", "acc_last_std", "acc_val", "acc_val_std", "acc_best", "acc_best_std")
 _SECONDS = ("distill_seconds", "eval_seconds")
 
 
@@ -321,6 +326,9 @@ def assemble(legacy: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.Data
         return pd.DataFrame(columns=COLUMNS)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df = df.drop_duplicates("cell_key", keep="first")
+    # the legacy "best" column (a test-split selection) is dropped once it holds nothing
+    empty_best = [c for c in LEGACY_BEST if c in df.columns and df[c].isna().all()]
+    df = df.drop(columns=empty_best)
     ordered = [c for c in COLUMNS if c in df.columns]
     df = df[ordered + [c for c in df.columns if c not in ordered]]
     by = [c for c in SORT_KEYS if c in df.columns]
@@ -329,7 +337,7 @@ def assemble(legacy: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.Data
 
 
 # what every reader (runner, reports, cross-architecture tables) indexes without checking
-REQUIRED_COLUMNS = ["cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "acc_last", "acc_best"]
+REQUIRED_COLUMNS = ["cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "acc_last"]
 
 
 def check_schema(df: pd.DataFrame, path: Path) -> pd.DataFrame:

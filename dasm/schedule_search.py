@@ -277,6 +277,5 @@ class ScheduleObjective:
             trial.set_user_attr("error", str(exc).splitlines()[0][:300])
             return math.nan  # Optuna marks the trial FAIL (one warning line, no traceback)
         trial.set_user_attr("eval_seconds", round(res.seconds, 2))
-        trial.set_user_attr("val_best", round(res.best_mean, 4))
         trial.set_user_attr("val_std", round(res.last_std, 4))
         return res.last_mean

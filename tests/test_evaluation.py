@@ -25,11 +25,33 @@ def test_protocol_defaults_follow_the_references():
 def test_evaluation_reports_last_epoch_accuracy_and_no_test_selected_best(digits, tiny_protocol):
     syn = distill("random", DistillRequest(digits, ipc=5, seed=0))
     res = evaluate_synthetic(syn, digits, "convnet", tiny_protocol, num_models=2, seed=0)
-    assert len(res.acc_last) == 2 and res.acc_best == []
-    assert math.isnan(res.best_mean)  # no max over test-set evaluations any more
+    assert len(res.acc_last) == 2 and not hasattr(res, "acc_best")  # no max over test-set evaluations
+    assert res.acc_val == [] and math.isnan(res.val_mean)  # val is part of the "full" training split
     assert 20 < res.last_mean <= 100 and res.protocol == "dc-nodsa@5ep"
     again = evaluate_synthetic(syn, digits, "convnet", tiny_protocol, num_models=2, seed=0)
     assert again.acc_last == res.acc_last  # reproducible on CPU
+
+
+def test_validation_accuracy_of_the_same_models_when_val_is_held_out(tiny_protocol):
+    from bench.data import load_dataset
+    from bench.evaluation import accuracy
+
+    held = load_dataset("digits", train_split="train-val")
+    syn = distill("random", DistillRequest(held, ipc=5, seed=0))
+    res = evaluate_synthetic(syn, held, "convnet", tiny_protocol, num_models=2, seed=0)
+    assert len(res.acc_val) == 2 and 20 < res.val_mean <= 100
+    # the very models that were tested: retrain model 0 as the evaluator seeds it, score it on val
+    g = torch.Generator()
+    g.manual_seed(0 * 7919 + 0)
+    torch.manual_seed(0 * 7919 + 0)
+    model = create_model("convnet", held.channels, held.num_classes, held.image_size)
+    images, labels = syn.decode()
+    train_network(model, images, labels, tiny_protocol, g, torch.device("cpu"), held.name)
+    assert res.acc_val[0] == accuracy(model, held.val, torch.device("cpu"))
+    assert res.acc_last[0] == accuracy(model, held.test, torch.device("cpu"))
+    # the val score never replaces the test score: choosing on val leaves acc_last untouched
+    full = evaluate_synthetic(syn, load_dataset("digits"), "convnet", tiny_protocol, num_models=2, seed=0)
+    assert full.acc_val == [] and full.acc_last == res.acc_last
 
 
 def test_evaluation_tests_each_model_once_after_its_last_epoch(digits, tiny_protocol, monkeypatch):

@@ -64,7 +64,7 @@ def _grid_like(out, set_protocol: str = "dc@5ep", full_protocol: str = "dc-nodsa
 
     rows = [{"cell_key": f"{m}-{s}", "method": m, "dataset": "digits", "ipc": 1, "seed": s, "arch": "convnet",
              "protocol": set_protocol, "num_models": models, "acc_last": acc + s, "acc_last_std": 0.0,
-             "acc_best": float("nan"), "acc_best_std": float("nan"), "distill_seconds": 1.0, "eval_seconds": 1.0,
+             "acc_val": float("nan"), "acc_val_std": float("nan"), "distill_seconds": 1.0, "eval_seconds": 1.0,
              "code_version": "t", "config_hash": f"{m}{s}", "synthetic_path": ""}
             for m, acc in (("random", 50.0), ("herding", 60.0)) for s in (0, 1)]
     ResultsTable(out).append(rows)

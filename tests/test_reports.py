@@ -33,8 +33,8 @@ def _rows():
             for seed, acc in enumerate(accs):
                 rows.append({"cell_key": f"{method}-{protocol}-{ipc}-{seed}", "method": method, "dataset": "digits",
                              "ipc": ipc, "seed": seed, "arch": "convnet", "protocol": protocol, "num_models": 1,
-                             "acc_last": acc + shift, "acc_last_std": 0.0, "acc_best": acc + shift,
-                             "acc_best_std": 0.0, "distill_seconds": 0.001 if method == "random" else 10.0 * ipc,
+                             "acc_last": acc + shift, "acc_last_std": 0.0, "acc_val": acc + shift,
+                             "acc_val_std": 0.0, "distill_seconds": 0.001 if method == "random" else 10.0 * ipc,
                              "eval_seconds": 1.0, "code_version": "t", "config_hash": f"{method}{seed}{ipc}",
                              "synthetic_path": ""})
     return rows

@@ -13,7 +13,7 @@ from bench.files import write_atomically
 
 def _row(key, method="random", ipc=1, seed=0, acc=50.0):
     return {"cell_key": key, "method": method, "dataset": "digits", "ipc": ipc, "seed": seed, "arch": "convnet",
-            "protocol": "dc", "acc_last": acc, "acc_best": acc + 1}
+            "protocol": "dc", "acc_last": acc, "acc_val": acc + 1}
 
 
 def test_append_skips_done_cells_and_writes_both_formats(tmp_path):

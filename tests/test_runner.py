@@ -36,7 +36,7 @@ def test_parallel_workers_give_the_inline_results(tmp_path):
                     protocol="dc-nodsa", epochs=2, num_models=1)
     inline = run_grid(spec, tmp_path / "inline", device="cpu", workers=1, **QUIET)
     pooled = run_grid(spec, tmp_path / "pool", device="cpu", workers=2, threads=1, **QUIET)
-    cols = ["cell_key", "acc_last", "acc_best", "config_hash", "synthetic_path"]
+    cols = ["cell_key", "acc_last", "config_hash", "synthetic_path"]
     # spawned workers are seeded exactly as this process: identical cells and accuracies
     pd.testing.assert_frame_equal(inline[cols].sort_values("cell_key").reset_index(drop=True),
                                   pooled[cols].sort_values("cell_key").reset_index(drop=True))
@@ -273,10 +273,12 @@ def test_rows_record_the_training_split_and_no_test_selected_best(tmp_path):
     spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=2,
                     num_models=1)
     df = run_grid(spec, tmp_path / "full", device="cpu", **QUIET)
-    assert df["train_split"].tolist() == ["full"] and df["acc_best"].isna().all()
+    # no "best" column; no validation accuracy where val was part of the training pool
+    assert df["train_split"].tolist() == ["full"] and "acc_best" not in df and df["acc_val"].isna().all()
     held = GridSpec(**{**spec.__dict__, "train_split": "train-val"})
     df_held = run_grid(held, tmp_path / "held", device="cpu", **QUIET)
     assert df_held["train_split"].tolist() == ["train-val"]
+    assert 0 < df_held["acc_val"].iloc[0] <= 100  # val held out: the same model scored on it
     # the data differ, so the keys differ; a train-val key is what it was before the split existed
     assert df["config_hash"].iloc[0] != df_held["config_hash"].iloc[0]
     config = resolved_config(spec, "random", 1)
@@ -328,7 +330,7 @@ def test_evaluate_and_the_grid_share_one_row_builder_and_cell_key(tmp_path, caps
     # the same identity as the grid's row; only where the set lies is said differently
     for col in ("method", "dataset", "ipc", "seed", "arch", "protocol", "num_models", "config_hash", "train_split"):
         assert mine[col] == grid_row[col], col
-    assert pd.isna(mine["acc_best"]) and mine["synthetic_path"] == str(syn)
+    assert "acc_best" not in df and mine["synthetic_path"] == str(syn)
 
 
 def test_full_data_references_are_planned_once_for_run_and_grid(tmp_path):

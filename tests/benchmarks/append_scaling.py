@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def _row(i: int) -> dict:
     return {"cell_key": f"{i:016x}", "method": "random", "dataset": "digits", "ipc": 1 + i % 50, "seed": i,
             "arch": "convnet", "protocol": "dc", "num_models": 5, "acc_last": 50.0 + i % 7, "acc_last_std": 0.5,
-            "acc_best": 51.0, "acc_best_std": 0.4, "distill_seconds": 1.5, "eval_seconds": 2.5,
+            "acc_val": 51.0, "acc_val_std": 0.4, "distill_seconds": 1.5, "eval_seconds": 2.5,
             "code_version": "abc1234", "config_hash": f"{i:016x}", "synthetic_path": f"synthetic/{i:016x}.safetensors"}
 
 
