@@ -206,11 +206,13 @@ def cmd_cost(args: argparse.Namespace) -> None:
     check_writable(Path(args.out), "--out", directory=True)  # before any work
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, args.data_root, args.download)
+    peak: list | None = [] if args.roofline else None
+
     def write(rows, raw):  # after every row: a stopped measurement keeps what it measured
-        return write_costs(rows, raw, args.out, data.name, machine_note())
+        return write_costs(rows, raw, args.out, data.name, machine_note(), peak)
 
     rows, raw = measure_costs(data, args.methods, args.ipc, args.protocols, args.repeats, at,
-                              report=lambda line: print(line, flush=True), checkpoint=write)
+                              report=lambda line: print(line, flush=True), checkpoint=write, peak=peak)
     for path in write(rows, raw):
         print(f"wrote {path}")
 

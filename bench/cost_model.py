@@ -24,6 +24,7 @@ From the command line: ``dasm-bench cost --dataset cifar10-jpeg --data-root ../s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import tempfile
@@ -44,7 +45,7 @@ DISTILLERS = ("dc", "dsa", "dm", "idc")
 TIMED_METHODS = (*DISTILLERS, "mtt")  # dasm: its cost is IDC's per segment plus its ranking models (see cost.md)
 RAW_COLUMNS = ["unit", "method", "ipc", "size", "repeat", "cpu_seconds", "wall_seconds"]
 COLUMNS = ["unit", "method", "ipc", "per_unit_seconds", "setup_seconds", "repeats", "k1", "k2",
-           "reference_units", "reference_hours", "threads", "code_version"]
+           "reference_units", "reference_hours", "threads", "code_version", "flops_per_unit"]
 # per-unit work differs by orders of magnitude: a DM iteration is a few forward passes, a DC one a
 # whole outer loop; cheap units get more of them, so the difference stands above timer noise
 UNITS_PER_METHOD = {"dm": (2, 10)}
@@ -67,6 +68,7 @@ class CostRow:
     reference_hours: float    # setup + reference_units * per_unit, in hours
     threads: int
     code_version: str
+    flops_per_unit: float = float("nan")  # counted (bench.roofline) when asked for; NaN otherwise
 
 
 def _cpu_seconds(run: Callable[[], object]) -> tuple[float, float]:
@@ -77,7 +79,12 @@ def _cpu_seconds(run: Callable[[], object]) -> tuple[float, float]:
 
 def _timed_pair(unit: str, method: str, ipc: int, run: Callable[[int], object], k1: int, k2: int,
                 repeats: int, raw: list[list]) -> tuple[float, float]:
-    """Alternate k1 and k2 runs ``repeats`` times; (median per-unit, median setup) CPU-seconds."""
+    """Alternate k1 and k2 runs ``repeats`` times; (median per-unit, median setup) CPU-seconds.
+
+    Under :func:`bench.roofline.counting` the unit's FLOPs are counted first, in untimed runs."""
+    from bench.roofline import record_unit_flops
+
+    record_unit_flops(unit, method, ipc, run, k1, k2)
     per, setup = [], []
     for r in range(repeats):
         t1, w1 = _cpu_seconds(lambda: run(k1))
@@ -160,6 +167,9 @@ def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list], n: int = EX
             evaluate_training_set(images, labels, data, "convnet", protocol.with_epochs(k), 1, 0, "cpu")
 
     per, setup = _timed_pair("expert epoch", "mtt", 0, run, 1, 2, repeats, raw)
+    from bench.roofline import scale_unit_flops
+
+    scale_unit_flops("expert epoch", "mtt", 0, scale)
     reference = config.num_experts * config.train_epochs
     return per * scale, setup, reference
 
@@ -185,26 +195,41 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
                   protocols: Iterable[str] = ("dc", "dc-nodsa"), repeats: int = 5,
                   repeats_at: dict[int, int] | None = None, k: tuple[int, int] = (1, 2),
                   eval_epochs: tuple[int, int] = (2, 6), report: Callable[[str], None] = print,
-                  checkpoint: Callable[[list[CostRow], list[list]], object] | None = None
-                  ) -> tuple[list[CostRow], list[list]]:
+                  checkpoint: Callable[[list[CostRow], list[list]], object] | None = None,
+                  peak: list[list] | None = None) -> tuple[list[CostRow], list[list]]:
     """Measure every unit for ``methods`` x ``ipcs`` (+ MTT experts, + evaluation epochs per protocol).
 
     ``repeats_at`` lowers the repeat count at costly IPCs (``{50: 1}``); the table says how many ran.
     Returns the rows and the raw timings (:data:`RAW_COLUMNS`); ``checkpoint(rows, raw)`` is called
-    after each row, so a long measurement that is stopped keeps what it measured."""
+    after each row, so a long measurement that is stopped keeps what it measured.
+
+    ``peak``: a list to receive the machine's peak runs (:func:`bench.roofline.measure_peak`, before
+    and after the units, in this process); given, each unit's FLOPs are counted too (the roofline)."""
+    from bench.roofline import counting, measure_peak
     from bench.version import code_version
 
     threads, version, raw, rows = torch.get_num_threads(), code_version(), [], []
+    with counting() if peak is not None else contextlib.nullcontext() as flops:
+        if peak is not None:
+            peak += measure_peak(repeats)
+        _measure(data, list(methods), ipcs, protocols, repeats, repeats_at, k, eval_epochs, report, checkpoint,
+                 rows, raw, threads, version, flops)
+        if peak is not None:
+            peak += [[kernel, shape, r + repeats, *rest] for kernel, shape, r, *rest in measure_peak(repeats)]
+    return rows, raw
 
+
+def _measure(data, methods, ipcs, protocols, repeats, repeats_at, k, eval_epochs, report, checkpoint,
+             rows, raw, threads, version, flops) -> None:
     def add(unit: str, method: str, ipc: int, per: float, setup: float, n: int, k1: int, k2: int, ref: int):
+        counted = float("nan") if flops is None else flops.get((unit, method, ipc), float("nan"))
         rows.append(CostRow(unit, method, ipc, per, setup, n, k1, k2, ref, (setup + ref * per) / 3600, threads,
-                            version))
+                            version, counted))
         report(f"{unit:>18} {method:>8} ipc {ipc:>3}: {per:9.3f} CPU-s per unit, setup {setup:7.2f} s "
                f"(reference {ref} units ~{rows[-1].reference_hours:.1f} h)")
         if checkpoint is not None:
             checkpoint(rows, raw)
 
-    methods = list(methods)
     for ipc in ipcs:
         n = (repeats_at or {}).get(ipc, repeats)
         for method in methods:
@@ -220,18 +245,25 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
     if "mtt" in methods:
         per, setup, ref = _expert_epoch_cost(data, repeats, raw)
         add("expert epoch", "mtt", 0, per, setup, repeats, 1, 2, ref)
-    return rows, raw
 
 
-def cost_markdown(rows: list[CostRow], dataset: str = "", machine: str = "") -> str:
-    """The cost table: CPU-seconds per unit, setup, repeats, the reference budget and its hours."""
-    lines = ["| unit | method | IPC | CPU-s per unit | setup CPU-s | runs per size | reference budget (units) "
-             "| reference budget, CPU hours |", "|---|---|---|---|---|---|---|---|"]
+def cost_markdown(rows: list[CostRow], dataset: str = "", machine: str = "",
+                  peak: dict[str, float] | None = None) -> str:
+    """The cost table: CPU-seconds per unit, setup, repeats, the reference budget and its hours;
+    with ``peak`` (GFLOP/s per kernel, :func:`bench.roofline.peak_gflops`) the roofline columns too."""
+    best = max(peak.values()) if peak else None
+    head = ("| unit | method | IPC | CPU-s per unit | setup CPU-s | runs per size | reference budget (units) "
+            "| reference budget, CPU hours |")
+    lines = [head + (" GFLOP per unit | GFLOP/s | % of peak |" if best else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if best else "")]
     for r in rows:
         ipc = "-" if r.ipc == 0 else str(r.ipc)
         ref = f"{r.reference_units:,}" if r.reference_units else "-"
-        lines.append(f"| {r.unit} | {r.method} | {ipc} | {r.per_unit_seconds:.3f} | {r.setup_seconds:.2f} | "
-                     f"{r.repeats} | {ref} | {r.reference_hours:.2f} |")
+        line = (f"| {r.unit} | {r.method} | {ipc} | {r.per_unit_seconds:.3f} | {r.setup_seconds:.2f} | "
+                f"{r.repeats} | {ref} | {r.reference_hours:.2f} |")
+        if best:
+            line += " " + " | ".join(roofline_cells(r.flops_per_unit, r.per_unit_seconds, best)) + " |"
+        lines.append(line)
     versions = sorted({r.code_version for r in rows})
     threads = sorted({r.threads for r in rows})
     caption = (f"CPU time per unit{' on ' + dataset if dataset else ''}: median over the runs of "
@@ -240,7 +272,20 @@ def cost_markdown(rows: list[CostRow], dataset: str = "", machine: str = "") -> 
                f"method's default (reference) config for the setting; its hours = setup + units x per unit, "
                f"an extrapolation, not a run. Expert epoch: one epoch over the training split, per expert "
                f"(reference = experts x epochs).")
+    if best:
+        caption += (" Roofline: FLOPs per unit counted by torch's FlopCounterMode (matmuls and convolutions, "
+                    "forward and backward) at the same two sizes; GFLOP/s = FLOPs per unit / CPU-s per unit; "
+                    f"peak = the best measured kernel in this run ({best:.1f} GFLOP/s: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in sorted(peak.items())) + "; raw runs in peak.csv).")
     return "\n".join(lines) + "\n\n" + caption + "\n"
+
+
+def roofline_cells(flops: float, seconds: float, peak: float) -> list[str]:
+    """GFLOP per unit, achieved GFLOP/s and % of ``peak``, formatted ("-" when not counted)."""
+    if not flops == flops or seconds <= 0:  # NaN: not counted
+        return ["-", "-", "-"]
+    rate = flops / seconds / 1e9
+    return [f"{flops / 1e9:.2f}", f"{rate:.2f}", f"{100 * rate / peak:.1f}"]
 
 
 def machine_note() -> str:
@@ -261,8 +306,10 @@ def machine_note() -> str:
     return f"{model}, {os.cpu_count()} cores, load average {load:.1f}"
 
 
-def write_costs(rows: list[CostRow], raw: list[list], out: str, dataset: str, machine: str) -> list:
-    """``cost.csv`` (rows), ``cost_raw.csv`` (every timed run) and ``cost.md`` under ``out``."""
+def write_costs(rows: list[CostRow], raw: list[list], out: str, dataset: str, machine: str,
+                peak_raw: list[list] | None = None) -> list:
+    """``cost.csv`` (rows), ``cost_raw.csv`` (every timed run) and ``cost.md`` under ``out``; with
+    ``peak_raw`` also ``peak.csv`` (the peak kernels' runs) and the roofline columns."""
     import pandas as pd
 
     from bench.files import write_atomically
@@ -277,7 +324,15 @@ def write_costs(rows: list[CostRow], raw: list[list], out: str, dataset: str, ma
     paths = [out_dir / "cost.csv", out_dir / "cost_raw.csv", out_dir / "cost.md"]
     write_atomically(paths[0], table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     write_atomically(paths[1], raw_table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    write_atomically(paths[2], cost_markdown(rows, dataset, machine))
+    peak = None
+    if peak_raw:
+        from bench.roofline import PEAK_COLUMNS, peak_gflops
+
+        peak = peak_gflops(peak_raw)
+        paths.append(out_dir / "peak.csv")
+        write_atomically(paths[3], pd.DataFrame(peak_raw, columns=PEAK_COLUMNS).to_csv(
+            index=False, float_format="%.6g", lineterminator="\n"))
+    write_atomically(paths[2], cost_markdown(rows, dataset, machine, peak))
     return paths
 
 

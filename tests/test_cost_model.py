@@ -128,3 +128,50 @@ def test_plan_prints_the_estimate_from_the_committed_cost_table(tmp_path, monkey
     line = plan_summary(spec, tmp_path / "out").splitlines()[-1]
     assert "CPU-hours on one thread" in line and "results/digits/cost/cost.csv" in line
     assert "herding distillation" in line and "no GPU cost" in line
+
+
+def test_flop_count_of_a_convolution_is_the_textbook_formula():
+    """2 * N * Cout * Cin * k^2 * H * W for the forward; the weight gradient doubles it."""
+    import torch
+
+    from bench.roofline import count_flops
+
+    x, w = torch.randn(4, 8, 6, 6), torch.randn(16, 8, 3, 3, requires_grad=True)
+    forward = 2 * 4 * 16 * 8 * 9 * 6 * 6
+    assert count_flops(lambda: torch.nn.functional.conv2d(x, w, padding=1)) == forward
+    assert count_flops(lambda: torch.nn.functional.conv2d(x, w, padding=1).sum().backward()) == 2 * forward
+
+
+def test_roofline_counts_each_units_flops_as_a_slope_and_writes_the_peak(digits, tmp_path):
+    from bench.roofline import count_flops, peak_gflops
+
+    peak: list[list] = []
+    rows, raw = measure_costs(digits, methods=["dm"], ipcs=[1], protocols=["dc"], repeats=1, report=lambda s: None,
+                              peak=peak)
+    by = {(r.unit, r.method): r for r in rows}
+    assert by[("outer iteration", "dm")].flops_per_unit > 0 and by[("evaluation epoch", "dc")].flops_per_unit > 0
+    # the evaluation epoch's count is the slope between 2 and 6 epochs of the same training run
+    from bench.evaluation import evaluate_training_set, get_protocol
+
+    small = cost_model._subset(digits, 10).train
+
+    def epochs(k):
+        return count_flops(lambda: evaluate_training_set(small.images, small.labels, digits, "convnet",
+                                                         get_protocol("dc").with_epochs(k), 1, 0, "cpu"))
+    assert by[("evaluation epoch", "dc")].flops_per_unit == pytest.approx((epochs(6) - epochs(2)) / 4)
+    assert {r[0] for r in peak} == {"matmul", "conv"} and len(peak) == 4  # before and after the units
+    paths = write_costs(rows, raw, str(tmp_path), "digits", "test machine", peak)
+    table = pd.read_csv(tmp_path / "cost.csv")
+    assert (tmp_path / "peak.csv").exists() and table["flops_per_unit"].gt(0).all()
+    best = max(peak_gflops(pd.read_csv(tmp_path / "peak.csv")).values())
+    md = (tmp_path / "cost.md").read_text()
+    r = by[("outer iteration", "dm")]
+    rate = r.flops_per_unit / r.per_unit_seconds / 1e9
+    assert f"| {rate:.2f} | {100 * rate / best:.1f} |" in md and len(paths) == 4
+
+
+def test_without_roofline_no_flops_are_counted(digits, tmp_path):
+    rows, raw = measure_costs(digits, methods=[], ipcs=[1], protocols=["dc"], repeats=1, report=lambda s: None)
+    assert all(r.flops_per_unit != r.flops_per_unit for r in rows)  # NaN
+    write_costs(rows, raw, str(tmp_path), "digits", "m")
+    assert not (tmp_path / "peak.csv").exists() and "% of peak" not in (tmp_path / "cost.md").read_text()
