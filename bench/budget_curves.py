@@ -9,6 +9,11 @@ Coresets have no budget and are refused. Every rung distils from scratch (its co
 set's key, differs from every other rung's), through the grid runner, so resume, claims and workers
 come with it; rungs run cheapest first and ``max_hours`` stops before a rung projected to overrun.
 
+The rung is chosen on validation accuracy: every rung distils from ``train-val`` (the training
+split less its validation part), each evaluation model is scored on the validation split too
+(``acc_val``), the choice reads only that, and test accuracy is reported at every rung, the chosen
+one included. Rows without a validation score (a ``full`` pool) are summarised but never chosen.
+
 Example::
 
     run_budget(BudgetSpec(methods=["dm", "idc"], dataset="digits", ipcs=[10], seeds=[0, 1, 2],
@@ -56,6 +61,7 @@ class BudgetSpec:
     max_hours: float | None = None
     data_root: str | None = None
     download: bool = False
+    train_split: str = "train-val"  # the choice needs a held-out validation split (module docstring)
 
     def validate(self) -> None:
         if not self.methods or not self.ipcs or not self.seeds or not self.rungs:
@@ -83,7 +89,8 @@ class BudgetSpec:
         overrides = {m: rung_overrides(self, m, ipc, rung) for m in self.methods}
         return GridSpec(methods=list(self.methods), dataset=self.dataset, ipcs=[ipc], seeds=list(self.seeds),
                         archs=[ARCH], protocol=self.protocol, epochs=self.epochs, num_models=self.num_models,
-                        overrides=overrides, data_root=self.data_root, download=self.download)
+                        overrides=overrides, data_root=self.data_root, download=self.download,
+                        train_split=self.train_split)
 
 
 # ----------------------------------------------------------------------------- the ladder
@@ -169,7 +176,8 @@ def cell_keys(spec: BudgetSpec, method: str, ipc: int, rung: int) -> dict[int, s
     """seed -> the results cell key of (method, ipc, rung, seed) on the ConvNet."""
     config = rung_config(spec, method, ipc, rung)
     protocol = method_protocol(spec.grid(rung, ipc), method, config)
-    return {seed: eval_key(distill_key(method, spec.dataset, ipc, seed, config), ARCH, protocol, spec.num_models)
+    return {seed: eval_key(distill_key(method, spec.dataset, ipc, seed, config, spec.train_split), ARCH, protocol,
+                           spec.num_models)
             for seed in spec.seeds}
 
 
@@ -266,8 +274,10 @@ def choose_rung(points: Sequence[tuple[int, float, float]]) -> tuple[int, str]:
 
 
 def summarise_budget(spec: BudgetSpec, out: str | Path) -> pd.DataFrame:
-    """One row per (ipc, method, rung) measured: budget, seeds, distill seconds, accuracy mean and
-    95% interval over seeds, and the chosen-budget mark and flag."""
+    """One row per (ipc, method, rung) measured: budget, seeds, distill seconds, validation and test
+    accuracy means and 95% intervals over seeds, and the chosen-budget mark and flag. The rung is
+    chosen on the validation means (:func:`choose_rung`); a ladder with a rung lacking validation
+    scores is not chosen, flagged "no validation split" (never chosen on test)."""
     df = _rows(spec, Path(out)).set_index("cell_key")
     records = []
     for ipc in spec.ipcs:
@@ -279,19 +289,26 @@ def summarise_budget(spec: BudgetSpec, out: str | Path) -> pd.DataFrame:
                     continue
                 rows = df.loc[keys]
                 iv = t_interval(rows["acc_last"].tolist())  # bench.stats: the one interval
-                group.append({"dataset": spec.dataset, "ipc": ipc, "method": method, "rung": rung,
+                vals = rows["acc_val"].tolist() if "acc_val" in rows else []
+                val = t_interval(vals) if vals and not any(math.isnan(v) for v in vals) else None
+                group.append({"val_mean": val.mean if val else math.nan, "val_ci95": val.half_width if val else math.nan,
+                              "dataset": spec.dataset, "ipc": ipc, "method": method, "rung": rung,
                               "budget": budget_label(spec, method, ipc, rung), "seeds": len(keys),
                               "distill_s": float(rows["distill_seconds"].mean()), "acc_mean": iv.mean,
                               "acc_ci95": iv.half_width,
-                              "protocol": str(rows["protocol"].iloc[0]), "chosen": False, "flag": ""})
-            if group:
-                chosen, flag = choose_rung([(g["rung"], g["acc_mean"], g["acc_ci95"]) for g in group])
+                              "protocol": str(rows["protocol"].iloc[0]), "chosen": False, "flag": "",
+                              "train_split": str(rows["train_split"].iloc[0]) if "train_split" in rows else "full"})
+            if group and any(math.isnan(g["val_mean"]) for g in group):
+                group[-1]["flag"] = "no validation split: not chosen"
+            elif group:
+                chosen, flag = choose_rung([(g["rung"], g["val_mean"], g["val_ci95"]) for g in group])
                 for g in group:
                     if g["rung"] == chosen:
                         g["chosen"], g["flag"] = True, flag
             records.extend(group)
     return pd.DataFrame(records, columns=["dataset", "ipc", "method", "rung", "budget", "seeds", "distill_s",
-                                          "acc_mean", "acc_ci95", "protocol", "chosen", "flag"])
+                                          "val_mean", "val_ci95", "acc_mean", "acc_ci95", "protocol", "chosen",
+                                          "flag", "train_split"])
 
 
 # ----------------------------------------------------------------------------- tables and figure
@@ -303,18 +320,35 @@ def budget_markdown(summary: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "method": summary["method"], "rung": [f"x{r}" for r in summary["rung"]], "budget": summary["budget"],
         "seeds": summary["seeds"], "distill s (mean)": summary["distill_s"].map(lambda v: f"{v:.1f}"),
-        "accuracy % (95% CI)": [f"{m:.2f} ± {h:.2f}" if not math.isnan(h) else f"{m:.2f}"
-                                for m, h in zip(summary["acc_mean"], summary["acc_ci95"])],
-        "chosen": ["**chosen**" + (f" ({f})" if f else "") if c else "" for c, f in
+        "validation % (95% CI)": [_interval(m, h) for m, h in zip(summary["val_mean"], summary["val_ci95"])],
+        "test % (95% CI)": [_interval(m, h) for m, h in zip(summary["acc_mean"], summary["acc_ci95"])],
+        "chosen": ["**chosen**" + (f" ({f})" if f else "") if c else f for c, f in
                    zip(summary["chosen"], summary["flag"])],
     })
     ds, ipc = summary["dataset"].iloc[0], summary["ipc"].iloc[0]
     caption = (f"Budget ladder, {ds} IPC {ipc} (ConvNet, {', '.join(sorted(set(summary['protocol'])))}): "
-               f"accuracy (last epoch) mean ± 95% t-interval over seeds against measured distillation seconds. "
-               f"Chosen = the smallest rung within {WITHIN_POINTS} points of the best rung's mean or whose "
-               "interval overlaps it; \"not converged\" when that is the largest rung measured (the percentage "
-               "is the next-smaller rung's mean as a share of the best).\n\n")
+               f"last-epoch accuracy, mean ± 95% t-interval over {_seeds(summary)} seeds (one set each), on the "
+               f"validation split (held out of the training pool, {_pools(summary)}) and on the test split, against "
+               f"measured distillation seconds. Chosen on validation only: the smallest rung whose validation mean "
+               f"is within {WITHIN_POINTS} points of the best rung's or whose interval overlaps it; test accuracy "
+               "is reported, not used. \"not converged\" when that is the largest rung measured (the percentage "
+               "is the next-smaller rung's validation mean as a share of the best).\n\n")
     return caption + frame_to_markdown(shown)
+
+
+def _interval(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f} ± {half:.2f}" if not math.isnan(half) else f"{mean:.2f}"
+
+
+def _seeds(summary: pd.DataFrame) -> str:
+    n = sorted(set(int(v) for v in summary["seeds"]))
+    return str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
+
+
+def _pools(summary: pd.DataFrame) -> str:
+    return "pool train-val" if "train_split" not in summary else "pool " + "/".join(sorted(set(summary["train_split"])))
 
 
 def with_stored_summaries(summary: pd.DataFrame, out: Path, dataset: str) -> pd.DataFrame:
@@ -395,7 +429,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(loc="best")  # wherever it hides the fewest points
         # two short lines: one long line ran off both edges of a single-column figure
-        fig.suptitle("budget ladder: accuracy vs distillation time\n(ring = chosen budget; bars = 95% CI)",
+        fig.suptitle("budget ladder: accuracy vs distillation time\n(ring = budget chosen on validation; bars = 95% CI)",
                      fontsize=8)
         fig.tight_layout()
     return save_figure(fig, path)

@@ -91,14 +91,16 @@ def test_ladder_distils_each_rung_afresh_writes_tables_and_resumes(tmp_path, mon
                        if s.metadata["method"] == "dasm")
     assert dasm_base == [1, 2]
 
-    # rung x2 was distilled from scratch: the same set as a direct 4-iteration dm run from the seed
+    # rung x2 was distilled from scratch, on train-val: the same set as a direct 4-iteration dm run
     rung2 = next(s for s in sets.values() if s.metadata["method"] == "dm" and s.metadata["config"]["iterations"] == 4)
-    direct = distill("dm", DistillRequest(load_dataset("digits"), 2, 0, progress=False), overrides={"iterations": 4})
+    direct = distill("dm", DistillRequest(load_dataset("digits", train_split="train-val"), 2, 0, progress=False),
+                     overrides={"iterations": 4})
     assert torch.equal(rung2.images, direct.images)
 
     table = pd.read_csv(out / "budget-digits-ipc2.csv")
     assert sorted(zip(table["method"], table["rung"])) == [("dasm", 1), ("dasm", 2), ("dm", 1), ("dm", 2)]
     assert (table["distill_s"] > 0).all() and table["acc_mean"].between(0, 100).all()
+    assert table["val_mean"].between(0, 100).all() and set(table["train_split"]) == {"train-val"}
     assert table.groupby("method")["chosen"].sum().tolist() == [1, 1]
     assert set(table["budget"]) == {"iterations=2", "iterations=4", "base iterations=1", "base iterations=2"}
     md = (out / "budget-digits-ipc2.md").read_text()
@@ -157,7 +159,8 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
 
     def summary(ipc, method, accs):
         return pd.DataFrame([{"dataset": "digits", "ipc": ipc, "method": method, "rung": r, "budget": f"iterations={r}",
-                              "seeds": 3, "distill_s": 1.0 * r, "acc_mean": a, "acc_ci95": 0.5,
+                              "seeds": 3, "distill_s": 1.0 * r, "val_mean": a, "val_ci95": 0.5,
+                              "acc_mean": a, "acc_ci95": 0.5, "train_split": "train-val",
                               "protocol": "idc@200ep", "chosen": r == 1, "flag": ""} for r, a in zip((1, 2), accs)])
 
     write_budget_reports(pd.concat([summary(10, "dm", [97.0, 97.2]), summary(10, "idc", [97.3, 97.4])]), tmp_path,
@@ -170,3 +173,42 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
     assert ipc10[ipc10["method"] == "dm"]["chosen"].tolist() == [True, False]
     assert "| dm | x1 |" in (tmp_path / "budget-digits-ipc10.md").read_text()
     assert (tmp_path / "budget-digits-ipc50.md").exists() and (tmp_path / "budget-digits.png").exists()
+
+
+def test_the_rung_is_chosen_on_validation_never_on_test(monkeypatch):
+    """Test accuracy favours x1, validation x2: x2 is chosen, and test is reported at both."""
+    import bench.budget_curves as bc
+
+    spec = BudgetSpec(["dm"], "digits", [10], seeds=[0, 1, 2], rungs=[1, 2])
+    scores = {1: (90.0, 80.0), 2: (85.0, 90.0)}  # rung: (test, validation)
+
+    def rows(val_missing=False):
+        records = [{"cell_key": key, "acc_last": scores[r][0] + 0.1 * s,
+                    "acc_val": float("nan") if val_missing else scores[r][1] + 0.1 * s,
+                    "distill_seconds": float(r), "protocol": "dc", "train_split": "train-val"}
+                   for r in (1, 2) for s, key in bc.cell_keys(spec, "dm", 10, r).items()]
+        return pd.DataFrame(records)
+
+    monkeypatch.setattr(bc, "_rows", lambda spec, out: rows())
+    summary = bc.summarise_budget(spec, "unused")
+    assert summary.set_index("rung")["chosen"].to_dict() == {1: False, 2: True}
+    assert summary["acc_mean"].round(1).tolist() == [90.1, 85.1]  # test reported, not used
+    md = bc.budget_markdown(summary)
+    assert "Chosen on validation only" in md and "| 85.10 ± 0.25 |" in md and "| 90.10 ± 0.25 |" in md
+
+    monkeypatch.setattr(bc, "_rows", lambda spec, out: rows(val_missing=True))
+    summary = bc.summarise_budget(spec, "unused")
+    assert not summary["chosen"].any() and summary["flag"].iloc[-1] == "no validation split: not chosen"
+
+
+def test_every_rung_distils_from_train_val_by_default():
+    spec = BudgetSpec(["dm"], "digits", [10], seeds=[0], rungs=[1])
+    assert spec.grid(1, 10).train_split == "train-val"
+    full = BudgetSpec(["dm"], "digits", [10], seeds=[0], rungs=[1], train_split="full")
+    assert bc_keys(spec) != bc_keys(full)  # the pool is part of the set's identity
+
+
+def bc_keys(spec):
+    from bench.budget_curves import cell_keys
+
+    return cell_keys(spec, "dm", 10, 1)
