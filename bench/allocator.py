@@ -4,7 +4,7 @@ A CPU training step allocates and frees the same activation-sized blocks (hundre
 MB) every step. glibc's defaults serve blocks above ``M_MMAP_THRESHOLD`` (128 KiB, raised as
 blocks are freed) with fresh ``mmap`` pages and hand a heap top larger than ``M_TRIM_THRESHOLD``
 back to the kernel, so the next step page-faults the same memory in again: on the digits ConvNet
-that was ~30% of an evaluation step's CPU time (``results/perf/README.md``). :func:`tune_allocator`
+that was ~30% of an evaluation step's CPU time (issue 17's measurement, raw runs not kept). :func:`tune_allocator`
 raises both thresholds and pads heap growth (``mallopt``), so those blocks stay mapped and are
 reused. The cost is memory the process keeps after a peak: up to :data:`TRIM_THRESHOLD` +
 :data:`TOP_PAD` of free heap, returned when the process exits.

@@ -71,6 +71,43 @@ def our_side(data, images: torch.Tensor, labels: torch.Tensor, target):
     return run
 
 
+def summarise(raw) -> list[dict]:
+    """Per IPC: each side's median seconds per epoch over rounds, and ours/reference's speed-up
+    (reference seconds / ours, per round) as a median with its min-max. ``raw``: the raw DataFrame."""
+    import statistics
+
+    rows = []
+    for ipc, at in raw.groupby("ipc"):
+        per = {}
+        for (side, r), g in at.groupby(["side", "round"]):
+            t = g.set_index("epochs")["cpu_seconds"]
+            (e1, t1), (e2, t2) = sorted(t.items())
+            per.setdefault(side, {})[r] = (t2 - t1) / (e2 - e1)
+        rounds = sorted(set(per["ours"]) & set(per["reference"]))
+        speed = [per["reference"][r] / per["ours"][r] for r in rounds]
+        rows.append({"ipc": int(ipc), "rounds": len(rounds),
+                     "ours_ms": 1000 * statistics.median(per["ours"][r] for r in rounds),
+                     "reference_ms": 1000 * statistics.median(per["reference"][r] for r in rounds),
+                     "speedup": statistics.median(speed), "speedup_min": min(speed), "speedup_max": max(speed)})
+    return rows
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    """The table of ``reference_evaluation.md``: every number from :func:`summarise` of the raw CSV."""
+    lines = ["| IPC | images | ours, ms per epoch | reference, ms per epoch | speed-up reference/ours, median (min-max) "
+             "| rounds |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['ipc']} | {10 * r['ipc']} | {r['ours_ms']:.1f} | {r['reference_ms']:.1f} | "
+                     f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f}) | {r['rounds']} |")
+    e1, e2 = meta["epochs"]
+    return ("\n".join(lines) + f"\n\nOne evaluation epoch (ConvNet-3, DSA, lr 0.01, batch 256) on CIFAR-10 (JPEG copy): "
+            f"ours (`bench.evaluation`, code {meta['code_version']}) against {meta['reference_repo']} "
+            f"`{meta['reference_call']}` at commit {meta['reference_commit'][:7]}, run as published, in one process "
+            f"(allocator {meta['allocator']}, {meta['torch_threads']} torch thread, torch {meta['torch']}, "
+            f"{meta['machine']}). Per round: (t({e2} epochs) - t({e1} epochs)) / {e2 - e1}, process CPU seconds, "
+            f"rounds alternating ours/reference; raw runs in {RAW}.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True, help="a checkout of VICO-UoE/DatasetCondensation")
@@ -129,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             "test_images": a.test_images,
             "load_average_end": os.getloadavg()[0]}
     write_atomically(out / META, json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {out / RAW} and {out / META}")
+    write_atomically(out / "reference_evaluation.md", markdown(summarise(pd.DataFrame(rows)), meta))
+    print(f"wrote {out / RAW}, {out / META} and {out / 'reference_evaluation.md'}")
     return 0
 
 
