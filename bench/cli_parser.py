@@ -334,6 +334,8 @@ def _add_cost(sub) -> None:
     p.add_argument("--methods", type=str_list, default=["dc", "dsa", "dm", "idc", "mtt"],
                    help="distillers to time (default: dc,dsa,dm,idc,mtt)")
     p.add_argument("--ipc", type=int_list, default=[1, 10, 50], help="IPCs (default: 1,10,50)")
+    p.add_argument("--eval-ipc", type=int_list, default=None,
+                   help="IPCs whose evaluation epochs are timed (default: those of --ipc)")
     p.add_argument("--protocols", type=str_list, default=["dc", "dc-nodsa"],
                    help="evaluation protocols whose epochs are timed (default: dc,dc-nodsa)")
     p.add_argument("--repeats", type=positive_int, default=5, help="alternating runs per size (default: 5)")

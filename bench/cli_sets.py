@@ -212,7 +212,8 @@ def cmd_cost(args: argparse.Namespace) -> None:
         return write_costs(rows, raw, args.out, data.name, machine_note(), peak)
 
     rows, raw = measure_costs(data, args.methods, args.ipc, args.protocols, args.repeats, at,
-                              report=lambda line: print(line, flush=True), checkpoint=write, peak=peak)
+                              report=lambda line: print(line, flush=True), checkpoint=write, peak=peak,
+                              eval_ipcs=args.eval_ipc)
     for path in write(rows, raw):
         print(f"wrote {path}")
 

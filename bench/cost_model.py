@@ -196,14 +196,16 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
                   repeats_at: dict[int, int] | None = None, k: tuple[int, int] = (1, 2),
                   eval_epochs: tuple[int, int] = (2, 6), report: Callable[[str], None] = print,
                   checkpoint: Callable[[list[CostRow], list[list]], object] | None = None,
-                  peak: list[list] | None = None) -> tuple[list[CostRow], list[list]]:
+                  peak: list[list] | None = None, eval_ipcs: Iterable[int] | None = None
+                  ) -> tuple[list[CostRow], list[list]]:
     """Measure every unit for ``methods`` x ``ipcs`` (+ MTT experts, + evaluation epochs per protocol).
 
     ``repeats_at`` lowers the repeat count at costly IPCs (``{50: 1}``); the table says how many ran.
     Returns the rows and the raw timings (:data:`RAW_COLUMNS`); ``checkpoint(rows, raw)`` is called
     after each row, so a long measurement that is stopped keeps what it measured.
 
-    ``peak``: a list to receive the machine's peak runs (:func:`bench.roofline.measure_peak`, before
+    ``eval_ipcs``: the IPCs whose evaluation epochs are timed (default: ``ipcs``; an evaluation epoch
+    is cheap where a distiller's iteration is not). ``peak``: a list to receive the machine's peak runs (:func:`bench.roofline.measure_peak`, before
     and after the units, in this process); given, each unit's FLOPs are counted too (the roofline)."""
     from bench.roofline import counting, measure_peak
     from bench.version import code_version
@@ -212,14 +214,15 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
     with counting() if peak is not None else contextlib.nullcontext() as flops:
         if peak is not None:
             peak += measure_peak(repeats)
-        _measure(data, list(methods), ipcs, protocols, repeats, repeats_at, k, eval_epochs, report, checkpoint,
-                 rows, raw, threads, version, flops)
+        evals = list(ipcs if eval_ipcs is None else eval_ipcs)
+        _measure(data, list(methods), list(ipcs), evals, protocols, repeats, repeats_at, k, eval_epochs, report,
+                 checkpoint, rows, raw, threads, version, flops)
         if peak is not None:
             peak += [[kernel, shape, r + repeats, *rest] for kernel, shape, r, *rest in measure_peak(repeats)]
     return rows, raw
 
 
-def _measure(data, methods, ipcs, protocols, repeats, repeats_at, k, eval_epochs, report, checkpoint,
+def _measure(data, methods, ipcs, eval_ipcs, protocols, repeats, repeats_at, k, eval_epochs, report, checkpoint,
              rows, raw, threads, version, flops) -> None:
     def add(unit: str, method: str, ipc: int, per: float, setup: float, n: int, k1: int, k2: int, ref: int):
         counted = float("nan") if flops is None else flops.get((unit, method, ipc), float("nan"))
@@ -230,16 +233,16 @@ def _measure(data, methods, ipcs, protocols, repeats, repeats_at, k, eval_epochs
         if checkpoint is not None:
             checkpoint(rows, raw)
 
-    for ipc in ipcs:
+    for ipc in sorted(set(ipcs) | set(eval_ipcs)):
         n = (repeats_at or {}).get(ipc, repeats)
-        for method in methods:
+        for method in methods if ipc in ipcs else ():
             if method == "mtt":
                 per, setup, ref, _ = _mtt_cost(data, ipc, *k, n, raw)
                 add("matching iteration", "mtt", ipc, per, setup, n, *k, ref)
             else:
                 per, setup, ref = _distiller_cost(data, method, ipc, *k, n, raw)
                 add("outer iteration", method, ipc, per, setup, n, *UNITS_PER_METHOD.get(method, k), ref)
-        for protocol in protocols:
+        for protocol in protocols if ipc in eval_ipcs else ():
             per, setup, ref = _evaluation_cost(data, protocol, ipc, *eval_epochs, n, raw)
             add("evaluation epoch", protocol, ipc, per, setup, n, *eval_epochs, ref)
     if "mtt" in methods:

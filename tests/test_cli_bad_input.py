@@ -125,6 +125,7 @@ CASES = [
                                     "--out", "{tmp}/i.safetensors"], "images.pt"),
     # --- published sets (issue 24)
     ("cost-ipc-zero", ["cost", "--out", "{tmp}/c", "--ipc", "0"], "--ipc"),
+    ("cost-eval-ipc-zero", ["cost", "--out", "{tmp}/c", "--eval-ipc", "0"], "--eval-ipc"),
     ("cost-coreset", ["cost", "--out", "{tmp}/c", "--methods", "herding"], "cost times"),
     ("cost-out-is-file", ["cost", "--out", "{afile}"], "it is a file"),
     ("published-missing-root", ["published", "{tmp}/nope", "--dataset", "digits", "--out", "{tmp}/p"], "nope"),

@@ -175,3 +175,12 @@ def test_without_roofline_no_flops_are_counted(digits, tmp_path):
     assert all(r.flops_per_unit != r.flops_per_unit for r in rows)  # NaN
     write_costs(rows, raw, str(tmp_path), "digits", "m")
     assert not (tmp_path / "peak.csv").exists() and "% of peak" not in (tmp_path / "cost.md").read_text()
+
+
+def test_evaluation_epochs_can_be_timed_at_other_ipcs_than_the_distillers(digits, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cost_model, "_distiller_cost", lambda data, m, ipc, *a: seen.append((m, ipc)) or (1.0, 0.0, 1))
+    monkeypatch.setattr(cost_model, "_evaluation_cost", lambda data, p, ipc, *a: seen.append((p, ipc)) or (1.0, 0.0, 1))
+    rows, _ = measure_costs(digits, methods=["dm"], ipcs=[1], eval_ipcs=[1, 10], protocols=["dc"], repeats=1,
+                            report=lambda s: None)
+    assert seen == [("dm", 1), ("dc", 1), ("dc", 10)] and [r.ipc for r in rows] == [1, 1, 10]
