@@ -24,6 +24,7 @@ import contextvars
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 
@@ -96,3 +97,44 @@ def peak_gflops(raw: list[list] | "object") -> dict[str, float]:
     for kernel, _shape, _r, flops, cpu, _wall in rows:
         out.setdefault(kernel, []).append(float(flops) / float(cpu) / 1e9)
     return {k: statistics.median(v) for k, v in out.items()}
+
+
+def summary_rows(cost_dir: str | Path) -> list[dict]:
+    """Per counted unit of a cost directory (cost.csv + peak.csv): achieved GFLOP/s and % of the
+    best peak kernel, recomputed from the committed files."""
+    import math
+
+    import pandas as pd
+
+    cost_dir = Path(cost_dir)
+    table = pd.read_csv(cost_dir / "cost.csv")
+    peak = peak_gflops(pd.read_csv(cost_dir / "peak.csv"))
+    best = max(peak.values())
+    rows = []
+    for r in table.to_dict("records"):
+        flops = float(r.get("flops_per_unit", math.nan))
+        if math.isnan(flops) or r["per_unit_seconds"] <= 0:
+            continue
+        rate = flops / r["per_unit_seconds"] / 1e9
+        rows.append({"dataset": r["dataset"], "unit": r["unit"], "method": r["method"], "ipc": int(r["ipc"]),
+                     "gflop_per_unit": flops / 1e9, "cpu_seconds": float(r["per_unit_seconds"]), "gflops": rate,
+                     "percent_of_peak": 100 * rate / best, "peak": best, "code_version": r["code_version"]})
+    return rows
+
+
+def summary_markdown(cost_dirs: list[str | Path]) -> str:
+    """The roofline table of several cost directories (results/perf/README.md), worst first."""
+    rows = [r for d in cost_dirs for r in summary_rows(d)]
+    lines = ["| dataset | unit | method | IPC | GFLOP per unit | CPU-s per unit | GFLOP/s | % of peak | peak GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["percent_of_peak"]):
+        ipc = "-" if r["ipc"] == 0 else str(r["ipc"])
+        lines.append(f"| {r['dataset']} | {r['unit']} | {r['method']} | {ipc} | {r['gflop_per_unit']:.2f} | "
+                     f"{r['cpu_seconds']:.3f} | {r['gflops']:.2f} | {r['percent_of_peak']:.1f} | {r['peak']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m bench.roofline results/digits/cost results/cifar10/cost
+    import sys
+
+    print(summary_markdown(sys.argv[1:]), end="")
