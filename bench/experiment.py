@@ -61,7 +61,7 @@ from bench.vocabulary import OWN_PROTOCOL
 SPECS_DIR = Path(__file__).parent / "specs"
 
 _TOP_KEYS = {"name", "description", "dataset", "ipc", "seeds", "archs", "out", "evaluation", "methods", "runtime",
-             "claim"}
+             "claim", "train_split"}
 _CLAIM_KEYS = {"references", "dir"}
 _EVAL_KEYS = {"protocol", "protocols", "epochs", "models", "full_data_epochs", "full_data_accuracy", "full_data_arch"}
 _METHOD_RESERVED = {"optional", "protocol"}
@@ -104,6 +104,8 @@ class ExperimentSpec:
     # [claim]: paired differences to these methods, written to <out>/<dir> (bench/claim_report.py)
     claim_references: list[str] = field(default_factory=list)
     claim_dir: str = "claim"
+    # the training pool of every method and of the full-data line (bench.data): "full" or "train-val"
+    train_split: str = "full"
 
     @property
     def default_out(self) -> Path:
@@ -135,7 +137,8 @@ class ExperimentSpec:
                         epochs=self.epochs, num_models=self.num_models,
                         overrides={m.name: dict(m.overrides) for m in self.methods if m.overrides},
                         method_protocols={m.name: m.protocol for m in self.methods if m.protocol},
-                        protocols=list(self.protocols), data_root=data_root, download=download)
+                        protocols=list(self.protocols), data_root=data_root, download=download,
+                        train_split=self.train_split)
 
     def count_cells(self) -> tuple[int, int]:
         """(synthetic sets to distill, evaluation cells) of the full grid."""
@@ -240,6 +243,14 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         full_data_accuracy=None if full_acc is None else float(full_acc), full_data_arch=full_arch,
         out=raw.get("out"), source=source,
     )
+    if "train_split" in raw:
+        from bench.data import check_train_split
+
+        spec.train_split = _expect(raw["train_split"], str, "train_split", where)
+        try:
+            check_train_split(spec.train_split)
+        except BenchError as exc:
+            raise BenchError(f"{where}: {exc}") from None
     if "runtime" in raw:
         from bench.acceleration import parse_runtime
 

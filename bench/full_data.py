@@ -182,12 +182,14 @@ def full_data_jobs(spec: GridSpec, out: str | Path, arch: str, device: str, epoc
     if epochs is None:
         return []
     records = read_full_data(target)
-    env = JobEnv(spec.dataset, device, spec.data_root, spec.download, train_split="full")
+    # the table's own pool: a train-val grid's full-data line trains on train-val too (one pool per table)
+    env = JobEnv(spec.dataset, device, spec.data_root, spec.download, train_split=spec.train_split)
     jobs = []
     for key, protocol in full_data_protocols(spec, epochs):
         record = records.get(key)
         # a record without a split predates it and was trained on the train-val split
         if record is None or (record.get("dataset"), record.get("arch"), record.get("protocol"),
-                              record.get("train_split", "train-val")) != (spec.dataset, arch, protocol.name, "full"):
+                              record.get("train_split", "train-val")) != (spec.dataset, arch, protocol.name,
+                                                                          spec.train_split):
             jobs.append(FullDataJob(arch, protocol, str(target.resolve()), env, key=key))
     return jobs

@@ -91,6 +91,8 @@ def test_shipped_specs_cover_the_paper_settings():
     (("[methods.random]", "[methods]"), "must name at least one method"),
     (("[methods.random]", ""), "missing required key 'methods'"),
     (("ipc = [1, 2]", "ipc = [1, 2"), "not valid TOML"),
+    (("seeds = [0]", 'seeds = [0]\ntrain_split = "val"'), "unknown training split 'val'"),
+    (("seeds = [0]", "seeds = [0]\ntrain_split = 1"), "train_split"),
 ])
 def test_bad_specs_fail_up_front_with_one_line(tmp_path, edit, needle):
     path = _write(tmp_path, BASE.replace(*edit))
@@ -128,6 +130,20 @@ def test_overrides_and_subset(tmp_path):
     with pytest.raises(BenchError, match="architecture 'resnet18' is not in this spec"):
         spec.subset(archs=["resnet18"])
     assert spec.subset(archs=["convnet"]).archs == ["convnet"]
+
+
+def test_one_training_pool_per_spec_for_every_method_and_the_full_data_line(tmp_path):
+    """``train_split = "train-val"``: every cell distils from train-val (its key says so), and the
+    full-data line trains on the same pool (issue 25: one pool per table)."""
+    from bench.full_data import full_data_jobs
+    from bench.grid import planned_cells
+
+    plain = load_spec(_write(tmp_path, BASE))
+    pooled = load_spec(_write(tmp_path, BASE.replace("seeds = [0]", 'seeds = [0]\ntrain_split = "train-val"'), "p.toml"))
+    assert plain.grid().train_split == "full" and pooled.grid().train_split == "train-val"
+    assert {c[-1] for c in planned_cells(plain.grid())}.isdisjoint(c[-1] for c in planned_cells(pooled.grid()))
+    jobs = full_data_jobs(pooled.grid(), tmp_path / "out", "convnet", "cpu", epochs=2)
+    assert jobs and all(job.env.train_split == "train-val" for job in jobs)
 
 
 def test_resolve_spec_path_by_name_and_unknown_name():
