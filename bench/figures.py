@@ -182,8 +182,8 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
                            title: str = "", formats: Sequence[str] = FORMATS) -> list[Path]:
     """Paired differences of DASM to its base and to seq per IPC; [] when neither pair is present."""
     plt = _plt()
-    styles = ({"color": "#E69F00", "marker": "P"}, {"color": "#0072B2", "marker": "D"})
-    pairs = [(a, b, label, st) for (a, b, label), st in zip(DASM_PAIRS, styles) if {a, b} <= set(rows["method"])]
+    # each difference in the look of the method it is taken against: one palette, the registry's
+    pairs = [(a, b, label, method_style(b)) for a, b, label in DASM_PAIRS if {a, b} <= set(rows["method"])]
     if not pairs:
         return []
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
