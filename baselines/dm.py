@@ -200,7 +200,7 @@ def _dsa_for(request: DistillRequest, config: DMConfig) -> DSA | None:
 
 @register_method("dm", DMConfig, kind="matching",
                  description="distribution matching: mean ConvNet embeddings of random nets (Zhao & Bilen)",
-                 order=22, colour="#009E73", marker="s",
+                 order=22, colour="#009E73", marker="<",
                  budget_fields=("iterations",))
 def distribution_matching(request: DistillRequest, config: DMConfig) -> SyntheticSet:
     """Learn ``ipc`` images per class whose mean random-ConvNet embedding matches the real one.

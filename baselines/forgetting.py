@@ -111,7 +111,7 @@ def _train_and_record(request: DistillRequest, config: ForgettingConfig, indices
 
 @register_method("forgetting", ForgettingConfig, kind="coreset",
                  description="most-forgotten real images per class (Toneva et al.; coreset baseline)",
-                 order=12, colour="#009E73", marker="v")
+                 order=12, colour="#CC79A7", marker="v")
 def forgetting(request: DistillRequest, config: ForgettingConfig) -> SyntheticSet:
     """Per class, the ``ipc`` pool images with the most forgetting events (never-learned first).
 

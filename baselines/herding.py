@@ -70,7 +70,7 @@ def herding_order(features: Tensor, k: int) -> Tensor:
 
 @register_method("herding", HerdingConfig, kind="coreset",
                  description="herding on features of a ConvNet trained on real data (coreset baseline)",
-                 order=10, colour="#E69F00", marker="s")
+                 order=10, colour="#0072B2", marker="s")
 def herding(request: DistillRequest, config: HerdingConfig) -> SyntheticSet:
     """Per class, the first ``ipc`` herding picks among the pool's real images (herding order kept).
 

@@ -229,7 +229,7 @@ def apply_meta_gradient(res: MatchResult, images: Tensor, syn_lr: Tensor, opt_im
 
 @register_method("mtt", MTTConfig, kind="matching",
                  description="trajectory matching against expert training trajectories (MTT)",
-                 order=24, colour="#CC79A7", marker="*",
+                 order=24, colour="#CC79A7", marker="p",
                  # expansion_iterations scales with iterations so DATM's window growth keeps its shape;
                  # expert_epochs is the matched span (a method setting) and the expert buffer a one-off cache
                  budget_fields=("iterations", "expansion_iterations"))

@@ -401,12 +401,11 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from bench.plots import save_figure
-    from bench.style import method_style, ordered_methods, paper_style, size
+    from bench.style import accuracy_axis, accuracy_yerr, log_ticks, method_style, ordered_methods, paper_style, size
 
     ipcs = sorted(summary["ipc"].unique())
     with paper_style():
-        width, height = size("double", 2.6)
-        fig, axes = plt.subplots(1, len(ipcs), figsize=(width if len(ipcs) > 1 else width / 2 + 0.6, height),
+        fig, axes = plt.subplots(1, len(ipcs), figsize=size("double" if len(ipcs) > 1 else "single", 2.8),
                                  squeeze=False)
         for ax, ipc in zip(axes[0], ipcs):
             at_ipc = summary[summary["ipc"] == ipc]
@@ -414,22 +413,22 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
                 g = at_ipc[at_ipc["method"] == method].sort_values("rung")
                 style = method_style(method)
                 colour = style["color"]
-                ax.errorbar(g["distill_s"], g["acc_mean"], yerr=g["acc_ci95"].fillna(0.0), capsize=2,
+                ax.errorbar(g["distill_s"], g["acc_mean"], yerr=accuracy_yerr(g["acc_mean"], g["acc_ci95"]), capsize=2,
                             elinewidth=0.7, ms=3.5, **{k: v for k, v in style.items() if k != "zorder"})
                 for x, y, r in zip(g["distill_s"], g["acc_mean"], g["rung"]):
-                    ax.annotate(f"x{r}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                    ax.annotate(f"x{r}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7,
                                 color=colour)
                 c = g[g["chosen"]]
                 ax.scatter(c["distill_s"], c["acc_mean"], s=70, facecolors="none", edgecolors=colour, lw=1.0)
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collided
-            ax.set_xlabel("distillation seconds (mean over seeds)")
+            ax.set_xlabel("distillation seconds (mean, log)")
             ax.set_ylabel("test accuracy, last epoch (%)")
+            log_ticks(ax, "x")  # at least three labelled ticks, plain numbers
+            accuracy_axis(ax)
             ax.set_title(f"{summary['dataset'].iloc[0]} IPC {ipc}")
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(loc="best")  # wherever it hides the fewest points
         # two short lines: one long line ran off both edges of a single-column figure
-        fig.suptitle("budget ladder: accuracy vs distillation time\n(ring = budget chosen on validation; bars = 95% CI)",
-                     fontsize=8)
+        fig.suptitle("budget ladder: accuracy vs distillation time\n(ring = budget chosen on validation; bars = 95% CI)")
         fig.tight_layout()
     return save_figure(fig, path)

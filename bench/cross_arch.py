@@ -217,17 +217,23 @@ def cross_arch_settings(df: pd.DataFrame) -> list[tuple[str, int]]:
 def write_cross_arch_tables(df: pd.DataFrame, out_dir: str | os.PathLike, metric: str = "acc_last") -> list[Path]:
     """Write ``cross_arch_<dataset>_ipc<N>[_<protocol>].{md,tex,csv}`` and a heatmap
     ``cross_arch_..._heatmap.{png,pdf}`` for every cross-architecture setting and protocol view
-    (each method's own protocol: no suffix; one shared protocol for all methods: its name)."""
+    (each method's own protocol: no suffix; one shared protocol for all methods: its name). The
+    heatmaps share one colour scale: the same colour is the same accuracy in each of them."""
+    from bench.figures import heatmap_range
     from bench.tables import OWN, protocol_views, view_slug
 
+    views = list(protocol_views(df))
+    scale = heatmap_range([cross_arch_summary(rows, d, i, metric) for _, rows in views
+                           for d, i in cross_arch_settings(rows)])
     written: list[Path] = []
-    for view, rows in protocol_views(df):
+    for view, rows in views:
         written += _write_view_tables(rows, Path(out_dir), metric, "" if view == OWN else f"_{view_slug(view)}",
-                                      "each method's own" if view == OWN else f"{view} for every method")
+                                      "each method's own" if view == OWN else f"{view} for every method", scale)
     return written
 
 
-def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, where: str) -> list[Path]:
+def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, where: str,
+                       scale: tuple[float, float] | None = None) -> list[Path]:
     from bench.figures import cross_arch_heatmap
 
     written: list[Path] = []
@@ -261,5 +267,5 @@ def _write_view_tables(df: pd.DataFrame, out: Path, metric: str, suffix: str, wh
         written += [md, tex, csv]
         if metric == "acc_last":
             written += cross_arch_heatmap(summary, out / f"{stem.name}_heatmap",
-                                          title=f"{dataset} IPC {ipc}, protocol: {where}")
+                                          title=f"{dataset} IPC {ipc}, protocol: {where}", scale=scale)
     return written

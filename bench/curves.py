@@ -60,44 +60,47 @@ def stored_curves(metadata: dict[str, Any]) -> Curves:
 
 
 def curves_figure(curves: Curves, path: str | os.PathLike, title: str = "") -> list[Path]:
-    """Matching loss against iteration (segments end to end) and validation accuracy per segment."""
+    """Matching loss against iteration (segments end to end) and validation accuracy per segment,
+    in the paper style (:mod:`bench.style`: its palette, print-size text, column widths)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from bench.plots import save_figure
+    from bench.style import METHOD_COLOURS, OKABE_ITO, accuracy_axis, paper_style, size
 
     panels = int(bool(curves.loss_segments)) + int(bool(curves.validation))
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.8), squeeze=False)
-    axes = list(axes[0])
-    if curves.loss_segments:
-        ax = axes.pop(0)
-        start = 0
-        for i, (label, values) in enumerate(curves.loss_segments):
-            xs = range(start + 1, start + len(values) + 1)
-            ax.plot(xs, values, color=f"C{i}", label=label, linewidth=1.2)
-            if i:
-                ax.axvline(start + 0.5, color="0.7", linewidth=0.8, linestyle=":")
-            start += len(values)
-        ax.set_xlabel("iteration" + (" (segments end to end)" if len(curves.loss_segments) > 1 else ""))
-        ax.set_ylabel("matching loss")
-        low = min(min(v) for _, v in curves.loss_segments)
-        if low > 0 and max(max(v) for _, v in curves.loss_segments) > 20 * low:  # log only for a wide range
-            ax.set_yscale("log")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    if curves.validation:
-        ax = axes.pop(0)
-        ks = [k for k, _ in curves.validation]
-        ax.plot(ks, [a for _, a in curves.validation], "o-", color="#1f77b4")
-        ax.set_xticks(ks)
-        ax.set_xlabel("segments trained on (1..k)")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    with paper_style():
+        fig, axes = plt.subplots(1, panels, figsize=size("double" if panels > 1 else "single", 2.6), squeeze=False)
+        axes = list(axes[0])
+        if curves.loss_segments:
+            ax = axes.pop(0)
+            start = 0
+            for i, (label, values) in enumerate(curves.loss_segments):
+                xs = range(start + 1, start + len(values) + 1)
+                ax.plot(xs, values, color=METHOD_COLOURS[i % len(METHOD_COLOURS)], label=label, linewidth=1.2)
+                if i:
+                    ax.axvline(start + 0.5, color="0.7", linewidth=0.8, linestyle=":")
+                start += len(values)
+            ax.set_xlabel("iteration" + (" (segments end to end)" if len(curves.loss_segments) > 1 else ""))
+            ax.set_ylabel("matching loss")
+            low = min(min(v) for _, v in curves.loss_segments)
+            if low > 0 and max(max(v) for _, v in curves.loss_segments) > 20 * low:  # log only for a wide range
+                ax.set_yscale("log")
+                ax.set_ylabel("matching loss (log)")  # a log axis says so
+            ax.legend()
+        if curves.validation:
+            ax = axes.pop(0)
+            ks = [k for k, _ in curves.validation]
+            ax.plot(ks, [a for _, a in curves.validation], "o-", color=OKABE_ITO["blue"])
+            ax.set_xticks(ks)
+            ax.set_xlabel("segments trained on (1..k)")
+            ax.set_ylabel("validation accuracy (%)")
+            accuracy_axis(ax)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
     return save_figure(fig, path)
 
 

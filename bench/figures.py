@@ -28,7 +28,8 @@ import pandas as pd
 from bench.metrics import improvement_over_random
 from bench.pictures import save_figure
 from bench.stats import paired_difference, per_seed, t_interval
-from bench.style import BASE_ARCH, method_style, ordered_methods, paper_style, pretty_arch, size
+from bench.style import (BASE_ARCH, accuracy_axis, accuracy_yerr, clip_accuracy, log_ticks, method_style,
+                         ordered_methods, paper_style, pretty_arch, size)
 
 FORMATS = ("png", "pdf")
 
@@ -47,7 +48,14 @@ def _ipc_axis(ax, ipcs: Sequence[int]) -> None:
     ax.set_xticks(list(ipcs))
     ax.set_xticklabels([str(int(i)) for i in ipcs])
     ax.minorticks_off()
-    ax.set_xlabel("images per class (IPC)")
+    ax.set_xlabel("images per class (IPC, log)")
+
+
+def _legend_rect(fig, entries: int, ncol: int) -> tuple[float, float, float, float]:
+    """``tight_layout`` rect leaving room for a figure legend of ``entries`` in ``ncol`` columns
+    along the bottom (about 0.15 in per 7 pt row): the legend stays inside the printed width."""
+    rows = math.ceil(entries / max(1, ncol))
+    return (0, min(0.5, (0.15 * rows + 0.05) / fig.get_size_inches()[1]), 1, 1)
 
 
 def _jitter(k: int, n: int, spread: float = 0.12) -> float:
@@ -99,7 +107,8 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
                                    & (random_rows["arch"] == cell["arch"].iloc[0])]
                 diffs.append(improvement_over_random(per_seed(cell, metric), per_seed(rand, metric)))
             left.plot(xs, means, **style)
-            left.fill_between(xs, lows, highs, color=style["color"], alpha=0.10, lw=0)
+            # an interval past 100 % is drawn to 100: no accuracy lies beyond it
+            left.fill_between(xs, clip_accuracy(lows), clip_accuracy(highs), color=style["color"], alpha=0.10, lw=0)
             error.plot(xs, [100 - v for v in means], **{**style, "label": None})
             if m == "random":
                 continue
@@ -133,18 +142,18 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
         right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
         label = "last-epoch" if metric == "acc_last" else "best"
         left.set_ylabel(f"test accuracy, {label} (%)")
+        accuracy_axis(left)
         right.axhline(0, color="black", lw=0.7, zorder=1)
-        right.set_ylabel("over random (points)")
+        right.set_ylabel("over random (points, symlog)")  # the axis is linear only within ±2
         left.set_title("(a) accuracy, 95% band")
         error.set_title("(b) error: high-IPC differences")
         right.set_title("(c) vs random, paired 95% CI")
         handles, labels = left.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02),
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, 0.0),
                    handlelength=2.6, columnspacing=1.2)
         if title:
             fig.suptitle(title, fontsize=8)
-        rows_of_legend = math.ceil(len(labels) / min(6, max(1, len(labels))))
-        fig.tight_layout(rect=(0, 0.06 * rows_of_legend + 0.02, 1, 1))
+        fig.tight_layout(rect=_legend_rect(fig, len(labels), min(6, len(labels))))
         return save_figure(fig, path, formats)
 
 
@@ -182,8 +191,8 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
                            title: str = "", formats: Sequence[str] = FORMATS) -> list[Path]:
     """Paired differences of DASM to its base and to seq per IPC; [] when neither pair is present."""
     plt = _plt()
-    styles = ({"color": "#E69F00", "marker": "P"}, {"color": "#0072B2", "marker": "D"})
-    pairs = [(a, b, label, st) for (a, b, label), st in zip(DASM_PAIRS, styles) if {a, b} <= set(rows["method"])]
+    # each difference in the look of the method it is taken against: one palette, the registry's
+    pairs = [(a, b, label, method_style(b)) for a, b, label in DASM_PAIRS if {a, b} <= set(rows["method"])]
     if not pairs:
         return []
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
@@ -194,7 +203,7 @@ def dasm_difference_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: 
         fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, handlelength=1.8,
                    columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
         ax.set_title((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.tight_layout(rect=_legend_rect(fig, len(pairs), 2))
         return save_figure(fig, path, formats)
 
 
@@ -215,7 +224,8 @@ def paired_difference_panels(rows: pd.DataFrame, references: Sequence[str], path
         return []
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
     with paper_style():
-        fig, axes = plt.subplots(1, len(refs), figsize=size("double", 2.9), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(refs), figsize=size("double" if len(refs) > 1 else "single", 2.9),
+                                 sharey=True, squeeze=False)
         handles: dict[str, Any] = {}
         everyone = [m for m in ordered_methods(present) if m != "random"]
         for ax, ref in zip(axes[0], refs):
@@ -225,35 +235,57 @@ def paired_difference_panels(rows: pd.DataFrame, references: Sequence[str], path
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
         axes[0][0].set_ylabel("difference (points)")
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, len(handles)),
+        ncol = min(6 if len(refs) > 1 else 3, len(handles))
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol,
                    handlelength=1.8, columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
-        fig.suptitle((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0",
-                     fontsize="medium")
-        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.suptitle((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
+        fig.tight_layout(rect=_legend_rect(fig, len(handles), ncol))
         return save_figure(fig, path, formats)
 
 
+def heatmap_range(summaries: Sequence[pd.DataFrame]) -> tuple[float, float]:
+    """One colour scale (lowest, highest mean) for every heatmap of a report: the same colour is
+    the same accuracy in each of them."""
+    means = [float(v) for s in summaries for v in s["mean"] if not math.isnan(float(v))] if summaries else []
+    return (min(means), max(means)) if means else (0.0, 100.0)
+
+
+def _cell_n(summary: pd.DataFrame) -> tuple[str, bool]:
+    """What a heatmap says about n: ``n = 3 seeds per cell``, and whether cells differ (then each
+    cell states its own n)."""
+    seeds = sorted({int(s) for s in summary["seeds"]}) if "seeds" in summary and len(summary) else [1]
+    if len(seeds) == 1:
+        return f"n = {seeds[0]} seed{'s' if seeds[0] != 1 else ''} per cell", False
+    return f"n = {seeds[0]}-{seeds[-1]} seeds per cell (in each cell)", True
+
+
 def cross_arch_heatmap(summary: pd.DataFrame, path: str | os.PathLike, title: str = "",
-                       formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Methods x architectures, colour = mean accuracy, the value written in each cell."""
+                       formats: Sequence[str] = FORMATS, scale: tuple[float, float] | None = None) -> list[Path]:
+    """Methods x architectures, colour = mean accuracy, each cell ``mean ± 95% CI`` (the mean alone
+    for one seed) and n stated. ``scale``: the colour range shared by the report's heatmaps
+    (:func:`heatmap_range`); this summary's own range without one."""
     plt = _plt()
     methods = ordered_methods(summary["method"])
     archs = list(dict.fromkeys(summary["arch"]))
     archs = [a for a in archs if a == BASE_ARCH] + [a for a in archs if a != BASE_ARCH]
     grid = np.full((len(methods), len(archs)), np.nan)
-    for r in summary.itertuples(index=False):
-        grid[methods.index(r.method), archs.index(r.arch)] = r.mean
+    texts: dict[tuple[int, int], str] = {}
+    n_text, per_cell = _cell_n(summary)
+    for r in summary.to_dict("records"):
+        i, j = methods.index(r["method"]), archs.index(r["arch"])
+        grid[i, j] = r["mean"]
+        ci = float(r.get("ci95", math.nan))
+        texts[(i, j)] = f"{r['mean']:.1f}" + ("" if math.isnan(ci) else f"\n±{ci:.1f}") \
+            + (f"\nn={int(r['seeds'])}" if per_cell else "")
+    lo, hi = scale if scale is not None else heatmap_range([summary])
     with paper_style():
         width = "double" if len(archs) > 4 else "single"
-        fig, ax = plt.subplots(figsize=size(width, 0.45 * len(methods) + 1.3))
-        image = ax.imshow(grid, cmap="cividis", aspect="auto", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
-        lo, hi = np.nanmin(grid), np.nanmax(grid)
-        for i in range(len(methods)):
-            for j in range(len(archs)):
-                if not np.isnan(grid[i, j]):
-                    light = (grid[i, j] - lo) / (hi - lo + 1e-9) > 0.6  # cividis is light at the top
-                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                            color="black" if light else "white")
+        fig, ax = plt.subplots(figsize=size(width, (0.5 + 0.12 * per_cell) * len(methods) + 1.5))
+        image = ax.imshow(grid, cmap="cividis", aspect="auto", vmin=lo, vmax=hi)
+        for (i, j), text in texts.items():
+            light = (grid[i, j] - lo) / (hi - lo + 1e-9) > 0.6  # cividis is light at the top
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, linespacing=1.0,
+                    color="black" if light else "white")
         ax.set_xticks(range(len(archs)))
         ax.set_xticklabels([pretty_arch(a) for a in archs], rotation=30, ha="right")
         ax.set_yticks(range(len(methods)))
@@ -261,9 +293,9 @@ def cross_arch_heatmap(summary: pd.DataFrame, path: str | os.PathLike, title: st
         ax.grid(False)
         for side in ax.spines.values():
             side.set_visible(False)
-        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02).set_label("test accuracy (%)")
-        if title:
-            ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).set_label("test accuracy (%)")
+        # what a cell holds, under the title: a reader cannot tell an interval from a std, nor n
+        ax.set_title((f"{title}\n" if title else "") + f"cell: mean ± 95% CI; {n_text}")
         fig.tight_layout()
         return save_figure(fig, path, formats)
 
@@ -276,9 +308,8 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
     methods = ordered_methods(rows["method"])
     ipcs = sorted(int(i) for i in rows["ipc"].unique())
     with paper_style():
-        from matplotlib.ticker import NullFormatter
-
-        fig, axes = plt.subplots(1, len(ipcs), figsize=size("double", 2.2), sharex=True, squeeze=False)
+        kind = "double" if len(ipcs) > 1 else "single"
+        fig, axes = plt.subplots(1, len(ipcs), figsize=size(kind, 2.4), sharex=True, squeeze=False)
         for ax, ipc in zip(axes[0], ipcs):
             for m in methods:
                 cell = rows[(rows["method"] == m) & (rows["ipc"] == ipc)]
@@ -292,21 +323,22 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
                 if seconds < 0.1:  # selection without training: a reference level, not a point
                     ax.axhline(iv.mean, color=style["color"], lw=0.8, ls=":", label=f"{m} (~0 s)")
                     continue
-                ax.errorbar([seconds], [iv.mean], yerr=[0 if math.isnan(iv.half_width) else iv.half_width],
+                ax.errorbar([seconds], [iv.mean], yerr=accuracy_yerr([iv.mean], [iv.half_width]),
                             capsize=1.5, elinewidth=0.7, ls="none",
                             **{k: v for k, v in style.items() if k not in ("linestyle", "linewidth")})
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
             ax.set_title(f"IPC {ipc}")
-            ax.set_xlabel("seconds per set")
+            ax.set_xlabel("seconds per set (log)")
+            accuracy_axis(ax)
+        log_ticks(axes[0][0], "x")  # the panels share x: enough labelled ticks on all of them
         axes[0][0].set_ylabel("test accuracy (%)")
         handles, labels = axes[0][-1].get_legend_handles_labels()
         if not labels:  # no row recorded a distillation time: nothing to draw
             plt.close(fig)
             return []
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.02))
+        ncol = min(6 if kind == "double" else 3, len(labels))
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 0.0))
         if title:
-            fig.suptitle(f"accuracy (95% CI) against distillation time; {title}", fontsize=8)
-        rows_of_legend = math.ceil(len(labels) / min(6, max(1, len(labels))))
-        fig.tight_layout(rect=(0, 0.07 * rows_of_legend + 0.02, 1, 1))
+            fig.suptitle(f"accuracy (95% CI) against distillation time; {title}")
+        fig.tight_layout(rect=_legend_rect(fig, len(labels), ncol))
         return save_figure(fig, path, formats)

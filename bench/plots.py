@@ -37,7 +37,7 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.style import method_style, ordered_methods, paper_style, size
+    from bench.style import accuracy_axis, clip_accuracy, method_style, ordered_methods, paper_style, size
 
     sub = df[df["arch"] == arch] if "arch" in df and (df["arch"] == arch).any() else df
     summary = summarise(sub, metric)
@@ -47,8 +47,9 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
             g = summary[summary["method"] == method].sort_values("ipc")
             line = method_style(method)
             ax.plot(g["ipc"], g["mean"], **line)
-            ax.fill_between(g["ipc"], g["mean"] - g["std"], g["mean"] + g["std"], alpha=0.12, color=line["color"],
-                            lw=0)
+            # a band past 100 % is drawn to 100: no accuracy lies beyond it
+            ax.fill_between(g["ipc"], clip_accuracy(g["mean"] - g["std"]), clip_accuracy(g["mean"] + g["std"]),
+                            alpha=0.12, color=line["color"], lw=0)
         if full_data is not None:
             ax.axhline(full_data, ls="--", color="#555555", lw=0.9, label=f"{full_data_label} ({full_data:.1f}%)")
         ipcs = sorted(summary["ipc"].unique()) if len(summary) else [1]
@@ -56,12 +57,15 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
         ax.set_xticks(ipcs)
         ax.set_xticklabels([str(int(i)) for i in ipcs])
         ax.minorticks_off()
-        ax.set_xlabel("images per class (IPC)")
+        ax.set_xlabel("images per class (IPC, log)")
         label = "last-epoch" if metric == "acc_last" else "best"
         protocols = ", ".join(sorted(sub["protocol"].astype(str).unique())) if len(sub) else ""
         ax.set_ylabel(f"test accuracy, {label} (%)")
+        accuracy_axis(ax)
         datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if len(sub) else ""
-        ax.set_title(title or f"{datasets} / {arch} ({protocols})")
+        seeds = _span(summary["seeds"]) if len(summary) else "0"
+        # the band is a spread, not an interval: say so, and over how many seeds
+        ax.set_title((title or f"{datasets} / {arch} ({protocols})") + f"\nband: ±1 std over {seeds} seeds")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, handlelength=2.4)
         fig.tight_layout()
         return save_figure(fig, path, formats)

@@ -135,7 +135,9 @@ class MethodSpec:
     # how tables and figures show the method (bench/style.py turns these into lines and markers)
     group: str = ""     # "coresets", "matchers" or "dasm": a block of rows, a line style
     order: int = 1000   # position in tables and legends (papers' order, not alphabetical)
-    colour: str = ""    # a colour-blind-safe hex colour (Okabe-Ito), "" for the group's default
+    # (colour, marker) is the method's own: no other registered method has the pair, no colour
+    # repeats within a group, no marker repeats at all (tests/test_figure_style.py)
+    colour: str = ""    # one of bench.style.METHOD_COLOURS (Okabe-Ito, colour-blind safe); "": grey
     marker: str = "o"   # a matplotlib marker
 
     @property

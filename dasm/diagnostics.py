@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from bench.errors import BenchError
 from bench.pictures import save_figure
+from bench.style import OKABE_ITO, accuracy_axis, paper_style, size
 from bench.synthetic import SyntheticSet
 
 
@@ -59,43 +60,51 @@ def diagnostics_figure(syn: SyntheticSet, path: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = segment_records(syn)
+    with paper_style():  # the paper style: its palette, print-size text, the page width
+        fig = _draw(plt, segment_records(syn), syn.metadata)
+    return save_figure(fig, path, formats)
+
+
+def _draw(plt: Any, records: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
+    colours = OKABE_ITO
     ks = [r["segment"] for r in records]
-    meta = syn.metadata
-    fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=size("double", 2.9))
 
     ax = axes[0]
     for r in records:
         lo, hi = r["window"]
-        ax.bar(r["segment"], hi - lo, bottom=lo, width=0.6, color="#d62728", alpha=0.35)
+        ax.bar(r["segment"], hi - lo, bottom=lo, width=0.6, color=colours["vermillion"], alpha=0.35)
         ax.text(r["segment"], hi + 0.02, f"{r['pool_size']} imgs\n(min {r['pool_min_per_class']}/class)",
                 ha="center", va="bottom", fontsize=7)
     ax.set_ylim(0, 1.25)
     ax.set_ylabel("difficulty quantile window")
-    ax.set_title("real-data pool per segment", fontsize=9)
+    ax.set_title("real-data pool per segment")
 
     ax = axes[1]
     ranked = [r for r in records if r.get("pool_mean_loss") is not None]
     if ranked:
-        ax.plot([r["segment"] for r in ranked], [r["pool_mean_loss"] for r in ranked], "o-", color="#d62728",
+        ax.plot([r["segment"] for r in ranked], [r["pool_mean_loss"] for r in ranked], "o-", color=colours["vermillion"],
                 label="pool mean loss")
-        ax.plot([r["segment"] for r in ranked], [r["all_mean_loss"] for r in ranked], "s--", color="#7f7f7f",
+        ax.plot([r["segment"] for r in ranked], [r["all_mean_loss"] for r in ranked], "s--", color=colours["black"],
                 label="all real images")
-        ax.legend(fontsize=7)
+        ax.legend()
     else:
         ax.text(0.5, 0.5, "no ranked segment\n(all windows unranked)", ha="center", va="center",
-                transform=ax.transAxes, fontsize=8)
+                transform=ax.transAxes)
     ax.set_ylabel("mean CE loss (model on segments < k)")
-    ax.set_title("difficulty of each segment's pool", fontsize=9)
+    ax.set_title("difficulty of each segment's pool")
 
     ax = axes[2]
-    ax.plot(ks, [r["val_accuracy"] for r in records], "o-", color="#1f77b4")
+    ax.plot(ks, [r["val_accuracy"] for r in records], "o-", color=colours["blue"])
     cumulative = [sum(r["size"] for r in records[:i + 1]) for i in range(len(records))]
     for k, acc, ipc in zip(ks, [r["val_accuracy"] for r in records], cumulative):
-        ax.annotate(f"IPC {ipc}", (k, acc), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        # below the point: the axis stops at 100 %, where a label above would meet the title
+        ax.annotate(f"IPC {ipc}", (k, acc), textcoords="offset points", xytext=(0, -6), ha="center", va="top",
+                    fontsize=7)
     ax.set_ylabel("val accuracy (%), segments 1..k")
     ax.margins(y=0.15)
-    ax.set_title("accuracy as segments are added", fontsize=9)
+    accuracy_axis(ax)
+    ax.set_title("accuracy as segments are added")
 
     for ax in axes:
         ax.set_xticks(ks)
@@ -103,7 +112,6 @@ def diagnostics_figure(syn: SyntheticSet, path: str | os.PathLike,
         ax.grid(True, alpha=0.3)
     dasm = meta.get("dasm", {})
     fig.suptitle(f"{meta.get('method', 'dasm')} on {meta.get('dataset', '?')}, IPC {meta.get('ipc', '?')}, "
-                 f"seed {meta.get('seed', '?')}: base {dasm.get('base', '?')}, schedule {dasm.get('schedule', '?')}",
-                 fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return save_figure(fig, path, formats)
+                 f"seed {meta.get('seed', '?')}: base {dasm.get('base', '?')}, schedule {dasm.get('schedule', '?')}")
+    fig.tight_layout()
+    return fig

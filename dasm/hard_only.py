@@ -67,7 +67,7 @@ class HardOnlyConfig(BaseMatcherConfig):
 
 @register_method("hard-only", HardOnlyConfig, kind="dasm",
                  description="ablation: drop the easiest real images once, distill the whole IPC with the base",
-                 order=31, colour="#CC79A7", marker="^")
+                 order=31, colour="#009E73", marker="H")
 def hard_only(request: DistillRequest, config: HardOnlyConfig) -> SyntheticSet:
     """Distill ``request.ipc`` images per class from the hardest ``1 - drop_fraction`` of each class.
 

@@ -297,7 +297,7 @@ DIAGNOSTICS = "dasm.diagnostics:diagnostics_figures"
 
 @register_method("dasm", DASMConfig, kind="dasm",
                  description="DASM: sequential segments, each matched on harder real data (easy -> hard)",
-                 order=33, colour="#D55E00", marker="o",
+                 order=33, colour="#D55E00", marker="*",
                  diagnostics=DIAGNOSTICS, search="dasm.schedule_search:ScheduleObjective")
 def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """Difficulty-Aligned Sequential Matching with the configured (or default easy->hard) schedule.
@@ -311,7 +311,7 @@ def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
 
 @register_method("seq", DASMConfig, kind="dasm",
                  description="sequential matching without difficulty: DASM's segments, window [0, 1] each",
-                 order=30, colour="#0072B2", marker="D",
+                 order=30, colour="#000000", marker="d",
                  diagnostics=DIAGNOSTICS)
 def sequential_without_difficulty(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """SeqMatch-style ablation: the same segment sizes, every segment sees all real data."""
@@ -320,7 +320,7 @@ def sequential_without_difficulty(request: DistillRequest, config: DASMConfig) -
 
 @register_method("dasm-reverse", DASMConfig, kind="dasm",
                  description="DASM ablation with mirrored windows (hard -> easy)",
-                 order=32, colour="#009E73", marker="v",
+                 order=32, colour="#E69F00", marker=">",
                  diagnostics=DIAGNOSTICS)
 def dasm_reverse(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """DASM with every window mirrored (``[lo, hi] -> [1-hi, 1-lo]``): later segments see easy data."""

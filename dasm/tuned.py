@@ -134,7 +134,7 @@ class TunedDASMConfig(DASMConfig):
 
 @register_method("dasm-tuned", TunedDASMConfig, kind="dasm",
                  description="DASM with the segment schedule a shipped Optuna study found (dasm/tuned_schedules/)",
-                 order=34, colour="#882255", marker="h", diagnostics=DIAGNOSTICS)
+                 order=34, colour="#CC79A7", marker="X", diagnostics=DIAGNOSTICS)
 def dasm_tuned(request: DistillRequest, config: TunedDASMConfig) -> SyntheticSet:
     """DASM with the tuned schedule for the request's dataset and IPC (scaled from the nearest tuned IPC).
 

@@ -95,12 +95,14 @@ def test_picture_is_written(tmp_path, digits):
     assert out == tmp_path / "grid.png" and out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in synthetic_picture(syn, tmp_path / "both", digits.mean, digits.std)) == \
         ["both.pdf", "both.png"]                       # the figure writer's formats by default
-    # decoded: IDC's factor 2 turns each stored image into 4, so the rows get 4x as many columns
+    # decoded: IDC's factor 2 turns each stored image into 4, so the rows get 4x as many columns: in
+    # the same column width (3.5 in) the tiles get smaller and the picture lower
     packed = SyntheticSet(syn.images, syn.labels, factor=2)
     [narrow] = synthetic_picture(packed, tmp_path / "packed.png", digits.mean, digits.std, formats=("png",))
     [wide] = synthetic_picture(packed, tmp_path / "decoded.png", digits.mean, digits.std, formats=("png",),
                                decoded=True, max_per_class=12)
-    assert Image.open(wide).size[0] > 1.5 * Image.open(narrow).size[0]
+    (w_wide, h_wide), (w_narrow, h_narrow) = Image.open(wide).size, Image.open(narrow).size
+    assert w_wide == w_narrow == 700 and h_wide < h_narrow
 
 
 def test_picture_in_an_unknown_format_is_a_one_line_error(tmp_path, digits, capsys):
