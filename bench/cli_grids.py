@@ -102,7 +102,7 @@ def cmd_budget(args: argparse.Namespace) -> None:
     spec = BudgetSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, rungs=args.rungs,
                       protocol=OWN_PROTOCOL if args.protocol == "own" else args.protocol, epochs=args.epochs,
                       num_models=args.models, overrides=overrides, max_hours=args.max_hours,
-                      data_root=args.data_root, download=args.download)
+                      data_root=args.data_root, download=args.download, train_split=args.train_split)
     before = file_snapshot(Path(args.out))
     run_budget(spec, args.out, args.device, workers=args.workers, progress=not args.no_progress)
     print(describe_written(Path(args.out), before))

@@ -208,6 +208,9 @@ def _add_budget(sub) -> None:
     p = sub.add_parser("budget", help="budget curves: each method at x1, x2, x4, ... its distillation budget")
     _add_grid_axes(p, "methods with a budget, e.g. dc,dm,idc,mtt,dasm")
     p.add_argument("--rungs", type=int_list, default=[1, 2, 4, 8], help="budget multipliers (default: 1,2,4,8)")
+    p.add_argument("--train-split", choices=["train-val", "full"], default="train-val",
+                   help="training pool of every rung (default: train-val, whose validation split chooses the "
+                        "rung; full: the whole training set, rungs reported but none chosen)")
     p.add_argument("--protocol", default="own", help=protocol_help("own", own=True))
     _add_eval_budget(p)
     _add_sets(p, "METHOD.KEY=VALUE",

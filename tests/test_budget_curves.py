@@ -212,3 +212,12 @@ def bc_keys(spec):
     from bench.budget_curves import cell_keys
 
     return cell_keys(spec, "dm", 10, 1)
+
+
+def test_a_full_pool_ladder_is_reported_but_never_chosen(tmp_path):
+    out = tmp_path / "b"
+    assert main(["budget", "--methods", "dm", "--rungs", "1,2", "--train-split", "full", "--out", str(out), *TINY]) == 0
+    table = pd.read_csv(out / "budget-digits-ipc2.csv")
+    assert not table["chosen"].any() and table["flag"].fillna("").tolist() == ["", "no validation split: not chosen"]
+    assert table["val_mean"].isna().all() and set(table["train_split"]) == {"full"}
+    assert "no validation split: not chosen" in (out / "budget-digits-ipc2.md").read_text()
