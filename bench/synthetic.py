@@ -164,7 +164,7 @@ class SyntheticSet:
             raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
         try:
             meta = json.loads(read_regular(side, "sidecar"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits (int_max_str_digits)
             raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         except RecursionError:
             raise BenchError(f"sidecar {side} is nested too deeply to be a sidecar") from None

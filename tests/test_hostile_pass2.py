@@ -1,0 +1,92 @@
+"""Regressions from the third adversarial pass (436 hostile inputs, /tmp/hostile-pass): each is one
+line ``error: ...`` and exit 2, nothing written, no compute spent.
+
+Example::
+
+    PYTHONPATH=. python -m pytest -q -m "not slow" tests/test_hostile_pass2.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+DISTILL = ["distill", "--method", "random", "--ipc", "1", "--no-progress", "--device", "cpu"]
+SPEC = 'name = "t"\ndataset = "digits"\nipc = [1]\nseeds = [0]\n[evaluation]\nepochs = 1\nmodels = 1\n[methods.random]\n'
+BIG_INT = "9" * 5000  # int() refuses more than 4,300 digits with a ValueError that is not a JSONDecodeError
+
+
+@pytest.fixture(scope="module")
+def good_set(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pass2") / "good.safetensors"
+    assert main(DISTILL + ["--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture()
+def no_compute(monkeypatch):
+    import bench.evaluation
+    import bench.registry
+
+    bench.registry.list_methods()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compute was spent before the bad input was refused")
+
+    monkeypatch.setattr(bench.evaluation, "evaluate_synthetic", refuse)
+    monkeypatch.setattr(bench.registry, "distill", refuse)
+
+
+def _refused(argv: list[str], capsys, needle: str) -> str:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert needle.lower() in err.lower(), err
+    return err
+
+
+def _copy_set(good: Path, dst: Path, edit=None) -> Path:
+    shutil.copy(good, dst)
+    side = json.loads(good.with_suffix(".json").read_text())
+    text = json.dumps(side) if edit is None else edit(side)
+    dst.with_suffix(".json").write_text(text if isinstance(text, str) else json.dumps(side))
+    return dst
+
+
+# ----------------------------------------------------------------------------- integers of 5,000 digits
+
+def test_config_with_a_huge_integer(tmp_path, capsys, no_compute):
+    config = tmp_path / "c.json"
+    config.write_text('{"iterations": ' + BIG_INT + "}")
+    _refused(["distill", "--method", "dm", "--ipc", "1", "--config", str(config), "--out", str(tmp_path / "o")],
+             capsys, "cannot read config")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json"]
+
+
+def test_sidecar_with_a_huge_integer(good_set, tmp_path, capsys, no_compute):
+    bad = _copy_set(good_set, tmp_path / "s.safetensors",
+                    lambda side: json.dumps(side).replace('"ipc": 1', '"ipc": ' + BIG_INT))
+    _refused(["evaluate", str(bad)], capsys, "not valid JSON")
+
+
+def test_spec_with_a_huge_integer(tmp_path, capsys, no_compute):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("seeds = [0]", f"seeds = [{BIG_INT}]"))
+    _refused(["run", str(spec), "--plan"], capsys, "not valid TOML")
+
+
+def test_full_data_record_with_a_huge_integer(tmp_path):
+    from bench.full_data import FILE, read_full_data
+
+    (tmp_path / FILE).write_text('{"dc": {"acc_last": ' + BIG_INT + "}}")
+    assert read_full_data(tmp_path) == {}  # a damaged record loses its reference rows, never the run
