@@ -90,3 +90,16 @@ def test_full_data_record_with_a_huge_integer(tmp_path):
 
     (tmp_path / FILE).write_text('{"dc": {"acc_last": ' + BIG_INT + "}}")
     assert read_full_data(tmp_path) == {}  # a damaged record loses its reference rows, never the run
+
+
+# ----------------------------------------------------------------------------- sidecar fields that key a results cell
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda meta: meta.update(ipc=50), "says IPC 50"),            # filed under IPC 50, a set of IPC 1
+    (lambda meta: meta.update(train_split="test"), "train_split"),  # "test": the row would claim it
+])
+def test_sidecar_fields_that_would_file_the_row_wrongly(good_set, tmp_path, capsys, no_compute, edit, needle):
+    bad = _copy_set(good_set, tmp_path / "s.safetensors", lambda side: edit(side["metadata"]))
+    _refused(["evaluate", str(bad), "--results", str(tmp_path / "r")], capsys, needle)
+    assert not (tmp_path / "r").exists()
+
