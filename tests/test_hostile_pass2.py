@@ -103,3 +103,16 @@ def test_sidecar_fields_that_would_file_the_row_wrongly(good_set, tmp_path, caps
     _refused(["evaluate", str(bad), "--results", str(tmp_path / "r")], capsys, needle)
     assert not (tmp_path / "r").exists()
 
+
+# ----------------------------------------------------------------------------- protocol budgets
+
+@pytest.mark.parametrize("protocol", ["dc@99999999999999999999ep", "dc-nodsa@100001ep", "dc@" + "9" * 5000 + "ep"])
+def test_protocol_budget_beyond_the_epoch_range(good_set, capsys, no_compute, protocol):
+    # the --epochs flag is bounded; a budget in the protocol's name trained for ever
+    _refused(["evaluate", str(good_set), "--protocol", protocol], capsys, "[1, 100000]")
+
+
+def test_protocol_budget_at_the_edge_is_accepted():
+    from bench.protocols import get_protocol
+
+    assert get_protocol("dc@100000ep").epochs == 100_000
