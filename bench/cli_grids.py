@@ -27,6 +27,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.protocols and protocol != OWN_PROTOCOL:
         raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
+    if args.tensorboard is not None:  # a file, "" or "/": refused before the grid, not after its first cell
+        check_writable(args.tensorboard, "--tensorboard", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
@@ -73,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.sweep import SweepSpec, run_sweep
 
-    if args.out:
+    if args.out is not None:  # "" too: it would fall back to the default silently
         check_writable(args.out, "--out", directory=True)
     # DASM's search-space settings, checked by its registered search hook (dasm.schedule_search)
     space = dict(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
@@ -123,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.plan:
         print(plan_summary(spec, args.out))
         return
-    check_writable(out, "--out", directory=True)
+    check_writable(args.out if args.out is not None else out, "--out", directory=True)  # "" is not "."
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard", directory=True)
     if args.executor == "slurm":
         check_slurm()
     from bench.run_selection import record_selection

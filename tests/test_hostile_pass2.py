@@ -116,3 +116,32 @@ def test_protocol_budget_at_the_edge_is_accepted():
     from bench.protocols import get_protocol
 
     assert get_protocol("dc@100000ep").epochs == 100_000
+
+
+# ----------------------------------------------------------------------------- output paths a careless hand gives
+
+@pytest.mark.parametrize("argv, needle", [
+    (DISTILL + ["--out", ""], "names a directory"),                 # was: the default path, silently
+    (DISTILL + ["--out", "{tmp}/new/"], "names a directory"),       # was: a file named new.safetensors
+    (DISTILL + ["--out", "/dev/null"], "not a regular file"),       # was: /dev/null.safetensors written
+    (["show", "{set}", "--out", ""], "empty path"),
+    (["show", "{set}", "--out", "{tmp}/new/"], "names a directory"),
+    (["evaluate", "{set}", "--results", ""], "empty path"),          # was: a table in the working directory
+    (["evaluate", "{set}", "--results", "/"], "file system root"),   # was: /cells and /results.* written
+    (["grid", "--methods", "random", "--ipc", "1", "--out", ""], "empty path"),
+    (["grid", "--methods", "random", "--ipc", "1", "--out", "/"], "file system root"),
+    (["grid", "--methods", "random", "--ipc", "1", "--out", "{tmp}/g", "--tensorboard", "/"], "file system root"),
+    (["grid", "--methods", "random", "--ipc", "1", "--out", "{tmp}/g", "--tensorboard", "{spec}"], "it is a file"),
+    (["run", "{spec}", "--out", "{tmp}/r", "--tensorboard", ""], "empty path"),
+    (["run", "{spec}", "--out", ""], "empty path"),
+    (["sweep", "--ipc", "1", "--out", ""], "empty path"),
+    (["import", "{tmp}", "--dataset", "digits", "--out", ""], "empty path"),
+    (["cost", "--out", "", "--methods", "dm", "--ipc", "1"], "empty path"),
+])
+def test_output_paths(good_set, tmp_path, capsys, no_compute, monkeypatch, argv, needle):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    _refused([a.format(tmp=tmp_path, set=good_set, spec=spec) for a in argv], capsys, needle)
+    assert sorted(tmp_path.rglob("*")) == before
