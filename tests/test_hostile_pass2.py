@@ -145,3 +145,25 @@ def test_output_paths(good_set, tmp_path, capsys, no_compute, monkeypatch, argv,
     before = sorted(tmp_path.rglob("*"))
     _refused([a.format(tmp=tmp_path, set=good_set, spec=spec) for a in argv], capsys, needle)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+# ----------------------------------------------------------------------------- results cells
+
+@pytest.mark.parametrize("field, value", [("protocol", "../x"), ("protocol", ""), ("train_split", "test")])
+def test_cell_names_that_no_run_writes(tmp_path, capsys, field, value):
+    from bench.results import ResultsTable
+
+    row = {"cell_key": "k", "method": "random", "dataset": "digits", "ipc": 1, "seed": 0, "arch": "convnet",
+           "protocol": "dc@1ep", "num_models": 1, "acc_last": 50.0, "acc_last_std": 0.0,
+           "distill_seconds": 1.0, "eval_seconds": 1.0, "train_split": "full"}
+    ResultsTable(tmp_path / "res").append([row])
+    cell = next((tmp_path / "res" / "cells").glob("*.json"))
+    cell.write_text(json.dumps({**row, field: value}))
+    _refused(["plot", str(tmp_path / "res")], capsys, field)
+
+
+def test_cell_protocol_suffixes_are_read():
+    from bench.results import check_row
+
+    for protocol in ("dc", "dc@300ep", "mtt@lr0.01", "dc-nodsa@300ep@hard", "idc"):
+        check_row({"cell_key": "k", "protocol": protocol, "train_split": "train-val"})
