@@ -111,6 +111,7 @@ def cmd_budget(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from bench.errors import BenchError
     from bench.executors import SlurmOptions
     from bench.experiment import load_spec
     from bench.experiment_run import plan_summary, run_experiment
@@ -119,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     whole = load_spec(args.spec)
     spec = whole.subset(args.methods, args.ipc, args.seeds, args.arch)
+    if args.out is not None and not args.out.strip():  # --plan too: it would name the default directory
+        raise BenchError("--out is an empty path; give a directory")
     out = Path(args.out) if args.out is not None else spec.default_out
     table = ResultsTable(out)
     check_schema(table.load(), table.parquet)

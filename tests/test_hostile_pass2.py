@@ -134,6 +134,7 @@ def test_protocol_budget_at_the_edge_is_accepted():
     (["grid", "--methods", "random", "--ipc", "1", "--out", "{tmp}/g", "--tensorboard", "{spec}"], "it is a file"),
     (["run", "{spec}", "--out", "{tmp}/r", "--tensorboard", ""], "empty path"),
     (["run", "{spec}", "--out", ""], "empty path"),
+    (["run", "{spec}", "--out", "", "--plan"], "empty path"),
     (["sweep", "--ipc", "1", "--out", ""], "empty path"),
     (["import", "{tmp}", "--dataset", "digits", "--out", ""], "empty path"),
     (["cost", "--out", "", "--methods", "dm", "--ipc", "1"], "empty path"),
