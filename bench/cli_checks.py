@@ -145,7 +145,7 @@ def read_config(path: str) -> dict:
 
     try:
         loaded = json.loads(read_regular(Path(path), "config"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError, an int of 5,000 digits
         raise BenchError(f"cannot read config {path}: {exc}") from None
     except RecursionError:
         raise BenchError(f"cannot read config {path}: nested too deeply") from None

@@ -27,6 +27,8 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.protocols and protocol != OWN_PROTOCOL:
         raise BenchError("give --protocol or --protocols, not both")
     check_writable(args.out, "--out", directory=True)
+    if args.tensorboard is not None:  # a file, "" or "/": refused before the grid, not after its first cell
+        check_writable(args.tensorboard, "--tensorboard", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
     spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
@@ -73,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from bench.paths import check_writable
     from bench.sweep import SweepSpec, run_sweep
 
-    if args.out:
+    if args.out is not None:  # "" too: it would fall back to the default silently
         check_writable(args.out, "--out", directory=True)
     # DASM's search-space settings, checked by its registered search hook (dasm.schedule_search)
     space = dict(max_segments=args.max_segments, max_lo=args.max_lo, sample_first_window=args.sample_first_window,
@@ -109,6 +111,7 @@ def cmd_budget(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from bench.errors import BenchError
     from bench.executors import SlurmOptions
     from bench.experiment import load_spec
     from bench.experiment_run import plan_summary, run_experiment
@@ -117,13 +120,17 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     whole = load_spec(args.spec)
     spec = whole.subset(args.methods, args.ipc, args.seeds, args.arch)
+    if args.out is not None and not args.out.strip():  # --plan too: it would name the default directory
+        raise BenchError("--out is an empty path; give a directory")
     out = Path(args.out) if args.out is not None else spec.default_out
     table = ResultsTable(out)
     check_schema(table.load(), table.parquet)
     if args.plan:
         print(plan_summary(spec, args.out))
         return
-    check_writable(out, "--out", directory=True)
+    check_writable(args.out if args.out is not None else out, "--out", directory=True)  # "" is not "."
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard", directory=True)
     if args.executor == "slurm":
         check_slurm()
     from bench.run_selection import record_selection

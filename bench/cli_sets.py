@@ -51,10 +51,13 @@ def cmd_distill(args: argparse.Namespace) -> None:
     get_method(args.method)
     overrides = read_config(args.config) if args.config else {}
     overrides.update(parse_sets(args.set))
-    out = Path(args.out or f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
-                           f"-s{args.seed}.safetensors")
-    if not out.name or out.name == "..":  # "/", ".", "": a directory, not a file name
+    out = Path(f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
+               f"-s{args.seed}.safetensors" if args.out is None else args.out)
+    # "/", ".", "", "new/": a directory, not a file name (Path drops a trailing slash)
+    if not out.name or out.name == ".." or (args.out or "").endswith("/"):
         raise BenchError(f"--out {args.out!r} names a directory; give a file, e.g. {out / 'set.safetensors'}")
+    if out.exists() and not out.is_file():  # /dev/null: "/dev/null.safetensors" is not what was meant
+        raise BenchError(f"cannot write --out {out}: it is {'a directory' if out.is_dir() else 'not a regular file'}")
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     check_writable(out, "--out")  # before any compute
@@ -93,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise BenchError(f"{args.synthetic} does not record its dataset")
     for arch in args.arch:
         model_name_ok(arch)
-    if args.results:  # what will be written to is checked before any compute is spent
+    if args.results is not None:  # what will be written to is checked before any compute is spent ("" too)
         check_writable(args.results, "--results", directory=True)
         table = ResultsTable(args.results)
         check_schema(table.load(), table.parquet)
@@ -137,7 +140,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         show_curves(args.synthetic, args.out)
         return
     syn = SyntheticSet.load(args.synthetic)
-    check_writable(Path(args.out) if args.out else Path(args.synthetic).with_suffix(".png"), "--out")
+    check_writable(args.out if args.out is not None else Path(args.synthetic).with_suffix(".png"), "--out")
     meta = syn.metadata
     if meta.get("dataset"):
         data = load_dataset(meta["dataset"])
@@ -157,7 +160,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     from bench.importers import import_set
     from bench.paths import check_writable
 
-    check_writable(Path(args.out), "--out")  # before any work
+    check_writable(args.out, "--out")  # before any work
     data = load_dataset(args.dataset, args.data_root, args.download)
     syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed,
                      args.iteration, args.zca)
@@ -176,7 +179,7 @@ def cmd_published(args: argparse.Namespace) -> None:
     from bench.published_eval import evaluate_published
 
     model_name_ok(args.arch)
-    check_writable(Path(args.out), "--out", directory=True)  # before any work
+    check_writable(args.out, "--out", directory=True)  # before any work
     data = load_dataset(args.dataset, args.data_root, args.download)
     rows = evaluate_published(Path(args.root), data, Path(args.out), args.arch, args.epochs, args.models,
                               args.seed, resolve_device(args.device), progress=not args.no_progress)
@@ -203,7 +206,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
         if not (ipc.isdigit() and runs.isdigit() and int(runs) >= 1):
             raise BenchError(f"--repeats-at takes IPC=RUNS pairs with RUNS >= 1, got {pair!r}")
         at[int(ipc)] = int(runs)
-    check_writable(Path(args.out), "--out", directory=True)  # before any work
+    check_writable(args.out, "--out", directory=True)  # before any work
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, args.data_root, args.download)
     peak: list | None = [] if args.roofline else None

@@ -290,6 +290,12 @@ def check_compatible(syn: SyntheticSet, data: Dataset) -> None:
         raise BenchError(f"synthetic labels exceed the {data.num_classes} classes of {data.name}")
     if syn.labels.ndim == 2 and syn.labels.shape[1] != data.num_classes:
         raise BenchError(f"soft labels have {syn.labels.shape[1]} columns but {data.name} has {data.num_classes} classes")
+    ipc = syn.metadata.get("ipc")
+    # the sidecar's ipc keys the results cell: every distilled or imported set with an ipc holds
+    # ipc x classes images, so a hand-edited one would file the accuracy under another IPC
+    if isinstance(ipc, int) and not isinstance(ipc, bool) and len(syn) != ipc * data.num_classes:
+        raise BenchError(f"synthetic set's metadata says IPC {ipc} ({ipc * data.num_classes} images for "
+                         f"{data.num_classes} classes) but it holds {len(syn)} images")
 
 
 def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProtocol = PROTOCOLS["dc"],

@@ -191,6 +191,8 @@ def load_spec(name_or_path: str | Path, warn: Callable[[str], None] = _warn) -> 
         raise BenchError(f"{path.name}: nested too deeply to be an experiment spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path.name}: cannot be read: {exc}") from None
+    except ValueError as exc:  # an integer of 5,000 digits: int() refuses it (sys.int_max_str_digits)
+        raise BenchError(f"{path.name}: not valid TOML: {str(exc).splitlines()[0]}") from None
     return parse_spec(raw, where=path.name, warn=warn, source=path)
 
 

@@ -80,10 +80,18 @@ def check_writable(path: str | os.PathLike, what: str = "output", directory: boo
 
         check_writable("results/mine", "--results", directory=True)   # BenchError if it cannot be
     """
+    if not str(path).strip():  # Path("") is ".": an empty --out would write into the working directory
+        raise BenchError(f"{what} is an empty path; give a {'directory' if directory else 'file'}")
+    if not directory and str(path).endswith("/"):  # Path drops the slash: "new/" would become a file "new"
+        raise BenchError(f"cannot write {what} {path}: it names a directory; give a file name")
     target = Path(path)
     if target.exists() and target.is_dir() != directory:
         kind = "a directory" if target.is_dir() else "a file"
         raise BenchError(f"cannot write {what} {target}: it is {kind}")
+    if not directory and target.exists() and not target.is_file():  # /dev/null, a FIFO, a socket
+        raise BenchError(f"cannot write {what} {target}: it is not a regular file (a device, FIFO or socket)")
+    if directory and os.path.realpath(target) == os.path.realpath(os.sep):
+        raise BenchError(f"cannot write {what} {target}: it is the file system root; give a directory of its own")
     probe = target if directory else target.parent
     while not probe.exists():
         if probe.is_symlink():  # a dangling link: mkdir would fail on it

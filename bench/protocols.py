@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from bench.bounds import MAX_EPOCHS
 from bench.errors import BenchError
 
 
@@ -117,9 +118,13 @@ def get_protocol(name: str, epochs: int | None = None) -> EvalProtocol:
         digits = budget[:-2] if budget.endswith("ep") else ""
         if not digits.isdigit() or not digits.isascii():
             raise BenchError(f"evaluation protocol {name!r}: expected <protocol>@<N>ep, e.g. {base}@300ep")
+        if len(digits) > len(str(MAX_EPOCHS)) or int(digits) > MAX_EPOCHS:  # "dc@99999999999999ep" never ends
+            raise BenchError(f"evaluation protocol {name!r}: epochs must be an integer in [1, {MAX_EPOCHS}]")
         epochs = int(digits) if epochs is None else epochs
     if epochs is None:
         return PROTOCOLS[base]
     if isinstance(epochs, bool) or not isinstance(epochs, int):
         raise BenchError(f"epochs must be a positive integer, got {epochs!r}")
+    if epochs > MAX_EPOCHS:
+        raise BenchError(f"evaluation epochs must be an integer in [1, {MAX_EPOCHS}], got {epochs}")
     return PROTOCOLS[base].with_epochs(epochs)  # raises for epochs < 1

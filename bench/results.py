@@ -296,6 +296,7 @@ def check_row(row: dict[str, Any]) -> None:
         if key in _TEXT:
             if not isinstance(value, str):
                 raise BenchError(f"field {key!r} must be text, got {value!r:.40}")
+            _check_name(key, value)
         elif key in _COUNTS:
             check_int(value, f"field {key!r}", *_COUNTS[key])
         elif key in _PERCENT or key in _SECONDS:
@@ -304,6 +305,19 @@ def check_row(row: dict[str, Any]) -> None:
             check_number(value, f"field {key!r}", 0, 100 if key in _PERCENT else None)
         elif not isinstance(value, (str, int, float, bool)):
             raise BenchError(f"field {key!r} must be a JSON scalar, got a {type(value).__name__}")
+
+
+def _check_name(key: str, value: str) -> None:
+    """The text fields a table groups by and reads meaning from: a train_split other than the two
+    the harness writes would claim what was trained on, and a protocol whose base is not a known
+    one (``dc@300ep``, ``mtt@lr0.01``, ``dc@hard`` are) is no protocol this code evaluated under."""
+    from bench.dataset_core import TRAIN_SPLITS
+    from bench.protocols import PROTOCOLS
+
+    if key == "train_split" and value not in TRAIN_SPLITS:
+        raise BenchError(f"field 'train_split' must be one of {', '.join(TRAIN_SPLITS)}, got {value!r:.40}")
+    if key == "protocol" and value.partition("@")[0] not in PROTOCOLS:
+        raise BenchError(f"field 'protocol' must name one of {', '.join(PROTOCOLS)}, got {value!r:.40}")
 
 
 def _plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.bounds import MAX_FACTOR, MAX_IPC, MAX_LR, MAX_SEED, check_int, check_number
+from bench.dataset_core import TRAIN_SPLITS
 from bench.errors import BenchError
 from bench.files import read_regular, write_atomically  # noqa: F401  (write_atomically: re-exported)
 
@@ -164,7 +165,7 @@ class SyntheticSet:
             raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
         try:
             meta = json.loads(read_regular(side, "sidecar"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits (int_max_str_digits)
             raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         except RecursionError:
             raise BenchError(f"sidecar {side} is nested too deeply to be a sidecar") from None
@@ -229,6 +230,10 @@ def _check_sidecar(meta: Any, side: Path) -> None:
     for key, low, high in (("ipc", 1, MAX_IPC), ("seed", 0, MAX_SEED)):
         if metadata.get(key) is not None:
             check_int(metadata[key], f"sidecar {side}: metadata {key!r}", low, high)
+    if metadata.get("train_split") is not None and metadata["train_split"] not in TRAIN_SPLITS:
+        # becomes the row's train_split, which says whether the test split stayed unseen
+        raise BenchError(f"sidecar {side}: metadata 'train_split' must be one of {', '.join(TRAIN_SPLITS)}, "
+                         f"got {metadata['train_split']!r}")
     if metadata.get("seconds") is not None:  # becomes the row's distill_seconds
         check_number(metadata["seconds"], f"sidecar {side}: metadata 'seconds'", 0, None)
     if "syn_lr" in metadata:  # MTT's learned learning rate: the evaluation trains at it

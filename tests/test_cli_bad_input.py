@@ -192,7 +192,8 @@ def fixtures(tmp_path_factory):
     good_res = paths["res_good"] = tmp / "res_good"  # a good table: it survives every case untouched
     good = ResultsTable(good_res)
     good.append([{c: (1 if c in ("ipc", "seed", "num_models") else 50.0 if c.startswith("acc")
-                      else 1.0 if c.endswith("seconds") else "x") for c in COLUMNS}])
+                      else 1.0 if c.endswith("seconds") else {"protocol": "dc", "train_split": "full"}.get(c, "x"))
+                  for c in COLUMNS}])
     good.consolidate()  # rows live in cells/; the Parquet and CSV are built from them
     paths["res_schema"] = tmp / "res_schema"
     paths["res_schema"].mkdir()
