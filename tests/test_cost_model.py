@@ -184,3 +184,14 @@ def test_evaluation_epochs_can_be_timed_at_other_ipcs_than_the_distillers(digits
     rows, _ = measure_costs(digits, methods=["dm"], ipcs=[1], eval_ipcs=[1, 10], protocols=["dc"], repeats=1,
                             report=lambda s: None)
     assert seen == [("dm", 1), ("dc", 1), ("dc", 10)] and [r.ipc for r in rows] == [1, 1, 10]
+
+
+def test_evaluation_epochs_are_timed_without_a_full_test_pass(digits, monkeypatch):
+    """The test pass's noise does not cancel in the slope: the timed runs score 10 test images."""
+    import bench.evaluation
+
+    sizes = []
+    monkeypatch.setattr(bench.evaluation, "evaluate_training_set",
+                        lambda *a, target=None, **k: sizes.append(len(target)))
+    cost_model._evaluation_cost(digits, "dc", 1, 2, 6, 1, [])
+    assert sizes and set(sizes) == {10}
