@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.version import code_version
 
     allocator = tune_allocator()  # what our CLI runs under; the reference side shares this process
+    version = code_version()  # at the start: the checkout may move while a long run runs
     data = load_dataset("cifar10-jpeg", a.data_root)
     e1, e2 = (int(x) for x in a.epochs.split(","))
     ref_dir = Path(a.reference).resolve()
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     write_atomically(out / RAW, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     import json
 
-    meta = {"code_version": code_version(), "reference_repo": "VICO-UoE/DatasetCondensation",
+    meta = {"code_version": version, "reference_repo": "VICO-UoE/DatasetCondensation",
             "reference_commit": ref_commit, "reference_call": "utils.evaluate_synset (utils.py:337-361)",
             "torch_threads": torch.get_num_threads(), "allocator": allocator, "torch": torch.__version__,
             "python": platform.python_version(), "machine": machine(), "dataset": "cifar10-jpeg",
