@@ -53,9 +53,22 @@ def _ipc_axis(ax, ipcs: Sequence[int]) -> None:
 
 def _legend_rect(fig, entries: int, ncol: int) -> tuple[float, float, float, float]:
     """``tight_layout`` rect leaving room for a figure legend of ``entries`` in ``ncol`` columns
-    along the bottom (about 0.15 in per 7 pt row): the legend stays inside the printed width."""
+    along the bottom (about 0.15 in per 7 pt row), added to the figure's height so the panels keep
+    theirs; the legend stays inside the printed width."""
     rows = math.ceil(entries / max(1, ncol))
-    return (0, min(0.5, (0.15 * rows + 0.05) / fig.get_size_inches()[1]), 1, 1)
+    # the legend gets height of its own: a six-row legend once squashed the panels above it
+    width, height = fig.get_size_inches()
+    legend = 0.15 * rows + 0.05
+    fig.set_size_inches(width, height + legend)
+    return (0, legend / (height + legend), 1, 1)
+
+
+def legend_columns(fig, labels: list[str], cap: int, handle_in: float = 0.45) -> int:
+    """Columns for a bottom legend that fit the figure's width: a column is the handle plus the
+    longest label at ~0.055 in per 7 pt character (six columns of long labels ran off both edges)."""
+    longest = max((len(str(lab)) for lab in labels), default=1)
+    fit = int(fig.get_size_inches()[0] // (handle_in + 0.055 * longest))
+    return max(1, min(cap, len(labels), fit))
 
 
 def _jitter(k: int, n: int, spread: float = 0.12) -> float:
@@ -149,11 +162,12 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
         error.set_title("(b) error: high-IPC differences")
         right.set_title("(c) vs random, paired 95% CI")
         handles, labels = left.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, 0.0),
+        ncol = legend_columns(fig, labels, 6, handle_in=0.55)
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 0.0),
                    handlelength=2.6, columnspacing=1.2)
         if title:
             fig.suptitle(title, fontsize=8)
-        fig.tight_layout(rect=_legend_rect(fig, len(labels), min(6, len(labels))))
+        fig.tight_layout(rect=_legend_rect(fig, len(labels), ncol))
         return save_figure(fig, path, formats)
 
 
@@ -235,7 +249,7 @@ def paired_difference_panels(rows: pd.DataFrame, references: Sequence[str], path
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
         axes[0][0].set_ylabel("difference (points)")
-        ncol = min(6 if len(refs) > 1 else 3, len(handles))
+        ncol = legend_columns(fig, list(handles), 6 if len(refs) > 1 else 3)
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol,
                    handlelength=1.8, columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle((f"{title}\n" if title else "") + "paired per seed, 95% CI; filled: CI excludes 0")
@@ -336,7 +350,7 @@ def seconds_figure(rows: pd.DataFrame, path: str | os.PathLike, metric: str = "a
         if not labels:  # no row recorded a distillation time: nothing to draw
             plt.close(fig)
             return []
-        ncol = min(6 if kind == "double" else 3, len(labels))
+        ncol = legend_columns(fig, labels, 6 if kind == "double" else 3)
         fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 0.0))
         if title:
             fig.suptitle(f"accuracy (95% CI) against distillation time; {title}")
