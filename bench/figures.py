@@ -149,6 +149,10 @@ def saturation_panels(rows: pd.DataFrame, all_rows: pd.DataFrame, full: dict[str
         from matplotlib.ticker import FuncFormatter
 
         error.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        # minor ticks in plain numbers too, only where the axis spans under a decade (CIFAR-10's
+        # 65-85% error had no major tick and its minor ones read "8 x 10^1")
+        error.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if error.get_ylim()[1] / max(error.get_ylim()[0], 1e-9) < 10 else ""))
         right.set_yscale("symlog", linthresh=2.0)
         low, high = min(extent), max(extent)  # symlog autoscaling clips points at the edge: pad by hand
         right.set_ylim(low - 0.15 * max(abs(low), 2.0), high + 0.15 * max(abs(high), 2.0))
