@@ -184,7 +184,7 @@ def _evaluation_cost(data: Dataset, protocol_name: str, ipc: int, k1: int, k2: i
     images, labels = idx.images, idx.labels
     # the one test pass cancels in the slope but its noise does not: over CIFAR-10's 10,000 test
     # images (~30 CPU-s) it drowned the few epochs' difference, so score 10 test images instead
-    target = ImageSet(data.test.data[:10], data.test.labels[:10], data.num_classes, data.mean, data.std)
+    target = data.test.subset(torch.arange(10))
 
     def run(k: int) -> None:
         with use_options(Acceleration(compile="off")):

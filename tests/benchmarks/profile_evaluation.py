@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     from bench.allocator import tune_allocator
     from bench.cost_model import _subset, machine_note
     from bench.data import load_dataset
-    from bench.dataset_core import ImageSet
     from bench.evaluation import evaluate_training_set, get_protocol
     from bench.files import write_atomically
     from bench.version import code_version
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = get_protocol(a.protocol)
     # the test pass is not the epoch being profiled: score on 10 test images (over the 10,000 of
     # CIFAR-10 it would outweigh 50 small-set epochs and read as convolution time)
-    target = ImageSet(data.test.data[:10], data.test.labels[:10], data.num_classes, data.mean, data.std)
+    target = data.test.subset(torch.arange(10))
 
     def run(epochs: int) -> None:
         with use_options(Acceleration(compile="off")):

@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.allocator import tune_allocator
     from bench.data import load_dataset
-    from bench.dataset_core import ImageSet
     from bench.files import write_atomically
     from bench.version import code_version
 
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         idx = torch.cat([torch.nonzero(data.train.labels == c).flatten()[
             torch.randperm(int((data.train.labels == c).sum()), generator=g)[:ipc]] for c in range(10)])
         images, labels = data.train.images[idx].clone(), data.train.labels[idx].clone()
-        test = ImageSet(data.test.data[:a.test_images], data.test.labels[:a.test_images], 10, data.mean, data.std)
+        test = data.test.subset(torch.arange(a.test_images))
         sides = {"ours": our_side(data, images, labels, test),
                  "reference": reference_side(ref_dir, images, labels, test.images, test.labels)}
         for side in sides.values():
