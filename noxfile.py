@@ -121,7 +121,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def cost(session: nox.Session) -> None:
     """CPU cost of each method per outer iteration, expert epoch and evaluation epoch, and the reference
-    budgets' hours extrapolated from it (bench/cost_model.py); default: CIFAR-10 (JPEG copy) from
+    budgets' hours extrapolated from it (bench/perf/cost_model.py); default: CIFAR-10 (JPEG copy) from
     ../shared/data into results/cifar10/cost/. Takes about an hour on one core."""
     _install(session)
     args = session.posargs or ["--dataset", "cifar10-jpeg", "--data-root", "../shared/data",
@@ -134,7 +134,7 @@ def cost(session: nox.Session) -> None:
 def device_check(session: nox.Session) -> None:
     """Does every method run on the GPU? dc, dsa, dm, idc, mtt, dasm and the coresets at IPC 1 and 10 on
     CIFAR-10 (JPEG copy from ../shared/data) for a few iterations each, a short evaluation of each set and
-    one full one; timings and a PASS/FAIL line per method into results/device-check/ (bench/device_check.py),
+    one full one; timings and a PASS/FAIL line per method into results/device-check/ (bench/perf/device_check.py),
     within 10 minutes on one GPU. Arguments after `--` replace these defaults one by one
     (e.g. `-- --device cpu --dataset digits --ipc 1`)."""
     _install(session)
@@ -142,7 +142,7 @@ def device_check(session: nox.Session) -> None:
                 "--out": "results/device-check", "--ipc": "1,10"}
     given = {a.split("=", 1)[0] for a in session.posargs if a.startswith("--")}
     args = [x for k, v in defaults.items() if k not in given for x in (k, v)]
-    session.run("python", "-m", "bench.device_check", *args, *session.posargs)
+    session.run("python", "-m", "bench.cli.device_check", *args, *session.posargs)
 
 
 def _spec_and_args(session: nox.Session, kind: str) -> tuple[str, list[str]]:

@@ -1,5 +1,5 @@
 """Baseline methods: coreset selection and the matching methods DASM is compared with.
 
-Each module registers one method with ``bench.registry.register_method``; the registry
+Each module registers one method with ``bench.methods.registry.register_method``; the registry
 imports every module of this package, so adding a method is adding a file.
 """

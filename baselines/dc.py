@@ -30,15 +30,24 @@ from typing import ClassVar
 import torch
 from tqdm.auto import tqdm
 
-from baselines.gradient_matching import (FrozenImages, RealPool, check_finite, check_metric,
-                                         class_matching_loss, freeze_batchnorm, get_loops, loss_curve,
-                                         seeded_model, train_on_tensors)
-from bench.augmentation import DSA
+from baselines.gradient_matching import (
+    FrozenImages,
+    RealPool,
+    check_finite,
+    check_metric,
+    class_matching_loss,
+    freeze_batchnorm,
+    get_loops,
+    loss_curve,
+    seeded_model,
+    train_on_tensors,
+)
 from bench.errors import BenchError
-from bench.models import create_model
-from bench.registry import DSA_REFERENCE, DistillRequest, register_method
-from bench.synthetic import SyntheticSet
-from bench.training import has_batchnorm, resolve_dsa_strategy
+from bench.methods.registry import DSA_REFERENCE, DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.augmentation import DSA
+from bench.train.loop import has_batchnorm, resolve_dsa_strategy
+from bench.train.models import create_model
 
 
 @dataclass
@@ -50,7 +59,7 @@ class DCConfig:
     "cos" (or IDC's "l1"). ``momentum_net`` 0: the current reference (its first release
     used 0.5). ``dsa_strategy`` "auto": the reference strategy for the dataset (no flip on digits);
     before the shared vocabulary this was ``""`` and ``arch`` was ``model`` (both still accepted,
-    and hashed under the old spelling: ``bench.registry.config_dict``).
+    and hashed under the old spelling: ``bench.methods.registry.config_dict``).
     Evaluated as the reference evaluates DC: no augmentation, 300 epochs ("dc-nodsa"; its
     MNIST-only crop/scale/rotate augmentation has no protocol here).
     """

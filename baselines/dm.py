@@ -14,8 +14,8 @@ only the new ones are optimised.
 
 Example::
 
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest, distill
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest, distill
     syn = distill("dm", DistillRequest(load_dataset("digits"), ipc=10, seed=0))
 """
 
@@ -28,13 +28,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bench.augmentation import DSA, DSATransform
-from bench.data import Dataset
+from bench.data.datasets import Dataset
 from bench.errors import BenchError
-from bench.models import create_model
-from bench.registry import DSA_REFERENCE, DistillRequest, register_method
-from bench.synthetic import SyntheticSet
-from bench.training import guarded_step, has_batchnorm, resolve_dsa_strategy
+from bench.methods.registry import DSA_REFERENCE, DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.augmentation import DSA, DSATransform
+from bench.train.loop import guarded_step, has_batchnorm, resolve_dsa_strategy
+from bench.train.models import create_model
 
 INITS = ("real", "noise")
 
@@ -50,7 +50,7 @@ class DMConfig:
     ``dsa_strategy``: ``"auto"`` = the reference strategy for the dataset (no flip on digits),
     ``"none"`` = no augmentation, or an explicit op string such as ``"color_crop"``.
     ``momentum_img`` was ``momentum`` before the shared vocabulary (still accepted, and hashed
-    under that name: ``bench.registry.config_dict``).
+    under that name: ``bench.methods.registry.config_dict``).
     """
 
     LEGACY_NAMES: ClassVar[dict[str, str]] = {"momentum": "momentum_img"}

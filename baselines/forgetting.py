@@ -12,8 +12,8 @@ by the seeded generator (DeepCore: whatever order ``np.argsort`` leaves).
 
 Example::
 
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest, distill
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest, distill
     syn = distill("forgetting", DistillRequest(load_dataset("digits"), ipc=1, seed=0))
 """
 
@@ -27,12 +27,19 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from baselines.real_data_features import (STREAM_TRAIN, RealNetConfig, check_pools, network_key, pool_union,
-                                          seeded_model, selected_real_images)
+from baselines.real_data_features import (
+    STREAM_TRAIN,
+    RealNetConfig,
+    check_pools,
+    network_key,
+    pool_union,
+    seeded_model,
+    selected_real_images,
+)
 from bench.errors import BenchError
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet
-from bench.training import guarded_step
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.loop import guarded_step
 
 STREAM_TIES = 2
 

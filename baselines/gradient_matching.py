@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.augmentation import ComposedDSA  # noqa: F401 (re-exported: it moved to the harness)
-from bench.data import Dataset
+from bench.data.datasets import Dataset
 from bench.errors import BenchError, DivergedError
-from bench.registry import DistillRequest
-from bench.synthetic import SyntheticSet
-from bench.training import guarded_step
+from bench.methods.registry import DistillRequest
+from bench.store.synthetic import SyntheticSet
+from bench.train.augmentation import ComposedDSA  # noqa: F401 (re-exported: it moved to the harness)
+from bench.train.loop import guarded_step
 
 METRICS = ("ours", "mse", "cos", "l1")
 
@@ -257,7 +257,7 @@ def train_on_tensors(net: nn.Module, optimizer: torch.optim.Optimizer, images: T
     ``augment(x, generator)`` is applied per batch (per-sample DSA in the references);
     with ``cutmix_prob > 0`` each batch is CutMix-ed with that probability (IDC).
     """
-    from bench.augmentation import cutmix
+    from bench.train.augmentation import cutmix
 
     n = len(images)
     if n == 0 or epochs <= 0:
@@ -281,7 +281,7 @@ def train_on_tensors(net: nn.Module, optimizer: torch.optim.Optimizer, images: T
 
 
 # ----------------------------------------------------------------------------- augmentation
-# ComposedDSA (IDC's DiffAug order) lives in the harness (bench.augmentation), which the `idc`
+# ComposedDSA (IDC's DiffAug order) lives in the harness (bench.train.augmentation), which the `idc`
 # evaluation protocol uses too; imported above so `from baselines.gradient_matching import ComposedDSA`
 # keeps working.
 

@@ -13,8 +13,8 @@ dataset index; we keep the herding order within each class.
 
 Example::
 
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest, distill
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest, distill
     syn = distill("herding", DistillRequest(load_dataset("digits"), ipc=1, seed=0))
     syn.metadata["selected_indices"]
 """
@@ -28,8 +28,8 @@ from torch import Tensor
 
 from baselines.real_data_features import RealNetConfig, feature_coreset
 from bench.errors import BenchError
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
 
 
 @dataclass

@@ -4,7 +4,7 @@ Reference: snu-mllab/Efficient-Dataset-Condensation ``condense.py`` with ``argum
 defaults and ``misc/reproduce.py`` (the published configs). What differs from DC:
 
 - multi-formation: each stored image holds factor x factor tiles; the decoder
-  (:func:`bench.synthetic.decode_multi_formation`) upsamples every tile to a full-size
+  (:func:`bench.store.synthetic.decode_multi_formation`) upsamples every tile to a full-size
   training image, so one stored image is factor^2 training images;
 - init "mix": factor^2 real images downsampled (nearest, as the reference) into one image;
 - matching: only conv kernels are matched (``bias=False, fc=False``), metric "mse" for
@@ -25,7 +25,7 @@ segments) joins every class's synthetic side of the matching, each earlier segme
 capped at ``batch_syn_max`` on its own, as is the current one (lines 598-607: ``last_syn.sample(c,
 max_size=args.batch_syn_max)`` per segment); the network update between matches uses REAL data
 only (lines 624-633: ``train_epoch(args, loader_real, ...)``); frozen images never get gradients.
-``request.hooks`` (:class:`bench.registry.SegmentHooks`, set by dasm/seq) switches on SeqMatch's
+``request.hooks`` (:class:`bench.methods.registry.SegmentHooks`, set by dasm/seq) switches on SeqMatch's
 network schedule (a copy of a network trained on the earlier segments every iteration, redrawn
 every ``fix_iter``) and its checkpoint selection (the best of the scored candidates).
 
@@ -47,15 +47,24 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from baselines.gradient_matching import (ComposedDSA, FrozenImages, RealPool, check_finite, check_metric,
-                                         class_matching_loss, loss_curve, seeded_model, select_parameters,
-                                         train_on_tensors)
+from baselines.gradient_matching import (
+    ComposedDSA,
+    FrozenImages,
+    RealPool,
+    check_finite,
+    check_metric,
+    class_matching_loss,
+    loss_curve,
+    seeded_model,
+    select_parameters,
+    train_on_tensors,
+)
 from bench.bounds import MAX_FACTOR
-from bench.data import Dataset
+from bench.data.datasets import Dataset
 from bench.errors import BenchError
-from bench.models import create_model
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet, decode_multi_formation
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet, decode_multi_formation
+from bench.train.models import create_model
 
 # Multi-formation needs tiles big enough to carry a digit or object: factor 2 from 16x16 up
 # (28x28 MNIST and 32x32 CIFAR/SVHN, as the paper), factor 1 (IDC-I) below (8x8 digits
@@ -115,7 +124,7 @@ class IDCConfig:
     """
 
     eval_protocol: ClassVar[str] = "idc"
-    LEGACY_NAMES: ClassVar[dict[str, str]] = {"model": "arch"}  # hashed as "model": bench.registry.config_dict
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"model": "arch"}  # hashed as "model": bench.methods.registry.config_dict
 
     iterations: int = 2000
     inner_loop: int = 100
@@ -334,7 +343,7 @@ def _without(strategy: str, op: str) -> str:
 
 
 def _drop_flip_for_digits(strategy: str, dataset: str) -> str:
-    # the reference removes flip for digit datasets (SVHN, MNIST); bench.augmentation knows which
-    from bench.augmentation import strategy_for
+    # the reference removes flip for digit datasets (SVHN, MNIST); bench.train.augmentation knows which
+    from bench.train.augmentation import strategy_for
 
     return strategy if "flip" in strategy_for(dataset) else _without(strategy, "flip")

@@ -35,14 +35,14 @@ restricts the real images used to initialise the synthetic set; ``request.frozen
 ``metadata["syn_lr"]``; the reference evaluates its sets with that learning rate.
 
 ZCA (``zca=True``): experts and students work in whitened space (see
-:class:`bench.zca.ZCAWhitening`); the returned images are mapped back to the dataset's
+:class:`bench.data.zca.ZCAWhitening`); the returned images are mapped back to the dataset's
 normalised space, and ``metadata["zca_file"]`` names the stored transform so an evaluation can
 whiten train and test images exactly as the distiller did.
 
 Example::
 
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest, distill
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest, distill
 
     syn = distill("mtt", DistillRequest(load_dataset("digits"), ipc=1, seed=0),
                   overrides={"iterations": 50})
@@ -61,15 +61,23 @@ from torch import Tensor
 
 from baselines.flat_params import ParamLayout
 from baselines.mtt_experts import ExpertBuffer, ExpertSettings
+
 # the matching loss and its gradient modes live in baselines.mtt_gradients; imported here for callers
 # that know them as baselines.mtt names
-from baselines.mtt_gradients import (GRADIENT_MODES, MatchResult, StudentStep,  # noqa: F401
-                                     plan_student_steps, trajectory_gradients, trajectory_matching_loss)
-from bench.augmentation import DSA, strategy_for
+from baselines.mtt_gradients import (  # noqa: F401
+    GRADIENT_MODES,
+    MatchResult,
+    StudentStep,
+    plan_student_steps,
+    trajectory_gradients,
+    trajectory_matching_loss,
+)
 from bench.bounds import MAX_SEED, check_int
 from bench.errors import BenchError, DivergedError
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.augmentation import DSA, strategy_for
+
 EMBEDDED = ("digits", "mnist5k")
 
 
@@ -79,7 +87,7 @@ class MTTConfig:
 
     eval_protocol: ClassVar[str] = "mtt"  # evaluated at the learned syn_lr (and in ZCA space if used)
     # before the shared vocabulary: pix_init and momentum (still accepted, and hashed under those
-    # names: bench.registry.config_dict)
+    # names: bench.methods.registry.config_dict)
     LEGACY_NAMES: ClassVar[dict[str, str]] = {"pix_init": "init", "momentum": "momentum_img"}
     iterations: int = 5000
     syn_steps: int = 20

@@ -18,13 +18,13 @@ same experts share them; settings outside the key (batch, DSA, expert seed) get 
 when they differ from the defaults. A killed build leaves finished experts (kept and skipped on the
 next build) and at most a ``.expert_*.tmp`` file (ignored). A damaged expert file is rebuilt.
 
-ZCA (``zca=True``): experts train in whitened space; the transform (:class:`bench.zca.ZCAWhitening`,
+ZCA (``zca=True``): experts train in whitened space; the transform (:class:`bench.data.zca.ZCAWhitening`,
 the reference's kornia ``ZCAWhitening(eps=0.1)`` on [0, 1] pixels) is fitted once per buffer and
 stored there as ``zca.safetensors``. Parameters are flat vectors (:class:`baselines.flat_params.ParamLayout`).
 
 Example::
 
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
     from baselines.mtt_experts import ExpertSettings, ExpertBuffer
 
     data = load_dataset("digits")
@@ -48,15 +48,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.flat_params import ParamLayout
-from bench.data import Dataset, ImageSet
-from bench.errors import BenchError
-from bench.evaluation import accuracy
-from bench.paths import safe_slug
-from bench.files import write_atomically
-from bench.training import guarded_step
-# ZCA moved to the harness (bench.zca); imported here so older `from baselines.mtt_experts import
+from bench.data.datasets import Dataset, ImageSet
+
+# ZCA moved to the harness (bench.data.zca); imported here so older `from baselines.mtt_experts import
 # ZCAWhitening` lines keep working
-from bench.zca import ZCA_EPS, ZCA_FORMAT, ZCAWhitening, from_pixels, to_pixels  # noqa: F401
+from bench.data.zca import ZCA_EPS, ZCA_FORMAT, ZCAWhitening, from_pixels, to_pixels  # noqa: F401
+from bench.errors import BenchError
+from bench.files import write_atomically
+from bench.paths import safe_slug
+from bench.train.evaluation import accuracy
+from bench.train.loop import guarded_step
 
 EXPERT_FORMAT = "dasm-bench/mtt-expert"
 
@@ -78,7 +79,7 @@ class ExpertSettings:
     batch_size: int = 256
     dsa: bool = True
     seed: int = 0
-    train_split: str = "full"  # bench.data: the references train experts on the whole training set
+    train_split: str = "full"  # bench.data.datasets: the references train experts on the whole training set
 
     def key(self) -> str:
         """Folder name: the (lr, zca, epochs) key plus a hash suffix for non-default extras."""
@@ -97,7 +98,7 @@ class ExpertSettings:
 
 def expert_model(data: Dataset, settings: ExpertSettings, expert: int) -> nn.Module:
     """The freshly initialised network of expert ``expert`` (seeded: the same on every build)."""
-    from bench.models import create_model
+    from bench.train.models import create_model
 
     torch.manual_seed(_expert_seed(settings, expert))
     return create_model(settings.arch, data.channels, data.num_classes, data.image_size)
@@ -111,7 +112,7 @@ def train_expert(data: Dataset, settings: ExpertSettings, expert: int, images: T
                  device: torch.device, val: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, float | None]:
     """Train one expert on (images, labels) (the whole real training split, already in the expert's
     input space); returns its ``(epochs + 1, P)`` trajectory and, given ``val``, its final accuracy."""
-    from bench.augmentation import DSA, strategy_for
+    from bench.train.augmentation import DSA, strategy_for
 
     model = expert_model(data, settings, expert).to(device).train()
     layout = ParamLayout(model)

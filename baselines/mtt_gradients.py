@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.augmentation import DSA, DSATransform
 from bench.errors import BenchError
+from bench.train.augmentation import DSA, DSATransform
 
 GRADIENT_MODES = ("unrolled", "checkpointed", "tesla")
 

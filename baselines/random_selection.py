@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
 
 
 @dataclass

@@ -13,8 +13,8 @@ real images and never trains on synthetic ones.
 
 Example::
 
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest
     request = DistillRequest(load_dataset("digits"), ipc=1, seed=0)
     per_class = class_embeddings(request, RealNetConfig.for_setting("digits", 1))
     per_class[3].shape          # (len(request.pool_indices(3)), feature_dim)
@@ -32,12 +32,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bench.data import ImageSet
+from bench.data.datasets import ImageSet
 from bench.errors import BenchError
-from bench.evaluation import EvalProtocol, train_network
-from bench.models import create_model
-from bench.registry import DistillRequest
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import EvalProtocol, train_network
+from bench.train.models import create_model
 
 # Stream of request.generator(stream) that shuffles the real data while training the network;
 # methods draw their own randomness (k-center's first centre, tie breaks) from other streams.
@@ -150,7 +150,7 @@ def network_key(request: DistillRequest, config: RealNetConfig, indices: Tensor)
 
 
 def train_real_network(request: DistillRequest, config: RealNetConfig, desc: str = "real-data net") -> nn.Module:
-    """Train a ConvNet on the request's real pool images under ``config`` (``bench.evaluation.train_network``);
+    """Train a ConvNet on the request's real pool images under ``config`` (``bench.train.evaluation.train_network``);
     a network this process already trained for the same data, pool, budget and seed is reused."""
     global trained_networks
     data = request.data

@@ -21,21 +21,21 @@ __version__ = "0.1.0"
 _API = {
     # distill, evaluate, tabulate
     "distill": "bench.api", "evaluate": "bench.api", "results_row": "bench.api",
-    "load_dataset": "bench.data", "Dataset": "bench.data", "make_dataset": "bench.data",
-    "SyntheticSet": "bench.synthetic",
-    "DistillRequest": "bench.registry",
-    "EvalProtocol": "bench.evaluation", "EvalResult": "bench.evaluation", "get_protocol": "bench.evaluation",
-    "ResultsTable": "bench.results", "summarise": "bench.results",
-    "markdown_table": "bench.plots", "saturation_figure": "bench.plots", "write_reports": "bench.plots",
-    "create_model": "bench.models",
+    "load_dataset": "bench.data.datasets", "Dataset": "bench.data.datasets", "make_dataset": "bench.data.datasets",
+    "SyntheticSet": "bench.store.synthetic",
+    "DistillRequest": "bench.methods.registry",
+    "EvalProtocol": "bench.train.evaluation", "EvalResult": "bench.train.evaluation", "get_protocol": "bench.train.evaluation",
+    "ResultsTable": "bench.store.results", "summarise": "bench.store.results",
+    "markdown_table": "bench.report.plots", "saturation_figure": "bench.report.plots", "write_reports": "bench.report.plots",
+    "create_model": "bench.train.models",
     # experiments
-    "run_experiment": "bench.experiment_run", "load_spec": "bench.experiment", "ExperimentSpec": "bench.experiment",
-    "run_grid": "bench.runner", "GridSpec": "bench.grid",
-    "import_set": "bench.importers", "compare_results": "bench.compare",
+    "run_experiment": "bench.run.experiment_run", "load_spec": "bench.spec.experiment", "ExperimentSpec": "bench.spec.experiment",
+    "run_grid": "bench.run.runner", "GridSpec": "bench.spec.grid",
+    "import_set": "bench.published.importers", "compare_results": "bench.report.compare",
     # registries
-    "register_method": "bench.registry", "list_methods": "bench.registry", "get_method": "bench.registry",
-    "register_dataset": "bench.data", "list_datasets": "bench.data",
-    "register_architecture": "bench.models", "list_architectures": "bench.models",
+    "register_method": "bench.methods.registry", "list_methods": "bench.methods.registry", "get_method": "bench.methods.registry",
+    "register_dataset": "bench.data.datasets", "list_datasets": "bench.data.datasets",
+    "register_architecture": "bench.train.models", "list_architectures": "bench.train.models",
     "BenchError": "bench.errors",
 }
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from bench.data import Dataset, load_dataset
-from bench.evaluation import EvalResult, evaluate_synthetic, get_protocol, own_protocol, resolve_device
-from bench.registry import DistillRequest
-from bench.registry import distill as _registry_distill
-from bench.synthetic import SyntheticSet
+from bench.data.datasets import Dataset, load_dataset
+from bench.methods.registry import DistillRequest, own_protocol
+from bench.methods.registry import distill as _registry_distill
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import EvalResult, evaluate_synthetic, get_protocol, resolve_device
 
 
 def distill(method: str, data: Dataset | DistillRequest, ipc: int | None = None, seed: int = 0,
@@ -67,10 +67,10 @@ def evaluate(syn: SyntheticSet, data: Dataset | None = None, arch: str = "convne
 
 def results_row(syn: SyntheticSet, result: EvalResult) -> dict[str, Any]:
     """One row of the results table (the columns `dasm-bench evaluate --results` writes), for a
-    set evaluated with its own seed: the grid's cell key (bench.grid.eval_key) and row builder
-    (bench.results.results_row)."""
-    from bench.grid import eval_key
-    from bench.results import results_row as build_row
+    set evaluated with its own seed: the grid's cell key (bench.spec.grid.eval_key) and row builder
+    (bench.store.results.results_row)."""
+    from bench.spec.cells import eval_key
+    from bench.store.results import results_row as build_row
 
     key = eval_key(syn.metadata.get("config_hash", "unknown"), result.arch, get_protocol(result.protocol),
                    len(result.acc_last))

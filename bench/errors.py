@@ -6,7 +6,7 @@ from __future__ import annotations
 class BenchError(Exception):
     """A user-facing error: bad input, a missing dataset, a corrupt file, a diverged run.
 
-    Raised anywhere in the harness; ``bench.cli`` prints ``error: <message>`` and exits 2,
+    Raised anywhere in the harness; ``bench.cli.main`` prints ``error: <message>`` and exits 2,
     never a traceback.
     """
 

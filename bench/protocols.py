@@ -1,6 +1,6 @@
 """The evaluation protocols by name: how a fresh model is trained on a (synthetic) training set.
 Torch-free, so the command line can list them in its help without importing torch;
-:mod:`bench.evaluation` runs them (and re-exports these names).
+:mod:`bench.train.evaluation` runs them (and re-exports these names).
 
 Protocols differ between the reference papers, so every result row names its protocol:
 
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from bench.bounds import MAX_EPOCHS
 from bench.errors import BenchError
-
 
 SCHEDULES = ("dc", "multistep")
 AUGMENTS = ("dsa", "idc", "dc-aug")

@@ -1,7 +1,7 @@
 """How DASM and its ablations call their base matcher (IDC, DC, DM, ...) through the registry.
 
 The base's config for a segment of ``n`` images per class is
-``bench.registry.default_config(base, dataset, n)`` with ``base_overrides`` applied. From the CLI
+``bench.methods.registry.default_config(base, dataset, n)`` with ``base_overrides`` applied. From the CLI
 a dict field arrives as one string, so ``base_overrides`` also accepts ``"k=v;k=v"``::
 
     dasm-bench distill --method dasm --dataset digits --ipc 10 --set base=dm --set "base_overrides=iterations=20"
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import BenchError
-from bench.registry import apply_overrides, canonical_overrides, default_config, get_method
+from bench.methods.registry import apply_overrides, canonical_overrides, default_config, get_method
 
 DEFAULT_BASE = "idc"  # the paper builds DASM on IDC (gradient matching with multi-formation)
 

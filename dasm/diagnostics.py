@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.errors import BenchError
-from bench.pictures import save_figure
-from bench.style import OKABE_ITO, accuracy_axis, paper_style, size
-from bench.synthetic import SyntheticSet
+from bench.report.pictures import save_figure
+from bench.report.style import OKABE_ITO, accuracy_axis, paper_style, size
+from bench.store.synthetic import SyntheticSet
 
 
 def segment_records(syn: SyntheticSet) -> list[dict[str, Any]]:

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.data import Dataset
+from bench.data.datasets import Dataset
 from bench.errors import BenchError
-from bench.evaluation import EvalProtocol, train_network
-from bench.models import create_model
+from bench.train.evaluation import EvalProtocol, train_network
+from bench.train.models import create_model
 
 
 def train_ranking_model(images: Tensor, labels: Tensor, data: Dataset, arch: str, protocol: EvalProtocol,

@@ -1,13 +1,13 @@
 """DASM's search space for ``dasm-bench sweep``: the segment schedule and the base matcher's image
 learning rate, and the Optuna objective that distills with them. The harness's study machinery
-(:mod:`bench.sweep`: storage, pruning, resume, export) reaches this module only through the
-``search`` hook registered with the ``dasm`` method (:meth:`bench.registry.MethodSpec.hook`).
+(:mod:`bench.run.sweep`: storage, pruning, resume, export) reaches this module only through the
+``search`` hook registered with the ``dasm`` method (:meth:`bench.methods.registry.MethodSpec.hook`).
 
 One trial samples a schedule and a learning rate, distills with DASM
 (:func:`dasm.sequential_matching.run_sequential`), and scores the result on the VALIDATION split
 (``evaluate_synthetic(..., split="val")``); the test split is never looked at while tuning.
 
-The sampled space (:func:`sample_schedule`, :func:`bench.sweep.sample_learning_rate`):
+The sampled space (:func:`sample_schedule`, :func:`bench.run.sweep.sample_learning_rate`):
 - ``num_segments`` K in ``1 .. min(max_segments, IPC)``;
 - sizes: K raw shares ``share_k`` ~ U(0, 1) mapped to ``-log(1 - u)`` (Exp(1) draws, so the
   normalised proportions are Dirichlet(1, ..., 1): uniform on the simplex); every segment gets 1
@@ -44,12 +44,12 @@ from typing import Any, Sequence
 
 import optuna
 
-from bench.data import Dataset, load_dataset
+from bench.data.datasets import Dataset, load_dataset
 from bench.errors import BenchError
-from bench.evaluation import evaluate_synthetic, get_protocol, resolve_device
-from bench.models import model_name_ok
-from bench.registry import DistillRequest, apply_overrides, default_config, get_method
-from bench.sweep import SweepSpec, sample_learning_rate, segment_reporter
+from bench.methods.registry import DistillRequest, apply_overrides, default_config, get_method
+from bench.run.sweep import SweepSpec, sample_learning_rate, segment_reporter
+from bench.train.evaluation import evaluate_synthetic, get_protocol, resolve_device
+from bench.train.models import model_name_ok
 from dasm.base_matcher import base_config, parse_base_overrides
 from dasm.segment_schedule import SegmentSchedule
 from dasm.sequential_matching import run_sequential
@@ -206,7 +206,7 @@ def search_space(value: Any) -> SearchSpace:
 class ScheduleObjective:
     """``objective(trial) -> validation accuracy (%)`` of DASM with the trial's schedule (NaN, i.e. a
     failed trial, when the run raises a BenchError such as a diverged loss): the ``search`` hook of
-    the ``dasm`` method, which :func:`bench.sweep.run_sweep` optimises.
+    the ``dasm`` method, which :func:`bench.run.sweep.run_sweep` optimises.
 
     Everything fixed is resolved once (dataset, config checks); each call samples, distills with
     :func:`run_sequential` (reporting per segment to the pruner) and evaluates on ``data.val``.

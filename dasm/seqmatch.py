@@ -20,7 +20,7 @@ Reference: shqii1j/seqmatch (Du et al., NeurIPS 2023), ``seqmatch-idc/condense_n
 
 The network updates between matches use real data only, and IDC's 128-decoded-image cap
 applies to each segment separately: both live in :mod:`baselines.idc`, which honours
-:class:`bench.registry.SegmentHooks`. Only IDC has a SeqMatch variant here (:data:`SEQMATCH_BASES`);
+:class:`bench.methods.registry.SegmentHooks`. Only IDC has a SeqMatch variant here (:data:`SEQMATCH_BASES`);
 other bases run sequentially with ``frozen`` alone, and base ``mtt`` is refused
 (:func:`check_sequential_base`).
 
@@ -40,10 +40,10 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.evaluation import EvalProtocol, accuracy, train_network
-from bench.models import create_model
-from bench.registry import DistillRequest, SegmentHooks
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, SegmentHooks
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import EvalProtocol, accuracy, train_network
+from bench.train.models import create_model
 
 SEQMATCH_BASES = frozenset({"idc"})  # bases with SeqMatch's mechanics (seqmatch-idc)
 

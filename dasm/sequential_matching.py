@@ -42,12 +42,18 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import BenchError
-from bench.evaluation import EvalProtocol, accuracy, get_protocol
-from bench.registry import DistillRequest, distill, register_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, distill, register_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import EvalProtocol, accuracy, get_protocol
 from dasm.base_matcher import BaseMatcherConfig, base_config
-from dasm.difficulty import (class_quantiles, difficulty_scores, pool_loss_stats, train_ranking_model,
-                             uniform_pool, window_pool)
+from dasm.difficulty import (
+    class_quantiles,
+    difficulty_scores,
+    pool_loss_stats,
+    train_ranking_model,
+    uniform_pool,
+    window_pool,
+)
 from dasm.segment_schedule import DEFAULT_SHIFT, SegmentSchedule, default_schedule
 from dasm.seqmatch import SEQMATCH_BASES, check_sequential_base, parse_scales, segment_budget, segment_hooks
 
@@ -299,7 +305,8 @@ DIAGNOSTICS = "dasm.diagnostics:diagnostics_figures"
 @register_method("dasm", DASMConfig, kind="dasm",
                  description="DASM: sequential segments, each matched on harder real data (easy -> hard)",
                  order=33, colour="#D55E00", marker="*",
-                 diagnostics=DIAGNOSTICS, search="dasm.schedule_search:ScheduleObjective")
+                 diagnostics=DIAGNOSTICS, search="dasm.schedule_search:ScheduleObjective",
+                 paired_against=(("idc", "DASM − IDC (its base)"), ("seq", "DASM − seq (no difficulty)")))
 def dasm(request: DistillRequest, config: DASMConfig) -> SyntheticSet:
     """Difficulty-Aligned Sequential Matching with the configured (or default easy->hard) schedule.
 

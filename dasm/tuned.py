@@ -15,7 +15,7 @@ refused in one line that says how to make one.
 
 Example::
 
-    from bench.registry import default_config
+    from bench.methods.registry import default_config
     default_config("dasm-tuned", "digits", 20).schedule    # the study's schedule, verbatim
     scaled_schedule(SegmentSchedule.parse("8@0-1,12@0.31-1"), 5).to_string()   # '2@0-1,3@0.31-1'
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.registry import DistillRequest, register_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, register_method
+from bench.store.synthetic import SyntheticSet
 from dasm.segment_schedule import SegmentSchedule
 from dasm.sequential_matching import DIAGNOSTICS, DASMConfig, run_sequential
 

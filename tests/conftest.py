@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from bench.allocator import tune_allocator
-from bench.data import load_dataset
-from bench.evaluation import PROTOCOLS
+from bench.data.datasets import load_dataset
+from bench.train.allocator import tune_allocator
+from bench.train.evaluation import PROTOCOLS
 
 # the tests (and the in-process benchmarks) run under the allocator the CLI and its workers use
 tune_allocator()
@@ -77,7 +78,7 @@ def slurm_cluster(tmp_path_factory):
         cm.__exit__(None, None, None)
 
 
-def shared_dir() -> "Path | None":
+def shared_dir() -> Path | None:
     """The project's shared data folder: ``$DASM_SHARED``, else ``<repo>/../shared`` (where CI and the
     developers' machines keep it); None when neither exists (tests that need it then skip)."""
     from pathlib import Path

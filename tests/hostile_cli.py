@@ -19,7 +19,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, settings
 
-from bench.cli import main
+from bench.cli.main import main
 
 # DASM_HOSTILE_SCALE=20: twenty times the examples, freshly random (a local hunt; CI keeps the fixed draw)
 SCALE = float(os.environ.get("DASM_HOSTILE_SCALE", "1"))

@@ -202,7 +202,7 @@ CELL_FIELDS = {"method": "dm", "dataset": "digits", "ipc": 1, "seed": 0, "arch":
 def cell_files(draw: st.DrawFn) -> list[tuple[str, bytes]]:
     """1-3 results cells (file name, bytes): valid rows with odd fields, extra fields, keys that
     need hashing, file names that do not match the key, and contents that are not a row."""
-    from bench.results import cell_file_name
+    from bench.store.results import cell_file_name
 
     files = []
     for i in range(draw(st.integers(1, 3))):

@@ -1,4 +1,4 @@
-"""Runtime speed options (bench/acceleration.py): compiled vs eager training, off = the eager path,
+"""Runtime speed options (bench/train/acceleration.py): compiled vs eager training, off = the eager path,
 auto's choice, bf16/channels_last only on CUDA, and none of them in a cell's key."""
 
 from __future__ import annotations
@@ -9,12 +9,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.acceleration as acceleration
-from bench.acceleration import (AUTO_MIN_IMAGES, Acceleration, TrainingStep, check_for_device, for_spec_run,
-                                should_compile, training_step, use_options)
+import bench.train.acceleration as acceleration
 from bench.errors import BenchError
-from bench.evaluation import PROTOCOLS, accuracy, train_network
-from bench.models import create_model
+from bench.train.acceleration import (
+    AUTO_MIN_IMAGES,
+    Acceleration,
+    TrainingStep,
+    check_for_device,
+    for_spec_run,
+    should_compile,
+    training_step,
+    use_options,
+)
+from bench.train.evaluation import PROTOCOLS, accuracy, train_network
+from bench.train.models import create_model
 
 CPU = torch.device("cpu")
 
@@ -27,7 +35,7 @@ def small(digits):
 
 @pytest.fixture(scope="module")
 def digits():
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
 
     return load_dataset("digits")
 
@@ -131,7 +139,7 @@ def test_amp_and_channels_last_step_mechanics_on_cpu():
 
 
 def test_runtime_spec_table_never_enters_cell_keys(tmp_path):
-    from bench.experiment import load_spec, parse_spec
+    from bench.spec.experiment import load_spec, parse_spec
 
     raw = {"dataset": "digits", "ipc": [1], "methods": {"random": {}}, "evaluation": {"epochs": 2, "models": 1}}
     plain = parse_spec(raw)
@@ -147,7 +155,7 @@ def test_runtime_spec_table_never_enters_cell_keys(tmp_path):
 
 
 def test_cli_refuses_gpu_options_on_cpu(capsys, tmp_path):
-    from bench.cli import main
+    from bench.cli.main import main
 
     code = main(["evaluate", str(tmp_path / "missing.safetensors"), "--device", "cpu", "--amp", "bf16"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,7 +168,7 @@ def test_cli_refuses_gpu_options_on_cpu(capsys, tmp_path):
 def test_cli_compile_flag_reaches_the_environment(monkeypatch, tmp_path):
     import os
 
-    from bench import cli
+    from bench.cli import main as cli
 
     seen = {}
     monkeypatch.delenv("DASM_COMPILE", raising=False)

@@ -1,4 +1,4 @@
-"""The C allocator tuning (bench/allocator.py): applied where work starts, opt-out, bad values."""
+"""The C allocator tuning (bench/train/allocator.py): applied where work starts, opt-out, bad values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import bench.allocator as allocator
+import bench.train.allocator as allocator
 from bench.errors import BenchError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,7 @@ def _fresh(mode: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k != allocator.ENV}
     if mode is not None:
         env[allocator.ENV] = mode
-    out = subprocess.run([sys.executable, "-c", "from bench.allocator import tune_allocator as t; print(t(), t())"],
+    out = subprocess.run([sys.executable, "-c", "from bench.train.allocator import tune_allocator as t; print(t(), t())"],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or out.stderr.strip().splitlines()[-1]
 
@@ -37,7 +37,7 @@ def test_bad_mode_is_a_bench_error(monkeypatch):
 
 
 def test_cli_rejects_a_bad_mode_in_one_line(monkeypatch, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     monkeypatch.setenv(allocator.ENV, "fast")
     monkeypatch.setattr(allocator, "_state", None)
@@ -47,7 +47,7 @@ def test_cli_rejects_a_bad_mode_in_one_line(monkeypatch, capsys):
 
 
 def test_every_job_tunes_its_worker(monkeypatch):
-    import bench.jobs as jobs
+    import bench.run.jobs as jobs
 
     calls = []
     monkeypatch.setattr(jobs, "tune_allocator", lambda: calls.append(1) or "tuned")

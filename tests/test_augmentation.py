@@ -1,13 +1,12 @@
-"""Tests for bench.augmentation: DSA ops, Siamese sampling, seeding, gradients, CutMix."""
+"""Tests for bench.train.augmentation: DSA ops, Siamese sampling, seeding, gradients, CutMix."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bench.augmentation import (DEFAULT_STRATEGY, DSA, DSAParams, DSATransform, cutmix,
-                                strategy_for)
 from bench.errors import BenchError
+from bench.train.augmentation import DEFAULT_STRATEGY, DSA, DSAParams, DSATransform, cutmix, strategy_for
 
 OPS = ["color", "crop", "cutout", "flip", "scale", "rotate"]
 

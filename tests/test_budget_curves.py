@@ -1,4 +1,4 @@
-"""The budget ladder (bench.budget_curves): scaled fields, fresh sets per rung, resume, the
+"""The budget ladder (bench.run.budget_curves): scaled fields, fresh sets per rung, resume, the
 chosen-budget rule, the --max-hours cut-off and bad input."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.runner
-from bench.budget_curves import BudgetSpec, choose_rung, rung_config
-from bench.stats import t_interval
-from bench.cli import main
-from bench.data import load_dataset
-from bench.registry import DistillRequest, default_config, distill
-from bench.synthetic import SyntheticSet
+import bench.run.runner
+from bench.cli.main import main
+from bench.data.datasets import load_dataset
+from bench.methods.registry import DistillRequest, default_config, distill
+from bench.report.stats import t_interval
+from bench.run.budget_curves import BudgetSpec, choose_rung, rung_config
+from bench.store.synthetic import SyntheticSet
 
 # tiny: dm at 2 iterations, DASM on a 1-iteration dm base with 1-epoch ranking models
 TINY = ["--dataset", "digits", "--ipc", "2", "--seeds", "0", "--epochs", "2", "--models", "1", "--device", "cpu",
@@ -111,8 +111,8 @@ def test_ladder_distils_each_rung_afresh_writes_tables_and_resumes(tmp_path, mon
     def boom(job):
         raise AssertionError("a finished rung was run again")
 
-    monkeypatch.setattr(bench.runner, "run_distill_job", boom)
-    monkeypatch.setattr(bench.runner, "run_eval_job", boom)
+    monkeypatch.setattr(bench.run.runner, "run_distill_job", boom)
+    monkeypatch.setattr(bench.run.runner, "run_eval_job", boom)
     capsys.readouterr()
     assert main(["budget", "--methods", "dm,dasm", "--rungs", "1,2", "--out", str(out), *TINY_DASM]) == 0
     assert "FAILED" not in capsys.readouterr().out
@@ -155,7 +155,7 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
     the ladders summarised before it (a run at IPC 50 once replaced the IPC 10 figure)."""
     import pandas as pd
 
-    from bench.budget_curves import write_budget_reports
+    from bench.run.budget_curves import write_budget_reports
 
     def summary(ipc, method, accs):
         return pd.DataFrame([{"dataset": "digits", "ipc": ipc, "method": method, "rung": r, "budget": f"iterations={r}",
@@ -177,7 +177,7 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
 
 def test_the_rung_is_chosen_on_validation_never_on_test(monkeypatch):
     """Test accuracy favours x1, validation x2: x2 is chosen, and test is reported at both."""
-    import bench.budget_curves as bc
+    import bench.run.budget_curves as bc
 
     spec = BudgetSpec(["dm"], "digits", [10], seeds=[0, 1, 2], rungs=[1, 2])
     scores = {1: (90.0, 80.0), 2: (85.0, 90.0)}  # rung: (test, validation)
@@ -209,7 +209,7 @@ def test_every_rung_distils_from_train_val_by_default():
 
 
 def bc_keys(spec):
-    from bench.budget_curves import cell_keys
+    from bench.run.budget_curves import cell_keys
 
     return cell_keys(spec, "dm", 10, 1)
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 import io
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 
-import bench.datasets_cifar_jpeg as cj
-from bench.data import list_datasets, load_dataset, settings_name
-from bench.dataset_core import make_dataset
+import bench.data.cifar_jpeg as cj
+from bench.data.core import make_dataset
+from bench.data.datasets import list_datasets, load_dataset, settings_name
 from bench.errors import BenchError
-from bench.registry import DistillRequest, default_config, distill
+from bench.methods.registry import DistillRequest, default_config, distill
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +106,8 @@ def test_the_copy_has_cifar10s_settings_under_its_own_name():
 
 
 def test_sets_and_rows_record_the_copy_they_came_from():
-    from bench.evaluation import EvalResult
-    from bench.results import results_row
+    from bench.store.results import results_row
+    from bench.train.evaluation import EvalResult
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g)

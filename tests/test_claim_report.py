@@ -7,10 +7,11 @@ import csv
 import pandas as pd
 import pytest
 
-from bench.claim_report import claim_rows, difference_records, write_claim_report
 from bench.errors import BenchError
-from bench.experiment import parse_spec
-from bench.grid import cell_protocols, distill_key, eval_key, resolved_config
+from bench.methods.config import distill_key
+from bench.report.claim import claim_rows, difference_records, write_claim_report
+from bench.spec.cells import cell_protocols, eval_key, resolved_config
+from bench.spec.experiment import parse_spec
 
 
 def _spec(**claim):

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 
 
 def _err_line(capsys):
@@ -29,7 +29,7 @@ def test_distill_evaluate_show_list(tmp_path, random_set, capsys):
     assert main(["evaluate", str(random_set), "--protocol", "dc-nodsa", "--epochs", "3", "--models", "1",
                  "--results", str(res), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "last" in out and "best" not in out  # no test-selected "best" (bench.evaluation)
+    assert "last" in out and "best" not in out  # no test-selected "best" (bench.train.evaluation)
     df = pd.read_parquet(res / "results.parquet")
     assert df.iloc[0]["method"] == "random" and df.iloc[0]["protocol"] == "dc-nodsa@3ep"
     assert df.iloc[0]["train_split"] == "full"  # `distill` defaults to the whole training set
@@ -79,7 +79,7 @@ def test_corrupt_set_and_nan_loss_keep_existing_results(tmp_path, random_set, ca
 
 
 def test_console_entry_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "distill", "--method", "random", "--ipc", "-1"],
+    proc = subprocess.run([sys.executable, "-m", "bench.cli.main", "distill", "--method", "random", "--ipc", "-1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
@@ -87,8 +87,8 @@ def test_console_entry_exit_code(tmp_path):
 
 def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
     """`grid` plans and runs once (a rerun of the same grid would only re-read every cell)."""
-    import bench.plots
-    import bench.runner
+    import bench.report.plots
+    import bench.run.runner
 
     calls = []
 
@@ -96,8 +96,8 @@ def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
         calls.append((tuple(spec.methods), tuple(spec.protocols), len(full_data)))
         return pd.DataFrame()
 
-    monkeypatch.setattr(bench.runner, "run_grid", fake_run_grid)
-    monkeypatch.setattr(bench.plots, "write_reports", lambda out, df, full=None: None)
+    monkeypatch.setattr(bench.run.runner, "run_grid", fake_run_grid)
+    monkeypatch.setattr(bench.report.plots, "write_reports", lambda out, df, full=None: None)
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,idc",
                  "--full-data-epochs", "2", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
     assert len(calls) == 1

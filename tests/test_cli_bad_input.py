@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.results import COLUMNS, ResultsTable
-from bench.synthetic import SyntheticSet
+from bench.cli.main import main
+from bench.store.results import COLUMNS, ResultsTable
+from bench.store.synthetic import SyntheticSet
 
 SPEC = """name = "t"
 dataset = "digits"
@@ -221,20 +221,20 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture()
 def no_compute(monkeypatch):
     """Bad input must be refused before any distillation or evaluation starts."""
-    import bench.evaluation
-    import bench.jobs
-    import bench.registry
-    import bench.runner
+    import bench.methods.registry
+    import bench.run.jobs
+    import bench.run.runner
+    import bench.train.evaluation
 
     # every method module imported before patching: a module first imported while `distill` is
-    # patched would keep the patched function (``from bench.registry import distill``) for good
-    bench.registry.list_methods()
+    # patched would keep the patched function (``from bench.methods.registry import distill``) for good
+    bench.methods.registry.list_methods()
 
     def refuse(*args, **kwargs):
         raise AssertionError("compute was spent before the bad input was refused")
 
-    for module, name in ((bench.evaluation, "evaluate_synthetic"), (bench.registry, "distill"),
-                         (bench.jobs, "evaluate_synthetic"), (bench.jobs, "distill"), (bench.runner, "execute")):
+    for module, name in ((bench.train.evaluation, "evaluate_synthetic"), (bench.methods.registry, "distill"),
+                         (bench.run.jobs, "evaluate_synthetic"), (bench.run.jobs, "distill"), (bench.run.runner, "execute")):
         monkeypatch.setattr(module, name, refuse)
 
 
@@ -264,7 +264,7 @@ def test_bad_input(fixtures, no_compute, capsys, argv, needle):
 # ----------------------------------------------------------------------------- beyond argv
 
 def test_every_subcommand_has_rows():
-    from bench.cli import COMMANDS
+    from bench.cli.main import COMMANDS
 
     covered = {c[1][0] for c in CASES}
     assert set(COMMANDS) - {"list"} <= covered, set(COMMANDS) - covered
@@ -272,12 +272,12 @@ def test_every_subcommand_has_rows():
 
 def test_os_errors_are_one_line(fixtures, monkeypatch, capsys, tmp_path):
     # a read-only file system or a permission refused mid-write: one line, exit 2
-    import bench.synthetic
+    import bench.store.synthetic
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x.safetensors"))
 
-    monkeypatch.setattr(bench.synthetic, "write_atomically", read_only)
+    monkeypatch.setattr(bench.store.synthetic, "write_atomically", read_only)
     code = main(DISTILL + ["--out", str(tmp_path / "x.safetensors")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"error: Read-only file system: {tmp_path / 'x.safetensors'}"
@@ -316,7 +316,8 @@ def test_corrupt_csv_beside_good_parquet_is_rewritten(fixtures, tmp_path, capsys
 ])
 def test_grid_api_rejects_what_the_cli_rejects(tmp_path, no_compute, kwargs, spec_kwargs, needle):
     from bench.errors import BenchError
-    from bench.runner import GridSpec, run_grid
+    from bench.run.runner import run_grid
+    from bench.spec.grid import GridSpec
 
     spec = GridSpec(**{"methods": ["random"], "dataset": "digits", "ipcs": [1], **spec_kwargs})
     with pytest.raises(BenchError, match=needle):

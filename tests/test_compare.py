@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cli import main
-from bench.compare import compare_results
-from bench.results import ResultsTable
+from bench.cli.main import main
+from bench.report.compare import compare_results
+from bench.store.results import ResultsTable
 
 N_TEST = 539  # digits' test split: one image = 0.186 points
 
@@ -80,7 +80,7 @@ def test_no_table_is_one_line_error(tmp_path, ref, capsys):
 def _restricted_run(tmp_path, methods: list[str], ipcs: list[int], drop: tuple = ()) -> str:
     import types
 
-    from bench.run_selection import record_selection
+    from bench.spec.run_selection import record_selection
 
     run = _run(tmp_path, {}, drop=tuple(k for k in REF if k[0] not in methods or k[1] not in ipcs) + drop)
 
@@ -110,7 +110,7 @@ def test_restricted_run_still_misses_a_cell_it_was_asked_for(tmp_path, ref):
 def test_whole_spec_run_into_a_restricted_directory_expects_every_cell_again(tmp_path, ref):
     import types
 
-    from bench.run_selection import read_selection, record_selection
+    from bench.spec.run_selection import read_selection, record_selection
 
     run = _restricted_run(tmp_path, ["random"], [1])
     assert read_selection(run) is not None
@@ -130,10 +130,10 @@ def test_damaged_selection_record_is_one_line_error(tmp_path, ref, capsys):
 
 
 def test_cli_run_records_its_restriction(tmp_path, monkeypatch):
-    import bench.experiment_run
-    from bench.run_selection import read_selection
+    import bench.run.experiment_run
+    from bench.spec.run_selection import read_selection
 
-    monkeypatch.setattr(bench.experiment_run, "run_experiment", lambda *a, **k: None)
+    monkeypatch.setattr(bench.run.experiment_run, "run_experiment", lambda *a, **k: None)
     out = tmp_path / "demo"
     assert main(["run", "demo-digits", "--out", str(out), "--methods", "random,herding", "--ipc", "1",
                  "--no-progress"]) == 0

@@ -6,9 +6,16 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import BenchError
-from bench.registry import (DSA_REFERENCE, apply_overrides, canonical_overrides, config_dict, config_hash,
-                            default_config, get_method)
-from bench.runner import distill_key
+from bench.methods.config import distill_key
+from bench.methods.registry import (
+    DSA_REFERENCE,
+    apply_overrides,
+    canonical_overrides,
+    config_dict,
+    config_hash,
+    default_config,
+    get_method,
+)
 
 # config_hash(config_dict(default_config(method, dataset, ipc))) computed before the fields were
 # renamed (DC/IDC model -> arch, DC dsa_strategy "" -> "auto", DM/MTT momentum -> momentum_img,

@@ -21,11 +21,11 @@ import dataclasses
 import pytest
 import torch
 
-from bench.data import Dataset, ImageSet
+from bench.data.datasets import Dataset, ImageSet
 from bench.errors import BenchError
-from bench.method_index import BUILTIN_PACKAGES
-from bench.registry import DistillRequest, default_config, distill, list_methods
-from bench.synthetic import SyntheticSet
+from bench.methods.index import BUILTIN_PACKAGES
+from bench.methods.registry import DistillRequest, default_config, distill, list_methods
+from bench.store.synthetic import SyntheticSet
 
 IPC = 2
 

@@ -19,7 +19,7 @@ from baselines.herding import HerdingConfig, herding_order
 from baselines.kcenter import STREAM_FIRST_CENTER, KCenterConfig, kcenter_order
 from baselines.real_data_features import class_embeddings
 from bench.errors import BenchError
-from bench.registry import DistillRequest, distill
+from bench.methods.registry import DistillRequest, distill
 
 METHODS = ("herding", "kcenter", "forgetting")
 FAST = {"epochs": 1}  # one epoch of the real-data ConvNet: enough to exercise the whole pipeline
@@ -241,7 +241,7 @@ def test_pool_smaller_than_ipc_is_a_one_line_error(digits):
 def test_herding_vs_random_ipc1(digits):
     """Herding vs random real images at IPC 1 on digits: 5 seeds, protocol "dc" at 300 epochs,
     3 models per set; writes results/coresets/herding_vs_random_ipc1.csv."""
-    from bench.evaluation import PROTOCOLS, evaluate_synthetic
+    from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
 
     protocol = PROTOCOLS["dc"].with_epochs(300)
     rows = []

@@ -7,9 +7,9 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from bench import cost_model
-from bench.cli import main
-from bench.cost_model import COLUMNS, RAW_COLUMNS, CostRow, cost_markdown, measure_costs, write_costs
+from bench.cli.main import main
+from bench.perf import cost_model
+from bench.perf.cost_model import COLUMNS, RAW_COLUMNS, CostRow, cost_markdown, measure_costs, write_costs
 
 
 def test_per_unit_is_the_slope_and_setup_the_intercept(monkeypatch):
@@ -45,7 +45,7 @@ def test_subset_is_class_balanced_and_keeps_the_rest(digits):
 
 
 def test_distiller_unit_runs_the_method_at_k_and_reads_its_reference_budget(digits, monkeypatch):
-    from bench.registry import default_config
+    from bench.methods.registry import default_config
 
     seen = []
 
@@ -104,8 +104,8 @@ def _cost_rows() -> pd.DataFrame:
 
 
 def test_estimator_adds_setup_and_budget_and_says_none_where_it_has_no_row():
-    from bench.cost_model import CostEstimator
-    from bench.registry import default_config
+    from bench.methods.registry import default_config
+    from bench.perf.cost_model import CostEstimator
 
     est = CostEstimator(_cost_rows())
     config = dataclasses.replace(default_config("dm", "cifar10", 1), iterations=300)
@@ -117,8 +117,8 @@ def test_estimator_adds_setup_and_budget_and_says_none_where_it_has_no_row():
 
 
 def test_plan_prints_the_estimate_from_the_committed_cost_table(tmp_path, monkeypatch):
-    from bench.experiment import load_spec
-    from bench.experiment_run import plan_summary
+    from bench.run.experiment_run import plan_summary
+    from bench.spec.experiment import load_spec
 
     spec = load_spec("demo-digits")
     monkeypatch.chdir(tmp_path)
@@ -134,7 +134,7 @@ def test_flop_count_of_a_convolution_is_the_textbook_formula():
     """2 * N * Cout * Cin * k^2 * H * W for the forward; the weight gradient doubles it."""
     import torch
 
-    from bench.roofline import count_flops
+    from bench.perf.roofline import count_flops
 
     x, w = torch.randn(4, 8, 6, 6), torch.randn(16, 8, 3, 3, requires_grad=True)
     forward = 2 * 4 * 16 * 8 * 9 * 6 * 6
@@ -143,7 +143,7 @@ def test_flop_count_of_a_convolution_is_the_textbook_formula():
 
 
 def test_roofline_counts_each_units_flops_as_a_slope_and_writes_the_peak(digits, tmp_path):
-    from bench.roofline import count_flops, peak_gflops
+    from bench.perf.roofline import count_flops, peak_gflops
 
     peak: list[list] = []
     rows, raw = measure_costs(digits, methods=["dm"], ipcs=[1], protocols=["dc"], repeats=1, report=lambda s: None,
@@ -151,7 +151,7 @@ def test_roofline_counts_each_units_flops_as_a_slope_and_writes_the_peak(digits,
     by = {(r.unit, r.method): r for r in rows}
     assert by[("outer iteration", "dm")].flops_per_unit > 0 and by[("evaluation epoch", "dc")].flops_per_unit > 0
     # the evaluation epoch's count is the slope between 2 and 6 epochs of the same training run
-    from bench.evaluation import evaluate_training_set, get_protocol
+    from bench.train.evaluation import evaluate_training_set, get_protocol
 
     small = cost_model._subset(digits, 10).train
 
@@ -188,10 +188,10 @@ def test_evaluation_epochs_can_be_timed_at_other_ipcs_than_the_distillers(digits
 
 def test_evaluation_epochs_are_timed_without_a_full_test_pass(digits, monkeypatch):
     """The test pass's noise does not cancel in the slope: the timed runs score 10 test images."""
-    import bench.evaluation
+    import bench.train.evaluation
 
     sizes = []
-    monkeypatch.setattr(bench.evaluation, "evaluate_training_set",
+    monkeypatch.setattr(bench.train.evaluation, "evaluate_training_set",
                         lambda *a, target=None, **k: sizes.append(len(target)))
     cost_model._evaluation_cost(digits, "dc", 1, 2, 6, 1, [])
     assert sizes and set(sizes) == {10}

@@ -7,11 +7,16 @@ import math
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.cross_arch import (cross_arch_latex, cross_arch_markdown, cross_arch_settings, cross_arch_summary,
-                              write_cross_arch_tables)
-from bench.registry import DistillRequest, distill
-from bench.results import ResultsTable
+from bench.cli.main import main
+from bench.methods.registry import DistillRequest, distill
+from bench.report.cross_arch import (
+    cross_arch_latex,
+    cross_arch_markdown,
+    cross_arch_settings,
+    cross_arch_summary,
+    write_cross_arch_tables,
+)
+from bench.store.results import ResultsTable
 
 
 def _row(method, arch, seed, acc, ipc=10, dataset="digits", std=0.5, path=""):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.cli import main
-from bench.curves import stored_curves
-from bench.data import load_dataset
-from bench.registry import DistillRequest, distill
-from bench.synthetic import SyntheticSet
+from bench.cli.main import main
+from bench.data.datasets import load_dataset
+from bench.methods.registry import DistillRequest, distill
+from bench.report.curves import stored_curves
+from bench.store.synthetic import SyntheticSet
 
 
 def _set(metadata: dict) -> SyntheticSet:

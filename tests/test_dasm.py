@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 import dasm.sequential_matching as sm
-from bench import registry
-from bench.cli import main as cli_main
+from bench.cli.main import main as cli_main
 from bench.errors import BenchError
-from bench.registry import DistillRequest, distill, get_method
-from bench.synthetic import SyntheticSet
+from bench.methods import registry
+from bench.methods.registry import DistillRequest, distill, get_method
+from bench.store.synthetic import SyntheticSet
 from dasm.difficulty import class_quantiles, window_pool
 from dasm.segment_schedule import SegmentSchedule, default_schedule, equal_sizes
 from dasm.sequential_matching import DASMConfig, run_sequential

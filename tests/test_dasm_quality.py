@@ -43,7 +43,8 @@ IDC_ITERATIONS = 3  # the digits for_setting value above IPC 10, for every IDC r
 
 def grid_cell_keys(spec) -> set[str]:
     """The results-table keys of exactly this grid's cells (method x IPC x seed x arch, this config)."""
-    from bench.runner import distill_key, eval_key, method_protocol, resolved_config
+    from bench.methods.config import distill_key
+    from bench.spec.cells import eval_key, method_protocol, resolved_config
 
     keys = set()
     for method in spec.methods:
@@ -58,7 +59,7 @@ def grid_cell_keys(spec) -> set[str]:
 
 def record(df, work: Path, out: Path) -> None:
     """Replace ``out``'s table, tables, figures and full-data cache with this grid's (re-recording)."""
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     out.mkdir(parents=True, exist_ok=True)
     for name in ("results.parquet", "results.csv", "table_acc_best.md"):
@@ -81,7 +82,8 @@ def own_cells(table, spec):
 
 def test_quality_grid_summarises_only_its_own_cells(tmp_path):
     """A directory holding another config's rows (an older run) adds nothing to this grid's summary."""
-    from bench.runner import GridSpec, run_grid
+    from bench.run.runner import run_grid
+    from bench.spec.grid import GridSpec
 
     def spec(epochs: int):
         return GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa",
@@ -97,12 +99,14 @@ def test_quality_grid_summarises_only_its_own_cells(tmp_path):
 
 @pytest.mark.slow
 def test_dasm_saturation_grid_on_digits():
-    from bench.data import load_dataset
-    from bench.evaluation import full_data_accuracy, get_protocol
-    from bench.plots import markdown_table, saturation_figure
-    from bench.results import summarise
-    from bench.runner import GridSpec, run_grid
-    from bench.synthetic import SyntheticSet
+    from bench.data.datasets import load_dataset
+    from bench.report.plots import markdown_table, saturation_figure
+    from bench.run.full_data_jobs import full_data_accuracy
+    from bench.run.runner import run_grid
+    from bench.spec.grid import GridSpec
+    from bench.store.results import summarise
+    from bench.store.synthetic import SyntheticSet
+    from bench.train.evaluation import get_protocol
     from dasm.diagnostics import diagnostics_figure, diagnostics_table
 
     base = {"base": "idc", "base_overrides": {"iterations": IDC_ITERATIONS}}
@@ -120,7 +124,7 @@ def test_dasm_saturation_grid_on_digits():
     (work / "full_data.json").write_text(json.dumps({"dataset": "digits", "protocol": f"idc@{EVAL_EPOCHS}ep",
                                                     "acc": full}, indent=2))
     saturation_figure(df, work / "saturation.png", full_data=full)
-    (work / "table_acc_last.md").write_text(markdown_table(df, "acc_last"))  # no "best": bench.evaluation
+    (work / "table_acc_last.md").write_text(markdown_table(df, "acc_last"))  # no "best": bench.train.evaluation
 
     # the grid is complete: every (method, IPC) has all seeds
     summary = summarise(df).set_index(["method", "ipc"])

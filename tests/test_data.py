@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import load_dataset, list_datasets, stratified_split
+from bench.data.datasets import list_datasets, load_dataset, stratified_split
 from bench.errors import BenchError
 
 
@@ -22,7 +22,7 @@ def test_digits_splits_are_disjoint_stratified_and_complete():
 
 
 def test_split_is_fixed_across_loads(digits):
-    from bench.data import load_digits
+    from bench.data.datasets import load_digits
 
     again = load_digits()
     assert torch.equal(again.test.data, digits.test.data)

@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-import bench.datasets_torchvision as dtv
-from bench.data import list_datasets
+import bench.data.torchvision_sets as dtv
+from bench.data.datasets import list_datasets
 from bench.errors import BenchError
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -405,7 +405,7 @@ def test_registered():
 
 
 def test_torchvision_is_imported_lazily():
-    code = ("import sys, bench.data, bench.datasets_torchvision; "
+    code = ("import sys, bench.data.datasets, bench.data.torchvision_sets; "
             "sys.exit(1 if 'torchvision' in sys.modules else 0)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -1,4 +1,4 @@
-"""The device check (bench/device_check.py), rehearsed on CPU on digits: every method at IPC 1 for a
+"""The device check (bench/perf/device_check.py), rehearsed on CPU on digits: every method at IPC 1 for a
 few iterations, a 2-epoch full evaluation, a failing method, the time guard, bad input."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from bench import device_check
-from bench.device_check import COLUMNS, METHODS, main, run_device_check
-from bench.registry import get_method
+from bench.cli.device_check import main
+from bench.methods.registry import get_method
+from bench.perf import device_check
+from bench.perf.device_check import COLUMNS, METHODS, run_device_check
 
 TINY = dict(iterations=1, full_eval_epochs=2, eval_epochs=1)
 
@@ -57,7 +58,7 @@ def test_shrunk_configs_of_mtt_dasm_and_coresets(tmp_path):
 @pytest.mark.parametrize("ipc", [1, 10])
 def test_every_shrunk_config_is_valid_at_cifar10_scale(ipc, tmp_path):
     """What the GPU run would distill with: each config accepts its overrides (and validates)."""
-    from bench.registry import apply_overrides, default_config
+    from bench.methods.registry import apply_overrides, default_config
 
     for method in METHODS:
         overrides = device_check.check_overrides(method, "cifar10-jpeg", [1, 10], 2, tmp_path, ipc)
@@ -140,7 +141,7 @@ def test_nox_session_runs_the_check_with_gpu_defaults(monkeypatch):
                                     run=lambda *a: runs.append(a))
     noxfile.device_check(session)
     (args,) = runs
-    assert args[:3] == ("python", "-m", "bench.device_check")
+    assert args[:3] == ("python", "-m", "bench.cli.device_check")
     pairs = dict(zip(args[3::2], args[4::2]))
     assert pairs == {"--dataset": "cifar10-jpeg", "--data-root": "../shared/data", "--device": "cuda",
                      "--out": "results/device-check", "--ipc": "1"}

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.dm import (DMConfig, distribution_matching_loss, mean_embedding_loss,
-                          random_embedder)
-from bench.data import load_dataset
+from baselines.dm import DMConfig, distribution_matching_loss, mean_embedding_loss, random_embedder
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.evaluation import PROTOCOLS, evaluate_synthetic
-from bench.registry import DistillRequest, distill, get_method
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, distill, get_method
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
 
 # Small real batches keep every fast test at a few seconds on a loaded CPU.
 FAST = {"batch_real": 16}

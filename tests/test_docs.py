@@ -80,9 +80,9 @@ def test_readme_opening_types_no_test_count_that_goes_stale():
 
 
 def test_readme_shortened_demo_line_counts_the_cells_it_names():
-    from bench.compare import KEYS
-    from bench.experiment import load_spec
-    from bench.results import ResultsTable
+    from bench.report.compare import KEYS
+    from bench.spec.experiment import load_spec
+    from bench.store.results import ResultsTable
 
     prose = " ".join(readme_opening().split())
     found = re.search(r"`nox -s demo -- --methods ([\w,]+) --ipc ([\d,]+)`.*?`agree: all (\d+) computed cells "
@@ -121,7 +121,7 @@ def test_readme_virtualenv_size_is_this_virtualenvs():
 def test_readme_says_which_commands_take_a_seed_and_a_device():
     import argparse
 
-    from bench.cli_parser import build_parser
+    from bench.cli.parser import build_parser
 
     prose = " ".join((ROOT / "README.md").read_text().split())
     found = re.search(r"Every command that trains takes `--device auto\|cpu\|cuda` and its seeds: `--seed N` "

@@ -5,10 +5,17 @@ import pytest
 import torch
 
 from bench.errors import DivergedError
-from bench.evaluation import (PROTOCOLS, evaluate_synthetic, evaluate_training_set, get_protocol,
-                              make_augmentation, reference_protocol, train_network)
-from bench.models import create_model
-from bench.registry import DistillRequest, distill
+from bench.methods.registry import DistillRequest, distill
+from bench.train.evaluation import (
+    PROTOCOLS,
+    evaluate_synthetic,
+    evaluate_training_set,
+    get_protocol,
+    make_augmentation,
+    reference_protocol,
+    train_network,
+)
+from bench.train.models import create_model
 
 
 def test_protocol_defaults_follow_the_references():
@@ -33,8 +40,8 @@ def test_evaluation_reports_last_epoch_accuracy_and_no_test_selected_best(digits
 
 
 def test_validation_accuracy_of_the_same_models_when_val_is_held_out(tiny_protocol):
-    from bench.data import load_dataset
-    from bench.evaluation import accuracy
+    from bench.data.datasets import load_dataset
+    from bench.train.evaluation import accuracy
 
     held = load_dataset("digits", train_split="train-val")
     syn = distill("random", DistillRequest(held, ipc=5, seed=0))
@@ -55,7 +62,7 @@ def test_validation_accuracy_of_the_same_models_when_val_is_held_out(tiny_protoc
 
 
 def test_evaluation_tests_each_model_once_after_its_last_epoch(digits, tiny_protocol, monkeypatch):
-    import bench.evaluation as ev
+    import bench.train.evaluation as ev
 
     calls = []
     original = ev.accuracy
@@ -107,7 +114,7 @@ def test_idc_protocol_schedule_is_idc_train_py(digits):
 
 def _op_rates(aug, monkeypatch, n_batches=300):
     """Share of batches on which each DSA op ran, with a fixed generator."""
-    import bench.augmentation as A
+    import bench.train.augmentation as A
 
     ran: list[str] = []
     for name, fn in list(A._OP_FNS.items()):
@@ -137,7 +144,7 @@ def test_idc_protocol_flips_and_colours_every_batch(monkeypatch):
     dc = _op_rates(make_augmentation(PROTOCOLS["dc"], "cifar10", 8), monkeypatch)
     assert dc["flip"] < 0.3 and dc["color"] < 0.3  # the dc protocol keeps DC's one-op-per-batch DSA
     # per image: about half of a batch is flipped (p 0.5 each image), not all or none
-    from bench.augmentation import ComposedDSA
+    from bench.train.augmentation import ComposedDSA
 
     x = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(256, 1, 8, 8).contiguous()
     flipped = torch.isclose(ComposedDSA("flip", siamese=False)(x, torch.Generator().manual_seed(1)),
@@ -169,8 +176,9 @@ def test_dc_protocol_on_mnist_like_data_is_dcs_crop_scale_rotate():
 
 
 def test_runner_picks_dc_aug_for_dc_on_mnist5k():
-    from bench.registry import default_config
-    from bench.runner import GridSpec, method_protocol
+    from bench.methods.registry import default_config
+    from bench.spec.cells import method_protocol
+    from bench.spec.grid import GridSpec
 
     spec = GridSpec(methods=["dc"], dataset="mnist5k", ipcs=[1])
     assert method_protocol(spec, "dc", default_config("dc", "mnist5k", 1)).name == "dc-aug"
@@ -212,8 +220,8 @@ def test_mtt_protocol_trains_at_the_sets_learned_lr(digits):
 
 
 def test_zca_sets_are_trained_and_tested_in_whitened_space(digits, tmp_path, monkeypatch):
-    from bench.zca import ZCAWhitening, to_pixels
-    import bench.evaluation as ev
+    import bench.train.evaluation as ev
+    from bench.data.zca import ZCAWhitening, to_pixels
 
     zca = ZCAWhitening.fit(to_pixels(digits.train.images, digits))
     zca.save(tmp_path / "zca.safetensors")

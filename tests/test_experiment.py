@@ -8,10 +8,11 @@ import textwrap
 import pytest
 
 from bench.errors import BenchError
-from bench.experiment import SPECS_DIR, load_spec, resolve_spec_path
-from bench.experiment_run import plan_summary, run_experiment
-from bench.registry import list_methods
-from bench.runner import distill_key, eval_key, method_protocol, resolved_config
+from bench.methods.config import distill_key
+from bench.methods.registry import list_methods
+from bench.run.experiment_run import plan_summary, run_experiment
+from bench.spec.cells import eval_key, method_protocol, resolved_config
+from bench.spec.experiment import SPECS_DIR, load_spec, resolve_spec_path
 
 BASE = """
 name = "t"
@@ -135,13 +136,13 @@ def test_overrides_and_subset(tmp_path):
 def test_one_training_pool_per_spec_for_every_method_and_the_full_data_line(tmp_path):
     """``train_split = "train-val"``: every cell distils from train-val (its key says so), and the
     full-data line trains on the same pool (issue 25: one pool per table)."""
-    from bench.full_data import full_data_jobs
-    from bench.grid import planned_cells
+    from bench.run.full_data_jobs import full_data_jobs
+    from bench.spec.cells import cells
 
     plain = load_spec(_write(tmp_path, BASE))
     pooled = load_spec(_write(tmp_path, BASE.replace("seeds = [0]", 'seeds = [0]\ntrain_split = "train-val"'), "p.toml"))
     assert plain.grid().train_split == "full" and pooled.grid().train_split == "train-val"
-    assert {c[-1] for c in planned_cells(plain.grid())}.isdisjoint(c[-1] for c in planned_cells(pooled.grid()))
+    assert {c.key for c in cells(plain.grid())}.isdisjoint(c.key for c in cells(pooled.grid()))
     jobs = full_data_jobs(pooled.grid(), tmp_path / "out", "convnet", "cpu", epochs=2)
     assert jobs and all(job.env.train_split == "train-val" for job in jobs)
 
@@ -171,7 +172,7 @@ def test_run_experiment_runs_exactly_the_spec_cells_and_reports(tmp_path):
 
 
 def test_cli_run_plan_and_one_line_errors(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     path = _write(tmp_path, BASE)
     assert main(["run", str(path), "--out", str(tmp_path / "res"), "--plan"]) == 0

@@ -23,7 +23,7 @@ from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from bench.style import DOUBLE_WIDTH, METHOD_COLOURS, MIN_FONT_PT, OKABE_ITO, SINGLE_WIDTH, method_style  # noqa: E402
+from bench.report.style import DOUBLE_WIDTH, METHOD_COLOURS, MIN_FONT_PT, OKABE_ITO, SINGLE_WIDTH, method_style  # noqa: E402
 
 # per (method, protocol): accuracies of seeds 0, 1, 2 at IPC 10 (IPC 1: minus 10, IPC 50: plus 1, capped)
 VALUES = {
@@ -62,12 +62,12 @@ class Drawn:
 
 def _capturing(monkeypatch, figures: list[Drawn]) -> None:
     """Every figure handed to the one writer is drawn, kept for inspection, then written as usual."""
-    import bench.figures
-    import bench.pictures
-    import bench.plots
+    import bench.report.figures
+    import bench.report.pictures
+    import bench.report.plots
     import dasm.diagnostics
 
-    original = bench.pictures.save_figure
+    original = bench.report.pictures.save_figure
 
     def capture(fig, path, formats=("png", "pdf")):
         fig.canvas.draw()
@@ -76,7 +76,7 @@ def _capturing(monkeypatch, figures: list[Drawn]) -> None:
         record.paths = original(fig, path, formats)
         return record.paths
 
-    for module in (bench.pictures, bench.figures, bench.plots, dasm.diagnostics):
+    for module in (bench.report.pictures, bench.report.figures, bench.report.plots, dasm.diagnostics):
         monkeypatch.setattr(module, "save_figure", capture)
 
 
@@ -86,15 +86,16 @@ def _texts(fig) -> list[Text]:
 
 def _every_figure_kind(tmp_path: Path) -> None:
     """Each figure kind, drawn from small synthetic tables and sets."""
-    from bench.budget_curves import budget_figure
-    from bench.cross_arch import write_cross_arch_tables
-    from bench.curves import Curves, curves_figure
-    from bench.figures import dasm_difference_figure, paired_difference_panels, saturation_panels, seconds_figure
-    from bench.full_data import read_full_data
-    from bench.pictures import synthetic_picture
-    from bench.plots import saturation_figure
-    from bench.synthetic import SyntheticSet
-    from bench.tables import own_rows
+    from bench.methods.registry import get_method
+    from bench.report.cross_arch import write_cross_arch_tables
+    from bench.report.curves import Curves, curves_figure
+    from bench.report.figures import paired_difference_panels, paired_figure, saturation_panels, seconds_figure
+    from bench.report.pictures import synthetic_picture
+    from bench.report.plots import saturation_figure
+    from bench.report.tables import own_rows
+    from bench.run.budget_curves import budget_figure
+    from bench.store.full_data import read_full_data
+    from bench.store.synthetic import SyntheticSet
     from dasm.diagnostics import diagnostics_figure
 
     df = pd.DataFrame(_rows())
@@ -104,7 +105,7 @@ def _every_figure_kind(tmp_path: Path) -> None:
         "idc@2ep": {"dataset": "digits", "protocol": "idc@2ep", "acc": 99.5}}}))
     saturation_figure(df, tmp_path / "quick", full_data=99.5)
     saturation_panels(own, df, read_full_data(tmp_path), tmp_path / "saturation", title="digits\nn = 3 seeds")
-    dasm_difference_figure(shared, tmp_path / "dasm_difference", title="digits")
+    paired_figure(shared, "dasm", get_method("dasm").paired_against, tmp_path / "dasm_difference", title="digits")
     paired_difference_panels(shared, ["idc", "seq"], tmp_path / "paired_two")
     paired_difference_panels(shared, ["idc"], tmp_path / "paired_one")
     seconds_figure(own, tmp_path / "seconds_three", title="digits")
@@ -145,7 +146,7 @@ KINDS = {"quick", "saturation", "dasm_difference", "paired_two", "paired_one", "
 
 
 def test_every_registered_method_has_its_own_colour_and_marker_from_the_palette():
-    from bench.registry import list_methods
+    from bench.methods.registry import list_methods
 
     specs = list_methods()
     pairs = [(s.colour.upper(), s.marker) for s in specs.values()]
@@ -232,7 +233,7 @@ def test_heatmaps_state_n_and_the_interval_and_share_one_colour_scale(every_figu
 
 
 def test_set_pictures_say_how_many_images_they_show(every_figure):
-    from bench.pictures import shown_caption
+    from bench.report.pictures import shown_caption
 
     title = every_figure["picture"].fig.axes[0].get_title()
     assert title == "IPC 50\n100 of 500 images shown (10 of 50 per class)"
@@ -259,7 +260,7 @@ def test_time_axes_have_three_labelled_ticks_over_a_decade(every_figure):
 def test_log_ticks_give_three_labels_on_any_view_over_a_decade():
     import matplotlib.pyplot as plt
 
-    from bench.style import log_ticks
+    from bench.report.style import log_ticks
 
     for low, high in ((3.0, 40.0), (1.5, 16.0), (11.0, 111.0), (0.2, 5000.0), (7.0, 30.0)):
         fig, ax = plt.subplots()
@@ -290,9 +291,9 @@ def _unexplained_tables(text: str) -> list[str]:
 
 
 def test_every_markdown_table_with_pm_says_what_it_is_and_over_how_many_runs(tmp_path):
-    from bench.budget_curves import budget_markdown
-    from bench.plots import write_reports
-    from bench.results import ResultsTable
+    from bench.report.plots import write_reports
+    from bench.run.budget_curves import budget_markdown
+    from bench.store.results import ResultsTable
 
     ResultsTable(tmp_path).append(_rows(("convnet", "resnet18"), (1, 10)))
     write_reports(tmp_path, log=lambda m: None, pictures=False)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-import bench.synthetic
+import bench.store.synthetic
 from bench.files import file_lock, write_atomically
 
 HOLD = """
@@ -49,7 +49,7 @@ def test_the_lock_waits_for_another_process_and_is_freed_when_its_holder_dies(tm
 
 
 def test_one_writer_everywhere(tmp_path):
-    assert bench.synthetic.write_atomically is write_atomically  # re-exported, not a second copy
+    assert bench.store.synthetic.write_atomically is write_atomically  # re-exported, not a second copy
     path = tmp_path / "d" / "cell.json"
     assert write_atomically(path, "first", exclusive=True)
     assert not write_atomically(path, "second", exclusive=True)  # published once: first writer wins

@@ -4,7 +4,7 @@ captions, and the demo's closing lines."""
 from __future__ import annotations
 
 import bench
-from bench.cli import main
+from bench.cli.main import main
 
 
 def test_version_prints_the_package_version(capsys):
@@ -16,7 +16,7 @@ def test_version_prints_the_package_version(capsys):
 def _subparsers() -> dict:
     import argparse
 
-    from bench.cli_parser import build_parser
+    from bench.cli.parser import build_parser
 
     parser = build_parser()
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -43,13 +43,13 @@ def test_evaluate_help_lists_every_registered_protocol(capsys, monkeypatch):
 def test_grid_takes_own_as_its_protocol(tmp_path, monkeypatch):
     import pandas as pd
 
-    import bench.plots
-    import bench.runner
+    import bench.report.plots
+    import bench.run.runner
     from bench.vocabulary import OWN_PROTOCOL
 
     seen = []
-    monkeypatch.setattr(bench.runner, "run_grid", lambda spec, *a, **k: seen.append(spec.protocol) or pd.DataFrame())
-    monkeypatch.setattr(bench.plots, "write_reports", lambda *a, **k: [])
+    monkeypatch.setattr(bench.run.runner, "run_grid", lambda spec, *a, **k: seen.append(spec.protocol) or pd.DataFrame())
+    monkeypatch.setattr(bench.report.plots, "write_reports", lambda *a, **k: [])
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocol", "own", "--out", str(tmp_path / "g"),
                  "--no-progress"]) == 0
     assert seen == [OWN_PROTOCOL]
@@ -60,7 +60,7 @@ def _grid_like(out, set_protocol: str = "dc@5ep", full_protocol: str = "dc-nodsa
     `dasm-bench grid` writes (``dc-nodsa`` while the sets are under ``dc``)."""
     import json
 
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     rows = [{"cell_key": f"{m}-{s}", "method": m, "dataset": "digits", "ipc": 1, "seed": s, "arch": "convnet",
              "protocol": set_protocol, "num_models": models, "acc_last": acc + s, "acc_last_std": 0.0,
@@ -73,7 +73,7 @@ def _grid_like(out, set_protocol: str = "dc@5ep", full_protocol: str = "dc-nodsa
 
 
 def test_accuracy_table_says_what_its_spread_is_and_over_how_many_runs(tmp_path):
-    from bench.plots import write_reports
+    from bench.report.plots import write_reports
 
     _grid_like(tmp_path)
     write_reports(tmp_path, log=lambda m: None, pictures=False)
@@ -85,7 +85,7 @@ def test_accuracy_table_says_what_its_spread_is_and_over_how_many_runs(tmp_path)
 
 
 def test_full_data_row_names_its_protocol_where_it_differs_from_the_sets(tmp_path):
-    from bench.plots import write_reports
+    from bench.report.plots import write_reports
 
     _grid_like(tmp_path / "other")
     write_reports(tmp_path / "other", log=lambda m: None, pictures=False)

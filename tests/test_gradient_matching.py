@@ -12,13 +12,20 @@ import pytest
 import torch
 
 from baselines.dc import DCConfig, DSAConfig
-from baselines.gradient_matching import (ComposedDSA, RealPool, class_matching_loss, freeze_batchnorm,
-                                         get_loops, gradient_distance, select_parameters)
+from baselines.gradient_matching import (
+    ComposedDSA,
+    RealPool,
+    class_matching_loss,
+    freeze_batchnorm,
+    get_loops,
+    gradient_distance,
+    select_parameters,
+)
 from bench.errors import BenchError
-from bench.evaluation import PROTOCOLS, evaluate_synthetic
-from bench.models import create_model
-from bench.registry import DistillRequest, default_config, distill
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, default_config, distill
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+from bench.train.models import create_model
 
 # tiny budgets: one iteration of 2 matching rounds around 1 inner epoch, small real batches
 TINY = {"iterations": 1, "outer_loop": 2, "inner_loop": 1, "batch_real": 8}

@@ -17,8 +17,18 @@ from hostile_inputs import FLAG_TEXT, JSON_VALUES
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from bench.bounds import (MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_COUNT, MAX_EPOCHS, MAX_FACTOR, MAX_IPC, MAX_LR,
-                          MAX_MODELS, MAX_SEED, MAX_WORKERS)
+from bench.bounds import (
+    MAX_CONFIG_FLOAT,
+    MAX_CONFIG_INT,
+    MAX_COUNT,
+    MAX_EPOCHS,
+    MAX_FACTOR,
+    MAX_IPC,
+    MAX_LR,
+    MAX_MODELS,
+    MAX_SEED,
+    MAX_WORKERS,
+)
 
 # ----------------------------------------------------------------------------- (6) command-line numbers
 
@@ -47,11 +57,11 @@ FLAGS = [
 @example(flag=FLAGS[2], text="-1")  # was "expected a positive finite number", no upper bound
 def test_numeric_flags(flag, text: str, capsys, monkeypatch):
     """Any text for a numeric flag: parsed to a value inside its range, or one line that states the range."""
-    import bench.cli
+    import bench.cli.main
 
     prefix, name, attr, low, high, low_open, listed = flag
     seen = []
-    monkeypatch.setitem(bench.cli.COMMANDS, prefix[0], lambda args: seen.append(getattr(args, attr)))
+    monkeypatch.setitem(bench.cli.main.COMMANDS, prefix[0], lambda args: seen.append(getattr(args, attr)))
     code, _, error = cli(prefix + [f"{name}={text}"], capsys)
     if code == 2 and is_number(text):  # a number out of range, or of the wrong kind: the message says the range
         bound = f"{high:g}" if isinstance(high, float) else str(high)
@@ -83,7 +93,7 @@ def _numeric_fields() -> list[tuple[str, str]]:
     import dataclasses
     import typing
 
-    from bench.registry import default_config, list_methods
+    from bench.methods.registry import default_config, list_methods
 
     found = []
     for method in list_methods():
@@ -97,22 +107,22 @@ def _numeric_fields() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def no_distill(monkeypatch, tmp_path):
-    import bench.registry
+    import bench.methods.registry
 
-    bench.registry.list_methods()  # every method module imported before patching (see test_cli_bad_input)
+    bench.methods.registry.list_methods()  # every method module imported before patching (see test_cli_bad_input)
     monkeypatch.chdir(tmp_path)
 
     def stub(method, request, overrides=None):
         raise Reached(method, overrides)
 
-    monkeypatch.setattr(bench.registry, "distill", stub)
+    monkeypatch.setattr(bench.methods.registry, "distill", stub)
 
 
 def _check_field(method: str, name: str, overrides: dict[str, Any]) -> None:
     """The config distill got holds ``name`` as its declared kind, inside what the field means."""
     import typing
 
-    from bench.registry import apply_overrides, default_config
+    from bench.methods.registry import apply_overrides, default_config
 
     config = apply_overrides(default_config(method, "digits", 1), overrides)
     value = getattr(config, name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 
 DISTILL = ["distill", "--method", "random", "--ipc", "1", "--no-progress", "--device", "cpu"]
 SPEC = 'name = "t"\ndataset = "digits"\nipc = [1]\nseeds = [0]\n[evaluation]\nepochs = 1\nmodels = 1\n[methods.random]\n'
@@ -30,16 +30,16 @@ def good_set(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def no_compute(monkeypatch):
-    import bench.evaluation
-    import bench.registry
+    import bench.methods.registry
+    import bench.train.evaluation
 
-    bench.registry.list_methods()
+    bench.methods.registry.list_methods()
 
     def refuse(*args, **kwargs):
         raise AssertionError("compute was spent before the bad input was refused")
 
-    monkeypatch.setattr(bench.evaluation, "evaluate_synthetic", refuse)
-    monkeypatch.setattr(bench.registry, "distill", refuse)
+    monkeypatch.setattr(bench.train.evaluation, "evaluate_synthetic", refuse)
+    monkeypatch.setattr(bench.methods.registry, "distill", refuse)
 
 
 def _refused(argv: list[str], capsys, needle: str) -> str:
@@ -86,7 +86,7 @@ def test_spec_with_a_huge_integer(tmp_path, capsys, no_compute):
 
 
 def test_full_data_record_with_a_huge_integer(tmp_path):
-    from bench.full_data import FILE, read_full_data
+    from bench.store.full_data import FILE, read_full_data
 
     (tmp_path / FILE).write_text('{"dc": {"acc_last": ' + BIG_INT + "}}")
     assert read_full_data(tmp_path) == {}  # a damaged record loses its reference rows, never the run
@@ -152,7 +152,7 @@ def test_output_paths(good_set, tmp_path, capsys, no_compute, monkeypatch, argv,
 
 @pytest.mark.parametrize("field, value", [("protocol", "../x"), ("protocol", ""), ("train_split", "test")])
 def test_cell_names_that_no_run_writes(tmp_path, capsys, field, value):
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     row = {"cell_key": "k", "method": "random", "dataset": "digits", "ipc": 1, "seed": 0, "arch": "convnet",
            "protocol": "dc@1ep", "num_models": 1, "acc_last": 50.0, "acc_last_std": 0.0,
@@ -164,7 +164,7 @@ def test_cell_names_that_no_run_writes(tmp_path, capsys, field, value):
 
 
 def test_cell_protocol_suffixes_are_read():
-    from bench.results import check_row
+    from bench.store.results import check_row
 
     for protocol in ("dc", "dc@300ep", "mtt@lr0.01", "dc-nodsa@300ep@hard", "idc"):
         check_row({"cell_key": "k", "protocol": protocol, "train_split": "train-val"})

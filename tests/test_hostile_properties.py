@@ -22,8 +22,21 @@ from typing import Any
 import pytest
 import torch
 from hostile_cli import HOSTILE, SCALE, Reached, assert_in, cli, fresh, tree
-from hostile_inputs import (BASE_SPEC, CELL_FIELDS, JSON_VALUES, SetCase, cell_files, image_folders, set_cases,
-                            spec_texts, to_toml, write_folder, write_set, zca_blob, zca_files)
+from hostile_inputs import (
+    BASE_SPEC,
+    CELL_FIELDS,
+    JSON_VALUES,
+    SetCase,
+    cell_files,
+    image_folders,
+    set_cases,
+    spec_texts,
+    to_toml,
+    write_folder,
+    write_set,
+    zca_blob,
+    zca_files,
+)
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -32,12 +45,12 @@ from bench.bounds import MAX_CONFIG_FLOAT, MAX_CONFIG_INT, MAX_EPOCHS, MAX_IPC, 
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import bench.evaluation
+    import bench.train.evaluation
 
     def stub(images, labels, data, arch, protocol, *args, target=None, **kwargs):
         raise Reached(images, labels, protocol, target)
 
-    monkeypatch.setattr(bench.evaluation, "evaluate_training_set", stub)
+    monkeypatch.setattr(bench.train.evaluation, "evaluate_training_set", stub)
 
 
 # ----------------------------------------------------------------------------- (1), (2) synthetic sets
@@ -51,7 +64,7 @@ def _evaluate(path: Path, capsys) -> tuple[int, Reached | None]:
 
 
 def _check_accepted_set(path: Path, reached: Reached) -> None:
-    from bench.synthetic import SyntheticSet
+    from bench.store.synthetic import SyntheticSet
 
     images, labels, protocol, target = reached.args
     assert images.dtype == torch.float32 and tuple(images.shape[1:]) == (1, 8, 8) and len(images)
@@ -151,7 +164,7 @@ def test_results_cells_then_plot(files: list[tuple[str, bytes]], tmp_path, capsy
     row at all: ``dasm-bench plot`` draws them (every value in range) or says which cell, in one line."""
     import json
 
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     res = fresh(tmp_path)
     (res / "cells").mkdir()
@@ -173,7 +186,7 @@ def test_results_cells_then_plot(files: list[tuple[str, bytes]], tmp_path, capsy
 # ----------------------------------------------------------------------------- (4) experiment specs
 
 def _check_accepted_spec(path: Path, cwd: Path) -> None:
-    from bench.experiment import load_spec
+    from bench.spec.experiment import load_spec
 
     spec = load_spec(path, warn=lambda message: None)
     for ipc in spec.ipcs:
@@ -226,7 +239,7 @@ def test_spec_files_plan(text: str, give_out: bool, tmp_path, capsys, monkeypatc
 def test_import_image_folders(folders, tmp_path, capsys):
     """Odd class-folder names (``01`` beside ``1``, ``²``, hidden, long), wrong sizes, colour modes,
     garbage bytes, truncated files, decompression-bomb headers, a folder named like an image."""
-    from bench.synthetic import SyntheticSet
+    from bench.store.synthetic import SyntheticSet
 
     folder = fresh(tmp_path)
     source = write_folder(folders, folder / "src")
@@ -276,7 +289,7 @@ def ddranking_files(draw: st.DrawFn) -> dict[str, Any]:
 def test_import_torch_files(files: dict[str, Any], tmp_path, capsys):
     """A DD-Ranking folder (images.pt, labels.pt, lr.pt) holding wrong shapes, dtypes (complex),
     NaN, inf, huge learning rates, non-tensors or bytes that are no torch file: imported or one line."""
-    from bench.synthetic import SyntheticSet
+    from bench.store.synthetic import SyntheticSet
 
     folder = fresh(tmp_path)
     src = folder / "src"
@@ -343,7 +356,7 @@ def published_tables(draw: st.DrawFn) -> bytes:
 def test_published_tables_then_plot(table: bytes, tmp_path, capsys):
     """``dasm-bench plot OUT`` of a ``dasm-bench published`` folder re-renders published.md from a
     published.csv with odd numbers, names or bytes: every number in range, or one line."""
-    from bench.published_eval import read_table
+    from bench.published.evaluate import read_table
 
     out = fresh(tmp_path)
     (out / "sets").mkdir()
@@ -382,7 +395,7 @@ def test_full_data_records(record: Any, tmp_path):
     read back is a percentage with text names; anything else is dropped, never raised or drawn."""
     import json
 
-    from bench.full_data import read_full_data
+    from bench.store.full_data import read_full_data
 
     out = fresh(tmp_path)
     (out / "full_data.json").write_text(json.dumps(record))

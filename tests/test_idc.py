@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from baselines.idc import IDCConfig, default_factor, multi_formation_init
 from bench.errors import BenchError
-from bench.evaluation import evaluate_synthetic
-from bench.registry import DistillRequest, default_config, distill
-from bench.synthetic import SyntheticSet, decode_multi_formation
+from bench.methods.registry import DistillRequest, default_config, distill
+from bench.store.synthetic import SyntheticSet, decode_multi_formation
+from bench.train.evaluation import evaluate_synthetic
 
 # tiny budget: 1 iteration of 2 class rounds, small batches, a short network update
 TINY = {"iterations": 1, "inner_loop": 2, "batch_real": 8, "n_data": 32, "factor": 2}

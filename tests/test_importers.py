@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cli import main
-from bench.synthetic import SyntheticSet
+from bench.cli.main import main
+from bench.store.synthetic import SyntheticSet
 
 K, C = 20, 10  # 2 images per class of digits
 

@@ -5,7 +5,7 @@ packages, at module level AND inside functions: a function-level import is the s
 only deferred), so a cycle or an upward import fails here on the commit that adds it, whichever
 code path would have run it. A second check imports every ``bench`` module in a fresh interpreter
 and asserts that no method module came with it: the harness runs without any method, and the
-registry loads a method only when it is asked for (``bench.method_index``).
+registry loads a method only when it is asked for (``bench.methods.index``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ HARNESS = "bench"
 METHODS = ("baselines", "dasm")
 
 # Upward edges (harness -> a method) tolerated for now, each with the reason and who removes it.
-# ZCA whitening moves from baselines/mtt_experts.py to bench/zca.py in issue 15 part B; the lead
+# ZCA whitening moves from baselines/mtt_experts.py to bench/data/zca.py in issue 15 part B; the lead
 # deletes this entry when that branch merges (the test then fails if the edge is still there).
 ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
@@ -64,7 +64,7 @@ def _imports(tree: ast.AST) -> list[tuple[ast.AST, int]]:
 
 
 def _resolve(name: str, known: set[str]) -> str | None:
-    """The deepest known module that ``name`` is or lies in (``bench.data.Dataset`` -> ``bench.data``)."""
+    """The deepest known module that ``name`` is or lies in (``bench.data.datasets.Dataset`` -> ``bench.data.datasets``)."""
     parts = name.split(".")
     for i in range(len(parts), 0, -1):
         candidate = ".".join(parts[:i])
@@ -193,8 +193,52 @@ def test_the_harness_imports_no_method(graph):
     assert not stale, f"allow-listed edges that no longer exist (remove them from ALLOWED_UPWARD): {stale}"
 
 
+# The harness's floors, bottom first (ARCHITECTURE.md draws them): a module imports its own floor
+# or a lower one, never a higher one. The kernel is bench's top-level modules that everything
+# shares (errors, bounds, files, paths, protocols, vocabulary, version, suggest); bench.api, the
+# library facade, sits on top with the CLI.
+LAYERS = ("kernel", "data", "store", "train", "methods", "published", "spec", "report", "perf", "run", "cli", "api")
+
+
+def layer_of(module: str) -> str:
+    """The floor of a harness module: its sub-package, ``kernel`` for a top-level module, ``api`` for the facade."""
+    parts = module.split(".")
+    if parts == ["bench", "api"]:
+        return "api"
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] not in LAYERS):
+        return "kernel"
+    return parts[1]
+
+
+def test_every_harness_module_is_on_a_known_floor():
+    unknown = sorted(m for m in module_files() if m.startswith("bench.") and layer_of(m) not in LAYERS)
+    assert not unknown, f"sub-packages missing from LAYERS: {unknown}"
+    folders = [d for d in (ROOT / "bench").iterdir() if (d / "__init__.py").is_file()]
+    too_big = {d.name: n for d in folders if (n := len(list(d.glob("*.py"))) - 1) > 15}
+    assert not too_big, f"a folder of more than ~15 modules is a pile, not a room: {too_big}"
+
+
+def test_imports_go_down_the_floors_never_up(graph):
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    upward = sorted(f"{src} ({layer_of(src)}, line {line}) imports {dst} ({layer_of(dst)})"
+                    for src, targets in graph.items() if src.split(".")[0] == HARNESS
+                    for dst, line in targets.items() if dst.split(".")[0] == HARNESS
+                    and rank[layer_of(dst)] > rank[layer_of(src)])
+    assert not upward, "imports that climb a floor:\n" + "\n".join(upward)
+
+
+def test_the_floor_check_finds_an_upward_import(tmp_path):
+    files = _write(tmp_path, {"bench/__init__.py": "", "bench/errors.py": "",
+                              "bench/data/__init__.py": "", "bench/data/a.py": "from bench.report.b import x\n",
+                              "bench/report/__init__.py": "", "bench/report/b.py": "from bench.errors import E\n"})
+    graph = import_graph(files)
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    climbs = [(s, d) for s, ts in graph.items() for d in ts if rank[layer_of(d)] > rank[layer_of(s)]]
+    assert climbs == [("bench.data.a", "bench.report.b")]
+
+
 def test_importing_every_harness_module_loads_no_method():
-    harness = sorted(m for m in module_files() if m.split(".")[0] == HARNESS)
+    harness = sorted(m for m in module_files() if m.split(".")[0] == HARNESS and not m.endswith(".__main__"))
     code = ("import importlib, sys\n"
             f"for name in {harness!r}:\n"
             "    importlib.import_module(name)\n"

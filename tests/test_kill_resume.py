@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.experiment import load_spec
-from bench.results import ResultsTable
-from bench.runner import distill_key, eval_key, method_protocol, resolved_config
-from bench.synthetic import SyntheticSet
+from bench.methods.config import distill_key
+from bench.spec.cells import eval_key, method_protocol, resolved_config
+from bench.spec.experiment import load_spec
+from bench.store.results import ResultsTable
+from bench.store.synthetic import SyntheticSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,7 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
     out = tmp_path / "res"
     table = out / "results.parquet"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(spec_path), "--out", str(out), "--device", "cpu",
+    cmd = [sys.executable, "-m", "bench.cli.main", "run", str(spec_path), "--out", str(out), "--device", "cpu",
            "--no-progress", "--no-report"]
     # two spawned workers: the kill also orphans them, which must not hurt the rerun
     proc = subprocess.Popen(cmd + ["--workers", "2"], cwd=ROOT, env=env, start_new_session=True,

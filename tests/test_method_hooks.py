@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import registry
-from bench.plots import set_figures
-from bench.registry import DistillRequest, distill, get_method, register_method
+from bench.methods import registry
+from bench.methods.registry import DistillRequest, distill, get_method, register_method
+from bench.report.plots import set_figures
 
 DRAWN: list[tuple[str, Path]] = []
 
@@ -78,3 +78,27 @@ def test_plot_draws_a_registered_methods_diagnostics_through_its_hook(tmp_path, 
 
 def test_the_toy_method_is_gone_after_its_test():
     assert "toy-hooked" not in registry._METHODS
+
+
+def test_a_registered_pairing_gets_its_difference_figure_without_the_harness_naming_it(tmp_path, monkeypatch):
+    """A toy method that registers ``paired_against`` gets ``<name>_difference_own.png`` from the
+    ordinary report writer; a method that registers none gets no such figure (issue 27)."""
+    from bench.report.plots import write_reports
+
+    registry.list_methods()
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+
+    @register_method("toy-paired", ToyConfig, kind="coreset", group="toys",
+                     paired_against=(("random", "toy − random"),))
+    def toy(request: DistillRequest, config: ToyConfig):
+        return distill("random", DistillRequest(request.data, request.ipc, request.seed))
+
+    rows = [{"cell_key": f"{m}-{ipc}-{seed}", "method": m, "dataset": "digits", "ipc": ipc, "seed": seed,
+             "arch": "convnet", "protocol": "dc@2ep", "num_models": 1, "acc_last": base + seed + (m == "toy-paired") * 3.0,
+             "acc_last_std": 0.0, "distill_seconds": 1.0, "eval_seconds": 1.0, "code_version": "t",
+             "config_hash": f"{m}{seed}{ipc}", "synthetic_path": ""}
+            for m in ("random", "toy-paired") for ipc, base in ((1, 40.0), (10, 80.0)) for seed in range(3)]
+    written = {p.name for p in write_reports(tmp_path, pd.DataFrame(rows))}
+    assert "toy-paired_difference_own.png" in written
+    assert not any(name.startswith("random_difference") for name in written)
+    assert get_method("dasm").paired_against[0][0] == "idc"   # DASM's pairs live on its registration too

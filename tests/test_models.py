@@ -1,10 +1,9 @@
 import pytest
 import torch
-
-from bench.errors import BenchError
 import torch.nn.functional as F
 
-from bench.models import AvgPool2x2, ConvNet, ResizeInput, create_model, default_depth
+from bench.errors import BenchError
+from bench.train.models import AvgPool2x2, ConvNet, ResizeInput, create_model, default_depth
 
 
 def test_convnet_matches_reference_layout():
@@ -37,7 +36,7 @@ def test_fast_avg_pool_is_bit_identical_to_native(shape):
 
 
 def test_fast_avg_pool_takes_the_native_op_where_it_does_not_apply(monkeypatch):
-    import bench.models as models
+    import bench.train.models as models
 
     calls = []
     monkeypatch.setattr(models._StridedAvgPool2x2, "apply", lambda x: calls.append(x.shape) or F.avg_pool2d(x, 2, 2))

@@ -13,16 +13,21 @@ import torch
 import torch.nn.functional as F
 
 from baselines import mtt_experts
-from baselines.mtt import (MTTConfig, plan_student_steps, start_epoch_upper_bound, trajectory_gradients,
-                           trajectory_matching_loss)
+from baselines.mtt import (
+    MTTConfig,
+    plan_student_steps,
+    start_epoch_upper_bound,
+    trajectory_gradients,
+    trajectory_matching_loss,
+)
 from baselines.mtt_experts import ExpertBuffer, ExpertSettings, ParamLayout, ZCAWhitening, expert_model
-from bench.augmentation import DSA, strategy_for
-from bench.data import load_dataset
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.evaluation import PROTOCOLS, evaluate_synthetic
-from bench.models import create_model
-from bench.registry import DistillRequest, apply_overrides, distill
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, apply_overrides, distill
+from bench.store.synthetic import SyntheticSet
+from bench.train.augmentation import DSA, strategy_for
+from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+from bench.train.models import create_model
 
 torch.set_num_threads(1)
 
@@ -253,7 +258,7 @@ def test_mtt_settings_refuse_an_ipc_above_50_without_a_published_row(setting):
 
 
 def test_mtt_refusal_is_one_line_from_the_cli(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     assert main(["distill", "--method", "mtt", "--dataset", "digits", "--ipc", "1", "--set", "no_reference=why not",
                  "--out", str(tmp_path / "x.safetensors")]) == 2
@@ -378,7 +383,8 @@ def test_mtt_beats_random_on_digits():
 
 
 def test_mtt_settings_refused_cells_are_skipped_by_the_grid(tmp_path, monkeypatch):
-    from bench.runner import GridSpec, run_grid
+    from bench.run.runner import run_grid
+    from bench.spec.grid import GridSpec
 
     logged = []
     monkeypatch.setattr(MTTConfig, "for_setting", classmethod(lambda cls, d, i: cls(no_reference="no row here")))

@@ -1,7 +1,7 @@
 """Every speed figure of results/perf/README.md is recomputed from the committed raw runs it cites.
 
 The reference comparison (tests/benchmarks/reference_evaluation.py) from its raw CSV and metadata;
-the roofline (bench/roofline.py) from each cost directory's cost.csv and peak.csv. A number in the
+the roofline (bench/perf/roofline.py) from each cost directory's cost.csv and peak.csv. A number in the
 README that none of those gives fails (tests/readme_numbers.py), so a figure typed by hand, or left
 behind when the data changed, cannot stay.
 """
@@ -56,7 +56,7 @@ def test_reference_table_is_recomputed_from_its_raw_runs():
 
 
 def test_roofline_tables_carry_their_raw_runs():
-    from bench.roofline import peak_gflops, summary_rows
+    from bench.perf.roofline import peak_gflops, summary_rows
 
     for cost_dir in COST_DIRS:
         peak = pd.read_csv(cost_dir / "peak.csv")
@@ -75,7 +75,7 @@ def test_roofline_tables_carry_their_raw_runs():
 
 
 def _expected() -> set[str]:
-    from bench.roofline import peak_gflops, summary_rows
+    from bench.perf.roofline import peak_gflops, summary_rows
 
     raw, meta = _reference()
     out: set[str] = {f"{meta['load_average_end']:.1f}"}
@@ -98,7 +98,7 @@ def _expected() -> set[str]:
 def test_every_number_in_the_performance_readme_comes_from_the_raw_runs():
     text = (PERF / "README.md").read_text()
     assert not unchecked_decimals(text, _expected())
-    from bench.roofline import summary_markdown
+    from bench.perf.roofline import summary_markdown
 
     assert summary_markdown(COST_DIRS) in text  # the roofline table, as recomputed
     assert (PERF / "reference_evaluation.md").read_text().split("\n\n")[0] in text

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.experiment import SPECS_DIR, load_spec
-from bench.experiment_run import run_experiment
-from bench.full_data import read_full_data, reference_for, write_full_data
-from bench.results import ResultsTable
-from bench.runner import GridSpec, cell_protocols, method_protocol, planned_cells, resolved_config, run_grid
+from bench.run.experiment_run import run_experiment
+from bench.run.runner import run_grid
+from bench.spec.cells import cell_protocols, cells, method_protocol, resolved_config
+from bench.spec.experiment import SPECS_DIR, load_spec
+from bench.spec.grid import GridSpec
+from bench.store.full_data import read_full_data, reference_for, write_full_data
+from bench.store.results import ResultsTable
 
 # sha256 (first 16 hex) of the sorted cell keys of each shipped spec under each method's own
 # protocol. Adding protocols as a grid axis (and switching the digits specs to
@@ -24,6 +26,10 @@ from bench.runner import GridSpec, cell_protocols, method_protocol, planned_cell
 # these are the keys since. Any later change that moves them (a refactor, a renamed field) fails
 # here, because it would silently recompute committed results.
 PINNED = {
+    "claim-digits": (250, "e6173f257bb12b8f"),
+    "claim-digits-lr": (15, "ffbba8ead8b4f6df"),
+    "claim-mnist5k": (30, "d8280038703c8dbc"),
+    "coresets-cifar10-jpeg": (60, "4e6b073816d15510"),
     "cross-arch-cifar10": (480, "5e6a8c99c135f3f9"),
     "cross-arch-digits": (64, "4fc7da72c4528e49"),
     "demo-digits": (60, "74025caeb6bbbbf0"),
@@ -41,11 +47,11 @@ def _digest(keys):
 def test_shipped_specs_keep_their_cell_keys(name):
     spec = load_spec(SPECS_DIR / f"{name}.toml", warn=lambda m: None)
     grid = spec.grid()
-    own = [key for method, ipc, _, _, proto, _, key in planned_cells(grid)
-           if proto.name == method_protocol(grid, method, resolved_config(grid, method, ipc)).name]
+    own = [c.key for c in cells(grid)
+           if c.protocol.name == method_protocol(grid, c.method, resolved_config(grid, c.method, c.ipc)).name]
     assert _digest(own) == PINNED[name]
     if not spec.protocols:  # one protocol per method: nothing else is planned
-        assert _digest([c[-1] for c in planned_cells(grid)]) == PINNED[name]
+        assert _digest([c.key for c in cells(grid)]) == PINNED[name]
 
 
 def test_digits_specs_evaluate_under_own_and_idc_with_random_under_all():
@@ -126,7 +132,7 @@ def test_full_data_file_reads_the_old_format_and_keeps_other_protocols(tmp_path)
 
 
 def test_grid_cli_takes_protocols_and_rejects_bad_ones(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     out = tmp_path / "g"
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,nope", "--out", str(out),
@@ -150,9 +156,9 @@ def test_the_api_and_the_cli_train_a_set_under_the_same_own_protocol(tmp_path):
     import json
 
     from bench.api import evaluate
-    from bench.cli import main
-    from bench.evaluation import own_protocol
-    from bench.synthetic import SyntheticSet
+    from bench.cli.main import main
+    from bench.methods.registry import own_protocol
+    from bench.store.synthetic import SyntheticSet
 
     assert own_protocol({"method": "dc", "eval_protocol": "dc-nodsa"}, "mnist5k") == "dc-aug"
     assert own_protocol({"method": "dc"}, "mnist5k") == "dc-aug"     # from the method's config

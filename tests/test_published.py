@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
-from bench.dataset_core import make_dataset
-from bench.importers import import_set
-from bench.synthetic import SyntheticSet
+from bench.cli.main import main
+from bench.data.core import make_dataset
+from bench.published.importers import import_set
+from bench.store.synthetic import SyntheticSet
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("dc-cifar10-ipc1", "dsa-cifar10-ipc1", "dm-cifar10-ipc1", "mtt-cifar10-ipc1", "mtt-cifar10-ipc10-nozca")
@@ -46,14 +46,14 @@ def _fake(name: str, size: int):
 
 def _register(monkeypatch, name: str, size: int):
     """``--dataset <name>`` works for this test only (registry entry and load cache undone after)."""
-    import bench.data
-    from bench import dataset_core
+    import bench.data.datasets
+    from bench.data import core as dataset_core
 
-    bench.data._import_builtin_loaders()
+    bench.data.datasets._import_builtin_loaders()
     data = _fake(name, size)
     monkeypatch.setitem(dataset_core._DATASETS, name, lambda data_root=None, download=False: data)
-    monkeypatch.setattr(bench.data, "_CACHE", {})
-    return bench.data.load_dataset(name)
+    monkeypatch.setattr(bench.data.datasets, "_CACHE", {})
+    return bench.data.datasets.load_dataset(name)
 
 
 @pytest.fixture
@@ -118,8 +118,8 @@ def test_every_published_folder_imports(name, published, fake_cifar, tmp_path, c
 
 def test_result_file_globals_are_exactly_what_the_files_name(published):
     """The allow-list is derived from the files' GLOBAL opcodes, and each entry is needed."""
-    from bench.importers import load_plain
-    from bench.published_formats import result_file_globals
+    from bench.published.formats import result_file_globals
+    from bench.published.importers import load_plain
 
     files = [f for n in FOLDERS if n[:2] in ("dc", "ds", "dm") for f in (published / n).glob("res_*.pt")]
     if not files:
@@ -139,7 +139,7 @@ def test_result_file_globals_are_exactly_what_the_files_name(published):
     for dropped in range(len(allowed)):  # every entry is needed: without it, the file is refused
         fewer = allowed[:dropped] + allowed[dropped + 1:]
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("bench.published_formats.result_file_globals", lambda: fewer)
+            mp.setattr("bench.published.formats.result_file_globals", lambda: fewer)
             with pytest.raises(Exception, match="needs pickle beyond tensors"):
                 load_plain(files[0])
 
@@ -211,7 +211,7 @@ def test_ddranking_layout_with_soft_labels_and_learned_lr(tmp_path, fake_cifar, 
 
 
 def test_soft_labels_and_learned_lr_reach_training_with_overrides(tmp_path, fake_cifar, monkeypatch, capsys):
-    import bench.evaluation as ev
+    import bench.train.evaluation as ev
 
     seen = {}
 
@@ -235,7 +235,7 @@ def test_soft_labels_and_learned_lr_reach_training_with_overrides(tmp_path, fake
 # ----------------------------------------------------------------------------- ZCA
 
 def test_zca_choice_flag_and_detection(tmp_path, fake_cifar, capsys):
-    from bench.zca import zca_record
+    from bench.data.zca import zca_record
 
     for name, expected in (("ZCA", True), ("NO_ZCA", False), ("run-nozca", False), ("plain", False)):
         _save_dir(tmp_path / name, ["best"])
@@ -256,7 +256,7 @@ def test_zca_choice_flag_and_detection(tmp_path, fake_cifar, capsys):
 
 def test_a_zca_set_is_tested_on_kornia_whitened_real_images(fake_small):
     kornia = pytest.importorskip("kornia")
-    from bench.zca import evaluation_space, zca_record
+    from bench.data.zca import evaluation_space, zca_record
 
     images = torch.randn(10, 3, 8, 8)
     train_images, target = evaluation_space({"zca": zca_record()}, fake_small, images, "test")
@@ -299,7 +299,7 @@ def test_a_zca_set_evaluates_end_to_end_in_whitened_space(tmp_path, fake_small, 
     ("res_other.pt", "cifar10", "dc"),
 ])
 def test_a_dc_result_file_is_evaluated_under_its_methods_protocol(name, dataset, protocol):
-    from bench.published_formats import dc_source_protocol
+    from bench.published.formats import dc_source_protocol
 
     assert dc_source_protocol(Path(name), dataset) == protocol
 
@@ -352,7 +352,7 @@ def test_published_command_evaluates_every_set_at_a_tiny_budget(published, fake_
 
 
 def test_reported_number_and_the_within_spread_column():
-    from bench.published_eval import PublishedRow, reported_number, table_markdown
+    from bench.published.evaluate import PublishedRow, reported_number, table_markdown
 
     assert reported_number("DC paper 28.3 +- 0.5; the file's own `accs_all_exps` 28.03 +- 0.60") == (28.3, 0.5)
     assert reported_number("MTT paper 46.3 ± 0.8") == (46.3, 0.8)

@@ -1,4 +1,4 @@
-"""Published numbers beside measured cells (bench/published_numbers.py)."""
+"""Published numbers beside measured cells (bench/published/numbers.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import math
 import pandas as pd
 import pytest
 
-from bench.published_numbers import comparison_markdown, published_comparison, published_numbers, write_published_comparison
+from bench.published.numbers import (
+    comparison_markdown,
+    published_comparison,
+    published_numbers,
+    write_published_comparison,
+)
 
 
 def _rows(method, ipc, accs, protocol="dc-nodsa", dataset="cifar10-jpeg", arch="convnet"):

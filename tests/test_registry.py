@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.registry import (DistillRequest, apply_overrides, config_hash, distill, get_method, list_methods)
+from bench.methods.registry import DistillRequest, apply_overrides, config_hash, distill, get_method, list_methods
 
 
 def test_random_selection_uses_real_images_from_the_pool(digits):
@@ -62,5 +62,5 @@ def test_sets_record_the_protocol_they_are_evaluated_with(digits):
     assert syn.metadata["eval_protocol"] == "dc"
     syn = distill("dasm", DistillRequest(digits, ipc=1, seed=0, progress=False), overrides={"base": "random"})
     assert syn.metadata["eval_protocol"] == "dc"   # follows its base, not DASM's default base (idc)
-    from bench.registry import default_config
+    from bench.methods.registry import default_config
     assert default_config("dasm", "digits", 1).eval_protocol == "idc"

@@ -8,11 +8,11 @@ import json
 import pandas as pd
 import pytest
 
-from bench.full_data import read_full_data
-from bench.plots import write_reports
-from bench.results import ResultsTable
-from bench.style import method_style, ordered_methods
-from bench.tables import own_rows, protocol_views, saturation_cells
+from bench.report.plots import write_reports
+from bench.report.style import method_style, ordered_methods
+from bench.report.tables import own_rows, protocol_views, saturation_cells
+from bench.store.full_data import read_full_data
+from bench.store.results import ResultsTable
 
 # per (method, protocol): accuracies of seeds 0, 1, 2 at IPC 10 (IPC 1 is these minus 10)
 VALUES = {
@@ -118,7 +118,7 @@ def test_the_font_check_detects_type3(tmp_path):
 
 
 def test_every_registered_method_has_a_distinct_look():
-    from bench.registry import list_methods
+    from bench.methods.registry import list_methods
 
     looks = [(s["color"], s["marker"], s["linestyle"]) for s in map(method_style, list_methods())]
     assert len(set(looks)) == len(looks)
@@ -137,7 +137,7 @@ def test_cells_of_a_single_seed_have_no_interval():
 def test_plot_warns_when_a_table_mixes_code_versions(tmp_path):
     import pandas as pd
 
-    from bench.plots import mixed_versions_warning
+    from bench.report.plots import mixed_versions_warning
 
     one = pd.DataFrame({"code_version": ["0.1.0+gaaa", "0.1.0+gaaa"]})
     assert mixed_versions_warning(one, tmp_path) == ""

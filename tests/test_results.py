@@ -5,10 +5,10 @@ import time
 import pandas as pd
 import pytest
 
-from bench import results as results_mod
 from bench.errors import BenchError
-from bench.results import MIGRATED, ResultsTable, cell_file_name, summarise
 from bench.files import write_atomically
+from bench.store import results as results_mod
+from bench.store.results import MIGRATED, ResultsTable, cell_file_name, summarise
 
 
 def _row(key, method="random", ipc=1, seed=0, acc=50.0):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from readme_numbers import decimals, unchecked_decimals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +27,7 @@ def _one_clean_version(versions) -> str:
 # ----------------------------------------------------------------------------- published sets
 
 def test_published_table_is_one_clean_version_and_renders_from_its_csv(tmp_path):
-    from bench.published_eval import read_table, render_table
+    from bench.published.evaluate import read_table, render_table
 
     rows = read_table(ROOT / "published")
     _one_clean_version(r.code_version for r in rows)
@@ -44,7 +43,7 @@ def test_published_table_is_one_clean_version_and_renders_from_its_csv(tmp_path)
 # ----------------------------------------------------------------------------- coresets
 
 def _coreset_table() -> pd.DataFrame:
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     return ResultsTable(ROOT / "coresets").load()
 
@@ -58,7 +57,7 @@ def test_coreset_cells_are_one_clean_version_on_the_jpeg_copy():
 
 
 def test_coreset_comparison_recomputes_from_the_cells():
-    from bench.published_numbers import published_comparison
+    from bench.published.numbers import published_comparison
 
     fresh = published_comparison(_coreset_table())
     committed = pd.read_csv(ROOT / "coresets" / "published_comparison.csv")
@@ -77,7 +76,7 @@ def test_coreset_comparison_recomputes_from_the_cells():
 # ----------------------------------------------------------------------------- cost
 
 def test_cost_rows_recompute_from_the_raw_runs():
-    from bench.cost_model import EXPERT_SUBSET
+    from bench.perf.cost_model import EXPERT_SUBSET
 
     cost = pd.read_csv(ROOT / "cost" / "cost.csv")
     raw = pd.read_csv(ROOT / "cost" / "cost_raw.csv")

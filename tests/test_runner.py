@@ -5,10 +5,14 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from bench import registry
 from bench.errors import BenchError
-from bench.runner import GridSpec, InlineExecutor, Task, execute, obtain_synthetic, one_line, run_grid
-from bench.synthetic import SyntheticSet
+from bench.methods import registry
+from bench.run.executors import InlineExecutor
+from bench.run.jobs import obtain_synthetic
+from bench.run.runner import run_grid
+from bench.run.scheduling import Task, execute, one_line
+from bench.spec.grid import GridSpec
+from bench.store.synthetic import SyntheticSet
 
 QUIET = {"progress": False, "log": lambda s: None}
 
@@ -176,8 +180,8 @@ def _counting_runner(out, counter, barrier, spec):
     """One runner process whose evaluations are counted (a line per evaluation) and take 0.4 s."""
     import os
 
-    import bench.jobs as jobs
-    from bench.evaluation import EvalResult
+    import bench.run.jobs as jobs
+    from bench.train.evaluation import EvalResult
 
     def fake_evaluate(syn, data, arch, protocol, num_models, seed, device, **kwargs):
         with open(counter, "a") as fh:  # O_APPEND: whole lines from both processes
@@ -220,7 +224,7 @@ def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(tmp_path):
     import subprocess
     import sys
 
-    from bench.claims import CellClaims
+    from bench.run.cell_claims import CellClaims
 
     mine, other = CellClaims(tmp_path), CellClaims(tmp_path)
     assert mine.acquire("k") and not other.acquire("k")  # a live holder (this pid) keeps its claim
@@ -245,9 +249,9 @@ def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(tmp_path):
 
 
 def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
-    from bench.claims import CellClaims
-    from bench.results import ResultsTable
-    from bench.scheduling import CellGate, Progress
+    from bench.run.cell_claims import CellClaims
+    from bench.run.scheduling import CellGate, Progress
+    from bench.store.results import ResultsTable
 
     table = ResultsTable(tmp_path)
     other = CellClaims(tmp_path)
@@ -268,7 +272,8 @@ def test_a_cell_held_by_another_runner_waits_and_is_not_evaluated(tmp_path):
 
 
 def test_rows_record_the_training_split_and_no_test_selected_best(tmp_path):
-    from bench.runner import distill_key, resolved_config
+    from bench.methods.config import distill_key
+    from bench.spec.cells import resolved_config
 
     spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=2,
                     num_models=1)
@@ -292,7 +297,7 @@ def test_tensorboard_logs_each_cell_and_its_sets_curves(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from bench.cli import main
+    from bench.cli.main import main
 
     logdir = tmp_path / "tb"
     assert main(["grid", "--methods", "random,dc", "--ipc", "1", "--seeds", "0,1", "--epochs", "1",
@@ -311,7 +316,7 @@ def test_tensorboard_logs_each_cell_and_its_sets_curves(tmp_path):
 def test_evaluate_and_the_grid_share_one_row_builder_and_cell_key(tmp_path, capsys):
     """`dasm-bench evaluate --results` on a grid's stored set, with the set's own seed, is the
     grid's cell (first writer wins: no second row); another seed is another cell."""
-    from bench.cli import main
+    from bench.cli.main import main
 
     spec = GridSpec(methods=["random"], dataset="digits", ipcs=[1], seeds=[0], protocol="dc-nodsa", epochs=1,
                     num_models=1)
@@ -334,7 +339,8 @@ def test_evaluate_and_the_grid_share_one_row_builder_and_cell_key(tmp_path, caps
 
 
 def test_full_data_references_are_planned_once_for_run_and_grid(tmp_path):
-    from bench.full_data import full_data_jobs, read_full_data, write_full_data
+    from bench.run.full_data_jobs import full_data_jobs
+    from bench.store.full_data import read_full_data, write_full_data
 
     spec = GridSpec(methods=["random", "idc"], dataset="digits", ipcs=[1], protocols=["own", "idc"])
     jobs = full_data_jobs(spec, tmp_path, "convnet", "cpu", epochs=3)

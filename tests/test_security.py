@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_datasets_torchvision import write_cifar10
 
-from bench import datasets_torchvision as dtv
-from bench.cifar_files import RestrictedUnpickler, load_pickle, read_batch
-from bench.cli import main
+from bench.cli.main import main
+from bench.data import torchvision_sets as dtv
+from bench.data.cifar_files import RestrictedUnpickler, load_pickle, read_batch
 from bench.errors import BenchError
 from bench.paths import check_writable, safe_slug
 
@@ -165,7 +165,7 @@ def test_crafted_sidecar_cannot_write_outside_the_results_directory(tmp_path, ca
 
 
 def test_sweep_study_name_stays_under_results_sweeps():
-    from bench.sweep import SweepSpec
+    from bench.run.sweep import SweepSpec
 
     spec = SweepSpec(study="../../x")
     assert spec.out_dir == Path("results/sweeps/x")
@@ -188,8 +188,8 @@ def test_check_writable(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_files_get_the_umask_mode(tmp_path, umask):
-    from bench.results import ResultsTable
     from bench.files import write_atomically
+    from bench.store.results import ResultsTable
 
     old = os.umask(umask)
     try:

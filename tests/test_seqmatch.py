@@ -14,8 +14,8 @@ import dasm.seqmatch as seqmatch
 import dasm.sequential_matching as sm
 from baselines.idc import IDCConfig
 from bench.errors import BenchError
-from bench.registry import DistillRequest, SegmentHooks, distill
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import DistillRequest, SegmentHooks, distill
+from bench.store.synthetic import SyntheticSet
 from dasm.hard_only import HardOnlyConfig
 from dasm.segment_schedule import default_schedule
 from dasm.seqmatch import segment_budget
@@ -178,8 +178,8 @@ def test_seqmatch_hard_only_drops_the_share_of_dasm_last_window():
 def test_seqmatch_selection_holds_val_out_of_the_full_split():
     """Under the full training split val is inside train: a sequential matcher that chooses
     checkpoints on val must not match against those images, and its set says which split it used."""
-    from bench.data import load_dataset
-    from bench.registry import DistillRequest
+    from bench.data.datasets import load_dataset
+    from bench.methods.registry import DistillRequest
     from dasm.sequential_matching import DASMConfig, held_out_request
 
     full = load_dataset("digits", train_split="full")

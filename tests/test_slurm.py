@@ -20,10 +20,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench import slurm as slurm_queue
 from bench.errors import BenchError
-from bench.executors import SlurmOptions, make_executor
-from bench.runner import GridSpec, run_grid
+from bench.run import slurm as slurm_queue
+from bench.run.executors import SlurmOptions, make_executor
+from bench.run.runner import run_grid
+from bench.spec.grid import GridSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = """
@@ -49,7 +50,7 @@ def _spec(tmp_path: Path, ipc: str) -> Path:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench.cli", "run", *args, "--executor", "slurm", "--no-progress", "--no-report"]
+    return [sys.executable, "-m", "bench.cli.main", "run", *args, "--executor", "slurm", "--no-progress", "--no-report"]
 
 
 def _env() -> dict[str, str]:
@@ -182,7 +183,7 @@ def test_cancelled_job_is_reported_and_a_rerun_completes(slurm_cluster, tmp_path
 
 
 def test_two_slurm_jobs_share_one_postgres_study(slurm_cluster, postgres_url, tmp_path):
-    from bench.cli import main
+    from bench.cli.main import main
 
     study = "slurm-two-workers"
     executor = make_executor("slurm", workers=2, threads=1, out=tmp_path,

@@ -11,14 +11,14 @@ import os
 import subprocess
 import sys
 
-from bench.method_index import builtin_method_index
-from bench.registry import list_methods, method_summaries
+from bench.methods.index import builtin_method_index
+from bench.methods.registry import list_methods, method_summaries
 
 HEAVY = ("timm", "torchvision", "pandas", "matplotlib", "optuna", "torch._dynamo", "baselines.dc", "dasm.difficulty")
 
 
 def _imported_after(argv: list[str], tmp_path) -> tuple[int, set[str], str]:
-    code = ("import sys\nfrom bench.cli import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom bench.cli.main import main\nrc = main(sys.argv[1:])\n"
             "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\nsys.exit(rc)\n")
     env = {**os.environ, "DASM_CACHE": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300)
@@ -50,7 +50,7 @@ def test_list_and_unknown_method_import_nothing_heavy(tmp_path):
 def test_cached_timm_names_are_timms(tmp_path, monkeypatch):
     import timm
 
-    from bench import models
+    from bench.train import models
 
     monkeypatch.setenv("DASM_CACHE", str(tmp_path))
     models._timm_names.cache_clear()

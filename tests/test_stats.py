@@ -5,9 +5,15 @@ import math
 import pandas as pd
 import pytest
 
-from bench.metrics import (augmentation_robust_score, gap_recovered, gap_recovered_interval,
-                           hard_label_recovery, improvement_over_random, label_robust_score)
-from bench.stats import cell_intervals, format_interval, paired_difference, t_interval, t_quantile
+from bench.report.metrics import (
+    augmentation_robust_score,
+    gap_recovered,
+    gap_recovered_interval,
+    hard_label_recovery,
+    improvement_over_random,
+    label_robust_score,
+)
+from bench.report.stats import cell_intervals, format_interval, paired_difference, t_interval, t_quantile
 
 
 def test_t_quantiles_match_the_table():

@@ -20,8 +20,8 @@ def test_unknown_names_suggest_close_ones_or_list_the_known():
 
 
 def test_the_registries_use_it():
-    from bench.models import model_name_ok
-    from bench.registry import get_method
+    from bench.methods.registry import get_method
+    from bench.train.models import model_name_ok
 
     with pytest.raises(BenchError) as info:
         get_method("herdin")

@@ -17,15 +17,22 @@ import optuna
 import pytest
 
 import dasm.schedule_search as schedule_search
-from bench.cli import main
+from bench.cli.main import main
 from bench.errors import BenchError, DivergedError
-from bench.evaluation import EvalResult, evaluate_synthetic, get_protocol
-from bench.registry import get_method
-from bench.sweep import SweepSpec, make_objective, sample_learning_rate, segment_reporter
-from bench.synthetic import SyntheticSet
+from bench.methods.registry import get_method
+from bench.run.sweep import SweepSpec, make_objective, sample_learning_rate, segment_reporter
+from bench.store.synthetic import SyntheticSet
+from bench.train.evaluation import EvalResult, evaluate_synthetic, get_protocol
 from dasm.base_matcher import parse_base_overrides
-from dasm.schedule_search import (ScheduleObjective, SearchSpace, fit_window, format_base_overrides, largest_remainder,
-                                  sample_schedule, segment_sizes)
+from dasm.schedule_search import (
+    ScheduleObjective,
+    SearchSpace,
+    fit_window,
+    format_base_overrides,
+    largest_remainder,
+    sample_schedule,
+    segment_sizes,
+)
 from dasm.segment_schedule import SegmentSchedule
 
 FAST = {"difficulty_epochs": "2", "difficulty_protocol": "dc-nodsa"}
@@ -308,7 +315,7 @@ def test_ipc_too_large_for_the_dataset(tmp_path, capsys):
 def test_best_config_names_the_trials_tied_with_it():
     """At a validation ceiling several schedules score the same: best.json says which, and the
     export notes that the objective could not rank them."""
-    from bench.sweep import SweepSpec, best_config
+    from bench.run.sweep import SweepSpec, best_config
 
     study = optuna.create_study(direction="maximize")
     for value, schedule in [(99.2, "a"), (100.0, "b"), (98.8, "c"), (100.0, "d"), (100.0, "e")]:

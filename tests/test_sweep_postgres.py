@@ -26,7 +26,7 @@ def test_two_workers_fill_one_postgres_study(postgres_url, tmp_path):
     start = time.perf_counter()
     for worker in (0, 1):
         # both start at once on an empty database: also exercises the table-creation race
-        cmd = [sys.executable, "-m", "bench.cli", "sweep", "--dataset", "digits", "--ipc", "3", "--base", "random",
+        cmd = [sys.executable, "-m", "bench.cli.main", "sweep", "--dataset", "digits", "--ipc", "3", "--base", "random",
                "--trials", str(TRIALS_PER_WORKER), "--storage", postgres_url, "--study", STUDY,
                "--worker", str(worker), "--out", str(tmp_path / f"w{worker}"), "--device", "cpu",
                "--set", "difficulty_epochs=2", "--set", "difficulty_protocol=dc-nodsa",

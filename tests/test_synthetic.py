@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.pictures import synthetic_picture
-from bench.synthetic import SyntheticSet, decode_multi_formation
+from bench.report.pictures import synthetic_picture
+from bench.store.synthetic import SyntheticSet, decode_multi_formation
 
 
 def _set(k=6, c=1, h=8, factor=1):
@@ -87,7 +87,7 @@ def test_concat_assigns_segment_ids():
 def test_picture_is_written(tmp_path, digits):
     from PIL import Image
 
-    from bench.registry import DistillRequest, distill
+    from bench.methods.registry import DistillRequest, distill
 
     syn = distill("random", DistillRequest(digits, ipc=3, seed=0))
     [out] = synthetic_picture(syn, tmp_path / "grid.png", digits.mean, digits.std, digits.class_names,
@@ -106,8 +106,8 @@ def test_picture_is_written(tmp_path, digits):
 
 
 def test_picture_in_an_unknown_format_is_a_one_line_error(tmp_path, digits, capsys):
-    from bench.cli import main
-    from bench.registry import DistillRequest, distill
+    from bench.cli.main import main
+    from bench.methods.registry import DistillRequest, distill
 
     syn = distill("random", DistillRequest(digits, ipc=1, seed=0))
     with pytest.raises(BenchError, match=r"cannot write a \.xyz figure; use one of .*\.png"):

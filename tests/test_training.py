@@ -1,4 +1,4 @@
-"""bench.training: the pieces every training loop shares (one implementation each)."""
+"""bench.train.loop: the pieces every training loop shares (one implementation each)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.augmentation import strategy_for
 from bench.errors import DivergedError
-from bench.models import create_model
-from bench.training import DSA_REFERENCE, guarded_step, has_batchnorm, resolve_dsa_strategy
+from bench.train.augmentation import strategy_for
+from bench.train.loop import DSA_REFERENCE, guarded_step, has_batchnorm, resolve_dsa_strategy
+from bench.train.models import create_model
 
 
 def test_has_batchnorm():

@@ -9,7 +9,7 @@ import pytest
 
 import dasm.tuned as tuned
 from bench.errors import BenchError
-from bench.registry import default_config
+from bench.methods.registry import default_config
 from dasm.base_matcher import base_config
 from dasm.segment_schedule import SegmentSchedule
 from dasm.tuned import TunedDASMConfig, scaled_schedule, shipped_schedules, tuned_for

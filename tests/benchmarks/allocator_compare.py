@@ -1,4 +1,4 @@
-"""glibc's allocator defaults against the tuning of ``bench/allocator.py``: CPU seconds and page faults.
+"""glibc's allocator defaults against the tuning of ``bench/train/allocator.py``: CPU seconds and page faults.
 
     python tests/benchmarks/allocator_compare.py [--rounds 3] [--epochs 50] [--protocol dc]
 
@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import json, resource, sys, time, torch
 torch.set_num_threads(1)
-from bench.allocator import tune_allocator
+from bench.train.allocator import tune_allocator
 state = tune_allocator()
-from bench.data import load_dataset
-from bench.evaluation import get_protocol, train_network
-from bench.models import create_model
+from bench.data.datasets import load_dataset
+from bench.train.evaluation import get_protocol, train_network
+from bench.train.models import create_model
 data = load_dataset("digits")
 idx = torch.cat([ix[:10] for ix in data.train.indices_by_class])
 images, labels = data.train.get(idx), data.train.labels[idx]

@@ -2,8 +2,8 @@
 
     python tests/benchmarks/append_scaling.py OLD_RESULTS_PY [--sizes 100 1000 5000] [--appends 30]
 
-``OLD_RESULTS_PY`` is another version of ``bench/results.py`` (e.g. ``git show main:bench/results.py
-> /tmp/results_main.py``); the current one is ``bench.results``. Each size starts from a fresh
+``OLD_RESULTS_PY`` is another version of ``bench/store/results.py`` (e.g. ``git show main:bench/store/results.py
+> /tmp/results_main.py``); the current one is ``bench.store.results``. Each size starts from a fresh
 directory holding that many rows (written in one call), then times single-row appends; the
 median is printed in milliseconds.
 """
@@ -49,7 +49,7 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("results_old", args.old)
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
-    from bench.results import ResultsTable
+    from bench.store.results import ResultsTable
 
     print(f"{'rows in table':>14} | {'old ms/row':>10} | {'new ms/row':>10}")
     for size in args.sizes:

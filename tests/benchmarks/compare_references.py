@@ -7,7 +7,7 @@ even rounds, the reference first in odd ones) spreads any drift over both sides.
 per method is not timed.
 
 ``--allocator as-shipped`` (default): each side runs in its own warm process, as it runs for its
-users: ours with the C allocator tuning our CLI and workers apply (``bench/allocator.py``), the
+users: ours with the C allocator tuning our CLI and workers apply (``bench/train/allocator.py``), the
 reference with glibc's defaults (its scripts change nothing). ``--allocator same``: both sides in
 this one process under glibc's defaults, which isolates what our code does differently.
 
@@ -86,12 +86,12 @@ def _timed(fn, seed: int) -> tuple[float, object]:
 def _serve(method: str, side: str, tune: bool, conn) -> None:
     """A side's own process: build the case once, then time one step per seed received (None: stop)."""
     if tune:
-        from bench.allocator import tune_allocator
+        from bench.train.allocator import tune_allocator
 
         assert tune_allocator() == "tuned", "the allocator tuning did not apply"
     from reference_steps.cases import build_cases
 
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
 
     torch.set_num_threads(1)
     fn = getattr(build_cases(load_dataset("digits"), (method,))[method], side)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from reference_steps.cases import build_cases
 
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
 
     data = load_dataset("digits")
     if args.profile is not None:

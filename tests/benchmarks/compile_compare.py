@@ -3,9 +3,9 @@
     python tests/benchmarks/compile_compare.py [--rounds 3] [--epochs 200] [--protocols dc,idc]
 
 Each round trains one fresh, seeded ConvNet on the IPC-10 digits set (the first 10 training images of
-each class) under each protocol twice, eager then compiled (``bench.acceleration``, ``compile=on``),
+each class) under each protocol twice, eager then compiled (``bench.train.acceleration``, ``compile=on``),
 from the same seed, and records CPU-seconds (``time.process_time``), with the C allocator tuned as the
-CLI runs (``bench/allocator.py``). The compile itself happens before
+CLI runs (``bench/train/allocator.py``). The compile itself happens before
 the first round and is printed on its own line (the cost ``auto`` must amortise). Printed: per
 protocol the eager and compiled medians, the ratio eager/compiled per round (median, min-max), and the
 test accuracies of both (equal up to float rounding of the compiled kernels).
@@ -29,13 +29,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from bench.allocator import tune_allocator
+    from bench.train.allocator import tune_allocator
 
-    tune_allocator()  # as the CLI and its workers run (bench/allocator.py)
-    from bench.acceleration import Acceleration, use_options
-    from bench.data import load_dataset
-    from bench.evaluation import accuracy, get_protocol, train_network
-    from bench.models import create_model
+    tune_allocator()  # as the CLI and its workers run (bench/train/allocator.py)
+    from bench.data.datasets import load_dataset
+    from bench.train.acceleration import Acceleration, use_options
+    from bench.train.evaluation import accuracy, get_protocol, train_network
+    from bench.train.models import create_model
 
     data = load_dataset("digits")
     idx = torch.cat([ix[:10] for ix in data.train.indices_by_class])

@@ -76,7 +76,7 @@ def _medians(config: pytest.Config) -> dict[str, dict]:
     for bench in getattr(session, "benchmarks", []) if session is not None else []:
         if not bench or bench.has_error:
             continue
-        out[benchmark_key(bench.fullname)] = {"median_s": float(bench.stats.median), "rounds": int(bench.stats.rounds)}
+        out[benchmark_key(bench.fullname)] = {"median_s": float(bench.report.stats.median), "rounds": int(bench.report.stats.rounds)}
     return out
 
 

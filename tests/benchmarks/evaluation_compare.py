@@ -9,7 +9,7 @@ Arms, each a fresh process per round (their order rotates every round, so load d
 
 - ``old``: the old checkout as it ran (eager; glibc's allocator defaults);
 - ``new``: this checkout as its CLI and workers run it, eager (``DASM_COMPILE=off``), the allocator
-  tuned (``bench/allocator.py``);
+  tuned (``bench/train/allocator.py``);
 - ``new-compiled``: the same with ``DASM_COMPILE=on``.
 
 Each process first trains a 2-epoch warm-up run (first-call costs, and the compile of the compiled
@@ -33,11 +33,11 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 arm, name, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if arm != "old":
-    from bench.allocator import tune_allocator
+    from bench.train.allocator import tune_allocator
     assert tune_allocator() == "tuned"
-from bench.data import load_dataset
-from bench.evaluation import accuracy, get_protocol, train_network
-from bench.models import create_model
+from bench.data.datasets import load_dataset
+from bench.train.evaluation import accuracy, get_protocol, train_network
+from bench.train.models import create_model
 data = load_dataset("digits")
 idx = torch.cat([ix[:10] for ix in data.train.indices_by_class])
 images, labels = data.train.get(idx), data.train.labels[idx]

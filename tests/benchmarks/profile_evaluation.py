@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.acceleration import Acceleration, use_options
-    from bench.allocator import tune_allocator
-    from bench.cost_model import _subset, machine_note
-    from bench.data import load_dataset
-    from bench.evaluation import evaluate_training_set, get_protocol
+    from bench.data.datasets import load_dataset
     from bench.files import write_atomically
+    from bench.perf.cost_model import _subset, machine_note
+    from bench.train.acceleration import Acceleration, use_options
+    from bench.train.allocator import tune_allocator
+    from bench.train.evaluation import evaluate_training_set, get_protocol
     from bench.version import code_version
 
     version, allocator = code_version(), tune_allocator()

@@ -5,7 +5,7 @@ VICO-UoE/DatasetCondensation (``fetch`` it; keep it outside this tree: nothing o
 and calls its own ``evaluate_synset`` (utils.py:337-361) with the arguments its ``main_DM.py``
 (lines 16-38) sets for CIFAR-10: ConvNet-3 from ``get_network('ConvNet', 3, 10, (32, 32))``, lr
 0.01, batch 256, DSA strategy ``color_crop_cutout_flip_scale_rotate`` with ``ParamDiffAug()``.
-Ours is ``bench.evaluation.evaluate_training_set`` under protocol ``dc`` (the same training: SGD
+Ours is ``bench.train.evaluation.evaluate_training_set`` under protocol ``dc`` (the same training: SGD
 momentum 0.9, weight decay 5e-4, DSA, batch 256), compile off, on the same images.
 
 Both sides run in this one process, so the allocator, torch threads and library versions are the
@@ -58,8 +58,8 @@ def reference_side(ref_dir: Path, images: torch.Tensor, labels: torch.Tensor, te
 
 
 def our_side(data, images: torch.Tensor, labels: torch.Tensor, target):
-    from bench.acceleration import Acceleration, use_options
-    from bench.evaluation import evaluate_training_set, get_protocol
+    from bench.train.acceleration import Acceleration, use_options
+    from bench.train.evaluation import evaluate_training_set, get_protocol
 
     protocol = get_protocol("dc")
 
@@ -101,7 +101,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f}) | {r['rounds']} |")
     e1, e2 = meta["epochs"]
     return ("\n".join(lines) + f"\n\nOne evaluation epoch (ConvNet-3, DSA, lr 0.01, batch 256) on CIFAR-10 (JPEG copy): "
-            f"ours (`bench.evaluation`, code {meta['code_version']}) against {meta['reference_repo']} "
+            f"ours (`bench.train.evaluation`, code {meta['code_version']}) against {meta['reference_repo']} "
             f"`{meta['reference_call']}` at commit {meta['reference_commit'][:7]}, run as published, in one process "
             f"(allocator {meta['allocator']}, {meta['torch_threads']} torch thread, torch {meta['torch']}, "
             f"{meta['machine']}). Per round: (t({e2} epochs) - t({e1} epochs)) / {e2 - e1}, process CPU seconds, "
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     import pandas as pd
 
-    from bench.allocator import tune_allocator
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
     from bench.files import write_atomically
+    from bench.train.allocator import tune_allocator
     from bench.version import code_version
 
     allocator = tune_allocator()  # what our CLI runs under; the reference side shares this process
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def machine() -> str:
-    from bench.cost_model import machine_note
+    from bench.perf.cost_model import machine_note
 
     return machine_note().rsplit(", load average", 1)[0]
 

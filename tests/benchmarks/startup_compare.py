@@ -45,7 +45,7 @@ def main() -> None:
     cases = {"import torch": ([sys.executable, "-c", "import torch"], None)}
     for label, root in (("old", args.old), ("new", str(NEW))):
         for name, argv in COMMANDS.items():
-            cases[f"{name} ({label})"] = ([sys.executable, "-m", "bench.cli", *argv], root)
+            cases[f"{name} ({label})"] = ([sys.executable, "-m", "bench.cli.main", *argv], root)
     for argv, root in cases.values():  # warm the file cache and the timm-names cache once
         timed(argv, root)
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}

@@ -20,9 +20,9 @@ import torch
 
 from baselines.mtt import GRADIENT_MODES, plan_student_steps, trajectory_gradients
 from baselines.mtt_experts import ParamLayout
-from bench.augmentation import DSA, strategy_for
-from bench.data import load_dataset
-from bench.models import create_model
+from bench.data.datasets import load_dataset
+from bench.train.augmentation import DSA, strategy_for
+from bench.train.models import create_model
 
 STEPS = (10, 30, 50)
 RESULTS: dict[tuple[str, int], dict] = {}

@@ -22,9 +22,9 @@ from reference_steps import mtt as ref_mtt
 from reference_steps.cases import reference_factory
 from reference_steps.networks import ReferenceConvNet
 
-from bench.data import load_dataset
-from bench.models import ConvNet, create_model
-from bench.registry import DistillRequest, apply_overrides, default_config, get_method
+from bench.data.datasets import load_dataset
+from bench.methods.registry import DistillRequest, apply_overrides, default_config, get_method
+from bench.train.models import ConvNet, create_model
 
 IPC = 2
 

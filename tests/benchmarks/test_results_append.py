@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bench.results import ResultsTable
+from bench.store.results import ResultsTable
 
 ROWS = 10_000
 BLOCK = 1_000

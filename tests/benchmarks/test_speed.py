@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.evaluation import PROTOCOLS, train_network
-from bench.models import create_model
-from bench.registry import DistillRequest, default_config, distill
+from bench.data.datasets import load_dataset
+from bench.methods.registry import DistillRequest, default_config, distill
+from bench.train.evaluation import PROTOCOLS, train_network
+from bench.train.models import create_model
 
 
 def cpu_seconds() -> float:
@@ -78,7 +78,7 @@ ONE_ITERATION = {
 
 @pytest.mark.parametrize("method", list(ONE_ITERATION))
 def test_matching_iteration(benchmark, digits, method):
-    from bench.registry import apply_overrides
+    from bench.methods.registry import apply_overrides
 
     config = apply_overrides(default_config(method, "digits", IPC), ONE_ITERATION[method])
 
@@ -94,7 +94,7 @@ def mtt_case(digits):
     """An expert-like start/target pair and IPC-10 images at digits' MTT settings (syn_steps, batch_syn)."""
     from baselines.mtt import MTTConfig, plan_student_steps
     from baselines.mtt_experts import ParamLayout
-    from bench.augmentation import DSA, strategy_for
+    from bench.train.augmentation import DSA, strategy_for
 
     config = MTTConfig.for_setting("digits", IPC)
     torch.manual_seed(0)
@@ -146,10 +146,10 @@ def test_evaluation_epoch(benchmark, digits, ipc10, protocol, bench_device):
 
 @pytest.mark.parametrize("protocol", ["dc", "dc-nodsa", "idc", "mtt"])
 def test_evaluation_epoch_compiled(benchmark, digits, ipc10, protocol, bench_device):
-    """``test_evaluation_epoch`` with the training step compiled (``--compile on``, bench.acceleration);
+    """``test_evaluation_epoch`` with the training step compiled (``--compile on``, bench.train.acceleration);
     the compile is paid before timing (every graph of the protocol met in a 4-epoch run) and timed by
     ``test_compile_cost``. The summary prints eager/compiled per protocol."""
-    from bench.acceleration import Acceleration, use_options
+    from bench.train.acceleration import Acceleration, use_options
 
     if benchmark.disabled:
         pytest.skip("compiling costs seconds: timed only by `nox -s bench`; tests/test_acceleration.py checks it")
@@ -167,7 +167,7 @@ def test_evaluation_epoch_compiled(benchmark, digits, ipc10, protocol, bench_dev
 def test_evaluation_epoch_gpu_options(benchmark, digits, ipc10, options, bench_device):
     """The dc epoch under the CUDA-only options (``--amp bf16``, ``--channels-last on``); run with
     ``nox -s bench -- --device cuda``. Compare with ``test_evaluation_epoch[dc]`` of the same run."""
-    from bench.acceleration import Acceleration, use_options
+    from bench.train.acceleration import Acceleration, use_options
 
     if bench_device.type != "cuda":
         pytest.skip("bf16 autocast and channels_last are CUDA options: `nox -s bench -- --device cuda`")
@@ -185,7 +185,7 @@ def test_compile_cost(benchmark, digits, ipc10, protocol):
     has it (warm after the first run; a first-ever compile costs more, see results/perf/README.md)."""
     import torch._dynamo
 
-    from bench.acceleration import Acceleration, use_options
+    from bench.train.acceleration import Acceleration, use_options
 
     if benchmark.disabled:
         pytest.skip("compiling costs seconds: timed only by `nox -s bench`")
@@ -229,9 +229,9 @@ def test_timm_resnet18_epoch(benchmark, digits, ipc10, bench_device):
 @pytest.mark.benchmark(timer=time.perf_counter)  # file creation and rename: wall time, not CPU, is its cost
 def test_results_append(benchmark, tmp_path):
     """One single-row append to a results table already holding 1,000 rows (wall seconds)."""
-    from bench.results import ResultsTable
-
     from test_results_append import _row  # this folder is on sys.path (pytest rootdir-relative import)
+
+    from bench.store.results import ResultsTable
 
     table = ResultsTable(tmp_path)
     table.append([_row(i) for i in range(1000)])
@@ -250,10 +250,10 @@ def test_cli_startup(benchmark, case):
     if benchmark.disabled:
         pytest.skip("process start-up is timed only by `nox -s bench`; tests/test_startup.py checks the imports")
     argv = [sys.executable, "-c", "import torch"] if case == "import-torch" else \
-        [sys.executable, "-m", "bench.cli", *CLI[case]]
+        [sys.executable, "-m", "bench.cli.main", *CLI[case]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     root = Path(__file__).resolve().parents[2]  # `python -m` imports this checkout's bench from the cwd
-    subprocess.run([sys.executable, "-m", "bench.cli", "list"], env=env, capture_output=True, cwd=root)  # caches
+    subprocess.run([sys.executable, "-m", "bench.cli.main", "list"], env=env, capture_output=True, cwd=root)  # caches
     proc = benchmark.pedantic(subprocess.run, args=(argv,), kwargs={"env": env, "capture_output": True, "cwd": root},
                               rounds=5, iterations=1, warmup_rounds=1)
     assert proc.returncode == (2 if case == "unknown-method" else 0), proc.stderr

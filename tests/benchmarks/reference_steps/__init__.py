@@ -17,9 +17,9 @@ package: they exist only to be timed and to show equal work (tests/benchmarks/te
 The reference side builds the reference ConvNet (``networks.py``: conv3x3-instancenorm-ReLU-avgpool
 x depth at width 128, then one linear layer, re-stated in :mod:`.networks` with its ``nn.AvgPool2d``
 layers) at our depth and first-layer padding for the data (``cases.reference_factory``); ours builds
-``bench.models.ConvNet``. For one seed both have the same parameters and compute the same outputs bit
+``bench.train.models.ConvNet``. For one seed both have the same parameters and compute the same outputs bit
 for bit (``test_reference_steps.py::test_convnet_is_the_reference_convnet``); ours pools faster
-(``bench.models.AvgPool2x2``), which is our speed-up and is timed as such.
+(``bench.train.models.AvgPool2x2``), which is our speed-up and is timed as such.
 The references rebuild the network from the time of day
 (``torch.random.manual_seed(int(time.time() * 1000) % 100000)`` in ``get_network``); here the
 network factory is passed in, so the equal-work checks can hand both sides the same network.

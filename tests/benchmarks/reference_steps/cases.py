@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import Dataset
-from bench.models import create_model, default_depth
+from bench.data.datasets import Dataset
+from bench.train.models import create_model, default_depth
 
 from . import dc_dm
 from . import idc as ref_idc
@@ -45,13 +45,13 @@ class Case:
 
 
 def _config(method: str, data: Dataset, **overrides):
-    from bench.registry import apply_overrides, default_config
+    from bench.methods.registry import apply_overrides, default_config
 
     return apply_overrides(default_config(method, data.name, IPC), {"iterations": 1, **overrides})
 
 
 def _ours(method: str, data: Dataset, config) -> Callable[[int], object]:
-    from bench.registry import DistillRequest, get_method
+    from bench.methods.registry import DistillRequest, get_method
 
     fn = get_method(method).fn  # the distiller itself: distill()'s metadata stamping is not step work
 
@@ -95,7 +95,7 @@ def dc_case(data: Dataset, dsa: bool) -> Case:
     method = "dsa" if dsa else "dc"
     cfg = _config(method, data)
     images_all, _, indices_class = _real(data)
-    from bench.augmentation import strategy_for
+    from bench.train.augmentation import strategy_for
 
     args = dc_dm.RefArgs(ipc=IPC, outer_loop=cfg.outer_loop, inner_loop=cfg.inner_loop, batch_real=cfg.batch_real,
                          batch_train=cfg.batch_train, lr_net=cfg.lr_net, dsa=dsa,
@@ -117,7 +117,7 @@ def dc_case(data: Dataset, dsa: bool) -> Case:
 def dm_case(data: Dataset) -> Case:
     cfg = _config("dm", data)
     images_all, _, indices_class = _real(data)
-    from bench.augmentation import strategy_for
+    from bench.train.augmentation import strategy_for
 
     args = dc_dm.RefArgs(ipc=IPC, batch_real=cfg.batch_real, dsa=True, dsa_strategy=strategy_for(data.name))
 
@@ -188,7 +188,7 @@ def idc_case(data: Dataset, factor: int = 2) -> Case:
 def mtt_case(data: Dataset) -> Case:
     from baselines.mtt import MTTConfig, apply_meta_gradient, plan_student_steps, trajectory_gradients
     from baselines.mtt_experts import ParamLayout
-    from bench.augmentation import DSA, strategy_for
+    from bench.train.augmentation import DSA, strategy_for
 
     cfg = MTTConfig.for_setting(data.name, IPC)
     torch.manual_seed(0)

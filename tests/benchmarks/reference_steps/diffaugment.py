@@ -1,6 +1,6 @@
 """DSA as VICO-UoE/DatasetCondensation runs it (``utils.py``, lines 474-650), re-stated for timing.
 
-What makes it the reference's and not ours (``bench.augmentation.DSA``): one op drawn per call
+What makes it the reference's and not ours (``bench.train.augmentation.DSA``): one op drawn per call
 with ``torch.randint`` on the GLOBAL generator; the siamese pair re-seeds that generator with the
 same seed before every draw (``set_seed_DiffAug``) and then copies sample 0's parameters over the
 batch (so it still draws one value per image); scale/rotate build their affine matrices in a

@@ -1,5 +1,5 @@
 """The reference ConvNet (VICO-UoE/DatasetCondensation ``networks.py`` lines 36-110), re-stated to
-check that ``bench.models.ConvNet`` is the same network (same modules, parameter order and init).
+check that ``bench.train.models.ConvNet`` is the same network (same modules, parameter order and init).
 
 ``first_pad=None`` applies the reference's rule (padding 3 on the first conv when the input has
 one channel, meant for 28x28 MNIST); an explicit value overrides it.
