@@ -4,7 +4,8 @@ Each iteration samples an expert trajectory (:mod:`baselines.mtt_experts`) and a
 trains a student from the expert's parameters at that epoch for ``syn_steps`` SGD steps on the
 synthetic set (learnable step size ``syn_lr``), and minimises
 
-    ||theta_student_end - theta_expert(start + expert_epochs)||^2 / ||theta_expert(start) - theta_expert(start + expert_epochs)||^2
+    ||theta_student_end - theta_expert(start + expert_epochs)||^2
+        / ||theta_expert(start) - theta_expert(start + expert_epochs)||^2
 
 w.r.t. the images (SGD ``lr_img``, momentum 0.5) and ``syn_lr`` (SGD ``lr_lr``, momentum 0.5), as
 GeorgeCazenavette/mtt-distillation ``distill.py`` does. DSA (per-image parameters, as the
@@ -126,9 +127,10 @@ class MTTConfig:
         name = dataset.lower()
         if name in EMBEDDED:
             # 5 experts x 10 epochs; start windows scaled from CIFAR's 50-epoch experts. Expert batch
-            # 32, not 256: digits has 1,258 training images (1,132 without val), so a 256-batch epoch is only 5 SGD steps
-            # and 2 expert epochs move the weights less than 20 student steps on 10 images (initial
-            # loss ~4); 32 gives 36 steps per epoch and an initial loss ~0.6, the reference's regime.
+            # 32, not 256: digits has 1,258 training images (1,132 without val), so a 256-batch epoch is
+            # only 5 SGD steps and 2 expert epochs move the weights less than 20 student steps on 10
+            # images (initial loss ~4); 32 gives 36 steps per epoch and an initial loss ~0.6, the
+            # reference's regime.
             # Windows follow DATM's finding that larger IPC needs later (harder) expert epochs; on
             # digits IPC 10 a [3, 8) window matched random's accuracy where [0, 5) fell below it.
             # Budget from measurement, read on TEST accuracy before issue 25 (to be re-chosen on validation;

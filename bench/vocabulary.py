@@ -21,3 +21,7 @@ REFERENCE_METHOD = "random"
 def normalise_protocol(name: str) -> str:
     """``name``, with every spelling of "each method's own" turned into :data:`OWN_PROTOCOL`."""
     return OWN_PROTOCOL if name in LEGACY_OWN_PROTOCOLS else name
+
+
+# what rows and sets from before the training split was recorded were distilled from
+LEGACY_TRAIN_SPLIT = "train-val"

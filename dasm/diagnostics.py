@@ -83,8 +83,8 @@ def _draw(plt: Any, records: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
     ax = axes[1]
     ranked = [r for r in records if r.get("pool_mean_loss") is not None]
     if ranked:
-        ax.plot([r["segment"] for r in ranked], [r["pool_mean_loss"] for r in ranked], "o-", color=colours["vermillion"],
-                label="pool mean loss")
+        ax.plot([r["segment"] for r in ranked], [r["pool_mean_loss"] for r in ranked], "o-",
+                color=colours["vermillion"], label="pool mean loss")
         ax.plot([r["segment"] for r in ranked], [r["all_mean_loss"] for r in ranked], "s--", color=colours["black"],
                 label="all real images")
         ax.legend()

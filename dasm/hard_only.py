@@ -40,8 +40,9 @@ DASM_LAST_WINDOW_DROP = default_schedule(DASMConfig.segments, DASMConfig.segment
 class HardOnlyConfig(BaseMatcherConfig):
     """``base`` / ``base_overrides`` as in DASM; ``drop_fraction`` f of each class's easiest real
     images is removed (default :data:`DASM_LAST_WINDOW_DROP` = 0.25: the same share DASM's default
-    last window drops, so the two differ only in sequencing); the ranking model trains on the real split for ``real_ranking_epochs`` under
-    ``difficulty_protocol`` ("" = the base's evaluation protocol) with ``difficulty_arch``."""
+    last window drops, so the two differ only in sequencing); the ranking model trains on the real
+    split for ``real_ranking_epochs`` under ``difficulty_protocol`` ("" = the base's evaluation
+    protocol) with ``difficulty_arch``."""
 
     drop_fraction: float = DASM_LAST_WINDOW_DROP
     real_ranking_epochs: int = 30

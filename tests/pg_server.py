@@ -2,10 +2,11 @@
 
 ``start_postgres()`` runs ``initdb`` + ``pg_ctl`` from ``/usr/lib/postgresql/*/bin`` on a free
 port, the unix socket in a temporary directory, as user ``nobody`` when the tests run as root
-(PostgreSQL refuses root), and yields it; ``new_database()`` returns the SQLAlchemy URL of a new empty database. It raises
-``PostgresUnavailable`` with the reason when the server binaries or the psycopg2 driver are
-missing; the ``postgres_url`` fixture in ``conftest.py`` turns that into a skip. CI needs the
-Debian package ``postgresql`` (server binaries) and the pip package ``psycopg2-binary``.
+(PostgreSQL refuses root), and yields it; ``new_database()`` returns the SQLAlchemy URL of a new
+empty database. It raises ``PostgresUnavailable`` with the reason when the server binaries or the
+psycopg2 driver are missing; the ``postgres_url`` fixture in ``conftest.py`` turns that into a
+skip. CI needs the Debian package ``postgresql`` (server binaries) and the pip package
+``psycopg2-binary``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ def _fresh(mode: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k != allocator.ENV}
     if mode is not None:
         env[allocator.ENV] = mode
-    out = subprocess.run([sys.executable, "-c", "from bench.train.allocator import tune_allocator as t; print(t(), t())"],
+    out = subprocess.run([sys.executable, "-c",
+                          "from bench.train.allocator import tune_allocator as t; print(t(), t())"],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or out.stderr.strip().splitlines()[-1]
 

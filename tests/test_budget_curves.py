@@ -1,5 +1,5 @@
-"""The budget ladder (bench.run.budget_curves): scaled fields, fresh sets per rung, resume, the
-chosen-budget rule, the --max-hours cut-off and bad input."""
+"""The budget ladder (bench.spec.budget, bench.run.budget, bench.report.budget): scaled fields, fresh sets per
+rung, resume, the chosen-budget rule, the --max-hours cut-off and bad input."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import bench.run.runner
 from bench.cli.main import main
 from bench.data.datasets import load_dataset
 from bench.methods.registry import DistillRequest, default_config, distill
+from bench.report.budget import choose_rung
 from bench.report.stats import t_interval
-from bench.run.budget_curves import BudgetSpec, choose_rung, rung_config
+from bench.spec.budget import BudgetSpec, rung_config
 from bench.store.synthetic import SyntheticSet
 
 # tiny: dm at 2 iterations, DASM on a 1-iteration dm base with 1-epoch ranking models
@@ -48,8 +49,9 @@ def test_dasm_rung_scales_its_base_per_segment_and_user_x1_budgets():
     assert rung_config(spec, "dasm", 50, 8).base_overrides == {"iterations": 24}
     assert _without(rung_config(spec, "dasm", 10, 2), ["base_overrides"]) == \
         _without(default_config("dasm", "digits", 10), ["base_overrides"])
-    user = BudgetSpec(["dm", "dasm"], "digits", [10], overrides={"dm": {"iterations": "3"},
-                                                                "dasm": {"base": "dm", "base_overrides": "iterations=5"}})
+    user = BudgetSpec(["dm", "dasm"], "digits", [10],
+                      overrides={"dm": {"iterations": "3"},
+                                 "dasm": {"base": "dm", "base_overrides": "iterations=5"}})
     assert rung_config(user, "dm", 10, 2).iterations == 6
     assert rung_config(user, "dasm", 10, 4).base_overrides == {"iterations": 20}
 
@@ -155,7 +157,7 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
     the ladders summarised before it (a run at IPC 50 once replaced the IPC 10 figure)."""
     import pandas as pd
 
-    from bench.run.budget_curves import write_budget_reports
+    from bench.report.budget import write_budget_reports
 
     def summary(ipc, method, accs):
         return pd.DataFrame([{"dataset": "digits", "ipc": ipc, "method": method, "rung": r, "budget": f"iterations={r}",
@@ -177,7 +179,8 @@ def test_reports_add_to_the_ladders_stored_beside_them(tmp_path):
 
 def test_the_rung_is_chosen_on_validation_never_on_test(monkeypatch):
     """Test accuracy favours x1, validation x2: x2 is chosen, and test is reported at both."""
-    import bench.run.budget_curves as bc
+    import bench.report.budget as bc
+    from bench.spec.budget import cell_keys
 
     spec = BudgetSpec(["dm"], "digits", [10], seeds=[0, 1, 2], rungs=[1, 2])
     scores = {1: (90.0, 80.0), 2: (85.0, 90.0)}  # rung: (test, validation)
@@ -186,17 +189,17 @@ def test_the_rung_is_chosen_on_validation_never_on_test(monkeypatch):
         records = [{"cell_key": key, "acc_last": scores[r][0] + 0.1 * s,
                     "acc_val": float("nan") if val_missing else scores[r][1] + 0.1 * s,
                     "distill_seconds": float(r), "protocol": "dc", "train_split": "train-val"}
-                   for r in (1, 2) for s, key in bc.cell_keys(spec, "dm", 10, r).items()]
+                   for r in (1, 2) for s, key in cell_keys(spec, "dm", 10, r).items()]
         return pd.DataFrame(records)
 
-    monkeypatch.setattr(bc, "_rows", lambda spec, out: rows())
+    monkeypatch.setattr(bc, "budget_rows", lambda spec, out: rows())
     summary = bc.summarise_budget(spec, "unused")
     assert summary.set_index("rung")["chosen"].to_dict() == {1: False, 2: True}
     assert summary["acc_mean"].round(1).tolist() == [90.1, 85.1]  # test reported, not used
     md = bc.budget_markdown(summary)
     assert "Chosen on validation only" in md and "| 85.10 ± 0.25 |" in md and "| 90.10 ± 0.25 |" in md
 
-    monkeypatch.setattr(bc, "_rows", lambda spec, out: rows(val_missing=True))
+    monkeypatch.setattr(bc, "budget_rows", lambda spec, out: rows(val_missing=True))
     summary = bc.summarise_budget(spec, "unused")
     assert not summary["chosen"].any() and summary["flag"].iloc[-1] == "no validation split: not chosen"
 
@@ -209,7 +212,7 @@ def test_every_rung_distils_from_train_val_by_default():
 
 
 def bc_keys(spec):
-    from bench.run.budget_curves import cell_keys
+    from bench.spec.budget import cell_keys
 
     return cell_keys(spec, "dm", 10, 1)
 

@@ -206,7 +206,8 @@ def fixtures(tmp_path_factory):
     (paths["res_corrupt"] / "results.parquet").write_bytes(blob[: len(blob) // 2])
 
     specs = {"spec": SPEC, "spec_protocol": SPEC.replace("epochs = 1", 'epochs = 1\nprotocol = "dc@abc"'),
-             "spec_types": SPEC.replace("ipc = [1]", 'ipc = "a"'), "spec_epochs": SPEC.replace("epochs = 1", "epochs = 0"),
+             "spec_types": SPEC.replace("ipc = [1]", 'ipc = "a"'),
+             "spec_epochs": SPEC.replace("epochs = 1", "epochs = 0"),
              "spec_seeds": SPEC.replace("seeds = [0]", "seeds = [-1]"), "spec_garbage": "name = [unclosed\n"}
     for name, text in specs.items():
         paths[name] = tmp / f"{name}.toml"
@@ -234,7 +235,8 @@ def no_compute(monkeypatch):
         raise AssertionError("compute was spent before the bad input was refused")
 
     for module, name in ((bench.train.evaluation, "evaluate_synthetic"), (bench.methods.registry, "distill"),
-                         (bench.run.jobs, "evaluate_synthetic"), (bench.run.jobs, "distill"), (bench.run.runner, "execute")):
+                         (bench.run.jobs, "evaluate_synthetic"), (bench.run.jobs, "distill"),
+                         (bench.run.runner, "execute")):
         monkeypatch.setattr(module, name, refuse)
 
 

@@ -216,7 +216,8 @@ def test_methods_apply_their_selection_rule_to_the_pool_features(runs, digits):
 
 def test_kcenter_seed_changes_first_centres(runs):
     # 10 classes x ~113 candidates for the random first centre: equal selections would mean the seed is ignored
-    assert runs["kcenter"]["full"].metadata["selected_indices"] != runs["kcenter"]["other_seed"].metadata["selected_indices"]
+    assert (runs["kcenter"]["full"].metadata["selected_indices"]
+            != runs["kcenter"]["other_seed"].metadata["selected_indices"])
 
 
 def test_forgetting_records_counts_of_its_picks(runs):
@@ -286,7 +287,8 @@ def test_herding_and_kcenter_of_one_seed_share_one_trained_network(digits, monke
     run("herding", 1, seed=4)
     assert rdf.trained_networks == before + 2  # another seed is another network
     monkeypatch.setattr(rdf, "_TRAINED", rdf.OrderedDict())  # without the cache: the same selections
-    for cached, (method, ipc) in [(herding_5, ("herding", 5)), (kcenter_2, ("kcenter", 2)), (herding_1, ("herding", 1))]:
+    for cached, (method, ipc) in [(herding_5, ("herding", 5)), (kcenter_2, ("kcenter", 2)),
+                                  (herding_1, ("herding", 1))]:
         assert cached.metadata["selected_indices"] == run(method, ipc).metadata["selected_indices"]
 
 

@@ -18,8 +18,9 @@ Measured (2 shared, heavily loaded cores, OMP_NUM_THREADS=1): one IPC-10 cell of
 
 It asserts what must hold whatever digits' saturation does to the accuracy differences: the grid
 is complete; at IPC 1 (K = 1) dasm and seq are the same method (SeqMatch's segment 1: same set,
-same evaluation seeds, so the same accuracy); DASM's later segments are matched on harder-than-average real images, seq's on all of
-them; IDC beats random at IPC 1. Whether DASM beats IDC/seq at high IPC is reported, not asserted.
+same evaluation seeds, so the same accuracy); DASM's later segments are matched on
+harder-than-average real images, seq's on all of them; IDC beats random at IPC 1. Whether DASM
+beats IDC/seq at high IPC is reported, not asserted.
 """
 
 from __future__ import annotations

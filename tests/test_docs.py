@@ -61,7 +61,8 @@ def test_docs_worked_examples_run(tmp_path, page, expected):
 def test_import_bench_stays_light():
     code = ("import sys, bench\nassert 'torch' not in sys.modules, 'import bench pulled in torch'\n"
             "assert callable(bench.distill) and bench.SyntheticSet.__name__ == 'SyntheticSet'\n"
-            "assert {'run_experiment', 'register_method', 'register_dataset', 'register_architecture'} <= set(dir(bench))\n"
+            "assert {'run_experiment', 'register_method', 'register_dataset', 'register_architecture'} "
+            "<= set(dir(bench))\n"
             "print('ok')")
     assert _run(code, ROOT).strip() == "ok"
 

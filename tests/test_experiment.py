@@ -140,7 +140,8 @@ def test_one_training_pool_per_spec_for_every_method_and_the_full_data_line(tmp_
     from bench.spec.cells import cells
 
     plain = load_spec(_write(tmp_path, BASE))
-    pooled = load_spec(_write(tmp_path, BASE.replace("seeds = [0]", 'seeds = [0]\ntrain_split = "train-val"'), "p.toml"))
+    pooled = load_spec(_write(tmp_path, BASE.replace("seeds = [0]", 'seeds = [0]\ntrain_split = "train-val"'),
+                              "p.toml"))
     assert plain.grid().train_split == "full" and pooled.grid().train_split == "train-val"
     assert {c.key for c in cells(plain.grid())}.isdisjoint(c.key for c in cells(pooled.grid()))
     jobs = full_data_jobs(pooled.grid(), tmp_path / "out", "convnet", "cpu", epochs=2)

@@ -87,13 +87,13 @@ def _texts(fig) -> list[Text]:
 def _every_figure_kind(tmp_path: Path) -> None:
     """Each figure kind, drawn from small synthetic tables and sets."""
     from bench.methods.registry import get_method
+    from bench.report.budget import budget_figure
     from bench.report.cross_arch import write_cross_arch_tables
     from bench.report.curves import Curves, curves_figure
     from bench.report.figures import paired_difference_panels, paired_figure, saturation_panels, seconds_figure
     from bench.report.pictures import synthetic_picture
     from bench.report.plots import saturation_figure
     from bench.report.tables import own_rows
-    from bench.run.budget_curves import budget_figure
     from bench.store.full_data import read_full_data
     from bench.store.synthetic import SyntheticSet
     from dasm.diagnostics import diagnostics_figure
@@ -119,8 +119,8 @@ def _every_figure_kind(tmp_path: Path) -> None:
     budget = pd.DataFrame({"dataset": "digits", "ipc": [10] * 4, "method": ["dm", "dm", "idc", "idc"],
                            "rung": [1, 2, 1, 2], "budget": ["a", "b", "a", "b"], "seeds": 3,
                            "distill_s": [3.0, 6.0, 20.0, 45.0], "acc_mean": [90.0, 91.0, 97.0, 99.5],
-                           "acc_ci95": [1.0, 1.0, 0.5, 2.0], "protocol": "idc@2ep", "chosen": [False, True, True, False],
-                           "flag": ""})
+                           "acc_ci95": [1.0, 1.0, 0.5, 2.0], "protocol": "idc@2ep",
+                           "chosen": [False, True, True, False], "flag": ""})
     budget_figure(budget, tmp_path / "budget.png")
     segments = [{"segment": k, "size": 5, "window": [0.2 * k - 0.2, 0.2 * k + 0.4], "pool_size": 400,
                  "pool_min_per_class": 40, "pool_mean_loss": 0.5 * k, "all_mean_loss": 0.6, "val_accuracy": 97.0 + k}
@@ -199,7 +199,8 @@ def test_accuracy_axes_and_intervals_stay_within_0_and_100(every_figure):
     assert checked == 9
     # seq's IPC-10 interval (96.6 ± 14.2) is drawn to 100, not to 110.8
     ax = every_figure["seconds_one"].fig.axes[0]
-    tops = [path.vertices[:, 1].max() for c in ax.collections if isinstance(c, LineCollection) for path in c.get_paths()]
+    tops = [path.vertices[:, 1].max() for c in ax.collections if isinstance(c, LineCollection)
+            for path in c.get_paths()]
     assert max(tops) == pytest.approx(100.0)
 
 
@@ -291,8 +292,8 @@ def _unexplained_tables(text: str) -> list[str]:
 
 
 def test_every_markdown_table_with_pm_says_what_it_is_and_over_how_many_runs(tmp_path):
+    from bench.report.budget import budget_markdown
     from bench.report.plots import write_reports
-    from bench.run.budget_curves import budget_markdown
     from bench.store.results import ResultsTable
 
     ResultsTable(tmp_path).append(_rows(("convnet", "resnet18"), (1, 10)))

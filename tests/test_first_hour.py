@@ -48,7 +48,8 @@ def test_grid_takes_own_as_its_protocol(tmp_path, monkeypatch):
     from bench.vocabulary import OWN_PROTOCOL
 
     seen = []
-    monkeypatch.setattr(bench.run.runner, "run_grid", lambda spec, *a, **k: seen.append(spec.protocol) or pd.DataFrame())
+    monkeypatch.setattr(bench.run.runner, "run_grid",
+                        lambda spec, *a, **k: seen.append(spec.protocol) or pd.DataFrame())
     monkeypatch.setattr(bench.report.plots, "write_reports", lambda *a, **k: [])
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocol", "own", "--out", str(tmp_path / "g"),
                  "--no-progress"]) == 0
@@ -89,7 +90,8 @@ def test_full_data_row_names_its_protocol_where_it_differs_from_the_sets(tmp_pat
 
     _grid_like(tmp_path / "other")
     write_reports(tmp_path / "other", log=lambda m: None, pictures=False)
-    assert "| full data (dc-nodsa@2ep; the sets: dc@5ep) | 90.0 |" in (tmp_path / "other" / "saturation_own.md").read_text()
+    assert ("| full data (dc-nodsa@2ep; the sets: dc@5ep) | 90.0 |"
+            in (tmp_path / "other" / "saturation_own.md").read_text())
     _grid_like(tmp_path / "same", full_protocol="dc@5ep")
     write_reports(tmp_path / "same", log=lambda m: None, pictures=False)
     assert "| full data (dc@5ep) | 90.0 |" in (tmp_path / "same" / "saturation_own.md").read_text()
@@ -161,7 +163,8 @@ def test_demo_ends_with_the_next_steps_even_when_it_disagrees(monkeypatch):
     noxfile.demo(session)
     run, compare = session.runs
     out = run[run.index("--out") + 1]
-    assert run[-4:] == ("--methods", "random,herding", "--ipc", "1") and compare == ("dasm-bench", "compare", out, "results/demo")
+    assert (run[-4:] == ("--methods", "random,herding", "--ipc", "1")
+            and compare == ("dasm-bench", "compare", out, "results/demo"))
     assert 2 <= len(session.logs) <= 3
     text = "\n".join(session.logs)
     assert f"{out}/table_acc_last.md" in text and f"{out}/saturation.png" in text

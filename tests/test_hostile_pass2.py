@@ -17,7 +17,8 @@ import pytest
 from bench.cli.main import main
 
 DISTILL = ["distill", "--method", "random", "--ipc", "1", "--no-progress", "--device", "cpu"]
-SPEC = 'name = "t"\ndataset = "digits"\nipc = [1]\nseeds = [0]\n[evaluation]\nepochs = 1\nmodels = 1\n[methods.random]\n'
+SPEC = ('name = "t"\ndataset = "digits"\nipc = [1]\nseeds = [0]\n[evaluation]\nepochs = 1\nmodels = 1\n'
+        '[methods.random]\n')
 BIG_INT = "9" * 5000  # int() refuses more than 4,300 digits with a ValueError that is not a JSONDecodeError
 
 

@@ -64,7 +64,8 @@ def _imports(tree: ast.AST) -> list[tuple[ast.AST, int]]:
 
 
 def _resolve(name: str, known: set[str]) -> str | None:
-    """The deepest known module that ``name`` is or lies in (``bench.data.datasets.Dataset`` -> ``bench.data.datasets``)."""
+    """The deepest known module that ``name`` is or lies in
+    (``bench.data.datasets.Dataset`` -> ``bench.data.datasets``)."""
     parts = name.split(".")
     for i in range(len(parts), 0, -1):
         candidate = ".".join(parts[:i])

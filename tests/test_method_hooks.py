@@ -94,7 +94,8 @@ def test_a_registered_pairing_gets_its_difference_figure_without_the_harness_nam
         return distill("random", DistillRequest(request.data, request.ipc, request.seed))
 
     rows = [{"cell_key": f"{m}-{ipc}-{seed}", "method": m, "dataset": "digits", "ipc": ipc, "seed": seed,
-             "arch": "convnet", "protocol": "dc@2ep", "num_models": 1, "acc_last": base + seed + (m == "toy-paired") * 3.0,
+             "arch": "convnet", "protocol": "dc@2ep", "num_models": 1,
+             "acc_last": base + seed + (m == "toy-paired") * 3.0,
              "acc_last_std": 0.0, "distill_seconds": 1.0, "eval_seconds": 1.0, "code_version": "t",
              "config_hash": f"{m}{seed}{ipc}", "synthetic_path": ""}
             for m in ("random", "toy-paired") for ipc, base in ((1, 40.0), (10, 80.0)) for seed in range(3)]

@@ -62,7 +62,8 @@ def test_depth_by_resolution_keeps_last_map_at_least_2x2():
 
 def test_variants_and_timm_models_with_resizing():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("convnet_bn", 1, 10, 8).modules())
-    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in create_model("convnet_nn", 1, 10, 8).modules())
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm))
+                   for m in create_model("convnet_nn", 1, 10, 8).modules())
     for name in ("resnet18", "vit_tiny_patch16_224"):
         net = create_model(name, 1, 10, 8)
         assert isinstance(net, ResizeInput) and net.size == 32

@@ -242,7 +242,8 @@ def test_mtt_settings_in_between_ipcs_take_the_next_published_row():
 
 
 def test_mtt_settings_above_ipc_50_are_datms_with_the_checkpointed_gradient():
-    for setting, (lo, hi) in {("cifar10", 500): (40, 60), ("cifar10", 1000): (40, 60), ("cifar100", 100): (30, 70)}.items():
+    for setting, (lo, hi) in {("cifar10", 500): (40, 60), ("cifar10", 1000): (40, 60),
+                              ("cifar100", 100): (30, 70)}.items():
         c = MTTConfig.for_setting(*setting)
         assert (c.min_start_epoch, c.max_start_epoch) == (lo, hi)
         assert c.gradient_mode == "checkpointed"  # the unrolled graph over 1,000-image steps does not fit

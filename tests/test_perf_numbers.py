@@ -27,7 +27,8 @@ _spec = importlib.util.spec_from_file_location("reference_evaluation",
                                                ROOT / "tests" / "benchmarks" / "reference_evaluation.py")
 reference_evaluation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference_evaluation)
-_spec = importlib.util.spec_from_file_location("profile_evaluation", ROOT / "tests" / "benchmarks" / "profile_evaluation.py")
+_spec = importlib.util.spec_from_file_location("profile_evaluation",
+                                               ROOT / "tests" / "benchmarks" / "profile_evaluation.py")
 profile_evaluation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(profile_evaluation)
 

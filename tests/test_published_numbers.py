@@ -36,7 +36,8 @@ def test_each_published_cell_meets_its_measured_seeds():
     table = published_comparison(df).set_index(["method", "ipc"])
     assert sorted(table.index) == [("herding", 10), ("random", 1)]
     r = table.loc[("random", 1)]
-    assert r["n"] == 5 and r["measured_mean"] == pytest.approx(15.0) and r["measured_std"] == pytest.approx(math.sqrt(2.5))
+    assert (r["n"] == 5 and r["measured_mean"] == pytest.approx(15.0)
+            and r["measured_std"] == pytest.approx(math.sqrt(2.5)))
     assert r["difference"] == pytest.approx(0.6) and r["combined_spread"] == pytest.approx(math.sqrt(2.5 + 4.0))
     assert bool(r["within"]) and not bool(table.loc[("herding", 10)]["within"])
     md = comparison_markdown(published_comparison(df))

@@ -163,7 +163,8 @@ def test_seqmatch_per_segment_budgets_follow_run_sh(digits):
                   overrides={**SEQ_TINY, "base_overrides": {**IDC_TINY, "iterations": 1, "inner_loop": 2},
                              "inner_loop_scales": "0.5,1", "niter_scales": "1,2", "checkpoint_every": 2})
     budgets = [r["base_budget"] for r in syn.metadata["dasm"]["segments"]]
-    assert budgets == [{"iterations": 2, "inner_loop": 1, "fix_iter": 2}, {"iterations": 2, "inner_loop": 2, "fix_iter": 2}]
+    assert budgets == [{"iterations": 2, "inner_loop": 1, "fix_iter": 2},
+                       {"iterations": 2, "inner_loop": 2, "fix_iter": 2}]
 
 
 def test_seqmatch_mtt_base_is_refused_for_later_segments(digits):

@@ -89,7 +89,8 @@ def _float(text: str, positive: bool) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if not math.isfinite(value) or (positive and value <= 0):
-        raise argparse.ArgumentTypeError(f"expected a {'positive finite' if positive else 'finite'} number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a {'positive finite' if positive else 'finite'} number, "
+                                         f"got {text!r}")
     return value
 
 

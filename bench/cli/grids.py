@@ -17,11 +17,12 @@ from bench.vocabulary import OWN_PROTOCOL, normalise_protocol
 
 
 def cmd_grid(args: argparse.Namespace) -> None:
+    """``dasm-bench grid``: the flags become an experiment spec, run by the one orchestrator
+    (:func:`bench.run.experiment_run.run_experiment`), exactly as ``dasm-bench run`` runs a file."""
     from bench.errors import BenchError
     from bench.paths import check_writable
-    from bench.run.full_data_jobs import full_data_jobs
-    from bench.run.runner import run_grid
-    from bench.spec.grid import GridSpec
+    from bench.run.experiment_run import run_experiment
+    from bench.spec.experiment import ExperimentSpec, MethodEntry
     from bench.store.results import ResultsTable, check_schema
 
     protocol = normalise_protocol(args.protocol)
@@ -32,18 +33,15 @@ def cmd_grid(args: argparse.Namespace) -> None:
         check_writable(args.tensorboard, "--tensorboard", directory=True)
     table = ResultsTable(args.out)
     check_schema(table.load(), table.parquet)
-    spec = GridSpec(methods=args.methods, dataset=args.dataset, ipcs=args.ipc, seeds=args.seeds, archs=args.arch,
-                    protocol=protocol, epochs=args.epochs, num_models=args.models, protocols=args.protocols,
-                    data_root=args.data_root, download=args.download)
+    spec = ExperimentSpec(name="grid", dataset=args.dataset, methods=[MethodEntry(m) for m in args.methods],
+                          ipcs=args.ipc, seeds=args.seeds, archs=args.arch, protocol=protocol,
+                          protocols=list(args.protocols), epochs=args.epochs, num_models=args.models,
+                          full_data_epochs=args.full_data_epochs, out=args.out)
     before = file_snapshot(Path(args.out))
-    # the same full-data references as a spec's full_data_epochs (bench.store.full_data), on the first architecture
-    full_jobs = full_data_jobs(spec, args.out, args.arch[0], args.device, epochs=args.full_data_epochs)
-    df = run_grid(spec, args.out, args.device, progress=not args.no_progress, full_data=full_jobs,
-                  tensorboard=args.tensorboard)
+    # one worker, as the grid always ran; the full-data line on the first architecture, as a spec's
+    run_experiment(spec, args.out, args.device, workers=1, progress=not args.no_progress,
+                   data_root=args.data_root, download=args.download, tensorboard=args.tensorboard)
     sync_csv(Path(args.out))
-    from bench.report.plots import write_reports  # matplotlib: only once there is something to draw
-
-    write_reports(Path(args.out), df)
     print(describe_written(Path(args.out), before))
 
 
@@ -92,7 +90,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_budget(args: argparse.Namespace) -> None:
     from bench.errors import BenchError
     from bench.paths import check_writable
-    from bench.run.budget_curves import BudgetSpec, run_budget
+    from bench.run.budget import run_budget
+    from bench.spec.budget import BudgetSpec
 
     check_writable(args.out, "--out", directory=True)  # before any compute
 

@@ -81,7 +81,8 @@ def _add_execution(p: argparse.ArgumentParser, with_seed: bool = False, progress
 def _add_grid_axes(p: argparse.ArgumentParser, methods_help: str | None = None) -> None:
     """--methods, --dataset, --ipc, --seeds: a methods x IPC x seeds grid on one dataset."""
     p.add_argument("--methods", type=str_list, required=True,
-                   help=methods_help or "comma-separated methods, e.g. random,herding,dm (see `dasm-bench list methods`)")
+                   help=methods_help or "comma-separated methods, e.g. random,herding,dm "
+                                        "(see `dasm-bench list methods`)")
     p.add_argument("--dataset", default="digits", help="dataset to distill and test on (default: digits)")
     p.add_argument("--ipc", type=int_list, required=True, help="comma-separated images per class, e.g. 1,10,50")
     p.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds, one set per seed (default: 0)")
@@ -160,7 +161,8 @@ def _add_distill(sub) -> None:
     p.add_argument("--ipc", type=ipc_int, required=True, help="images per class")
     _add_sets(p, "KEY=VALUE", "override a config field (repeatable)")
     p.add_argument("--config", default=None, help="JSON file of config fields (e.g. an exported sweep result)")
-    p.add_argument("--out", default=None, help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
+    p.add_argument("--out", default=None,
+                   help="output .safetensors (default: results/synthetic/<method>-<dataset>-ipc<N>-s<seed>)")
     p.add_argument("--picture", action="store_true", help="also save a PNG grid next to the set")
     p.add_argument("--train-split", choices=["full", "train-val"], default="full",
                    help="full: the whole training set (reproduction, default); train-val: hold out val (tuning)")
@@ -253,7 +255,8 @@ def _add_run(sub) -> None:
     p.add_argument("--gpus-per-job", type=bounded_int(0, 64), default=0, help="GPUs per Slurm job (default: 0)")
     p.add_argument("--cpus-per-job", type=workers_int, default=None,
                    help="CPUs (and torch threads) per Slurm job (default: 4, or a node's CPUs if fewer)")
-    p.add_argument("--mem-gb", type=bounded_int(1, 65_536), default=None, help="memory per Slurm job in GB (default: Slurm's)")
+    p.add_argument("--mem-gb", type=bounded_int(1, 65_536), default=None,
+                   help="memory per Slurm job in GB (default: Slurm's)")
     p.add_argument("--methods", type=str_list, default=None, help="run only these of the spec's methods")
     p.add_argument("--ipc", type=int_list, default=None, help="run only these of the spec's IPCs")
     p.add_argument("--seeds", type=seed_list, default=None, help="replace the spec's seeds")
@@ -278,9 +281,11 @@ def _add_sweep(sub) -> None:
                         "(default: sqlite:///<out>/study.db)")
     p.add_argument("--out", default=None, help="directory for best.json, trials.csv, plots "
                                                "(default: results/sweeps/<study>)")
-    p.add_argument("--worker", type=bounded_int(0, MAX_WORKERS), default=0, help="this worker's index: its own sampler stream (default: 0)")
+    p.add_argument("--worker", type=bounded_int(0, MAX_WORKERS), default=0,
+                   help="this worker's index: its own sampler stream (default: 0)")
     _add_sets(p, "KEY=VALUE", "fix a DASM config field, e.g. base_overrides=iterations=50 or difficulty_epochs=50")
-    p.add_argument("--max-segments", type=bounded_int(1, MAX_IPC), default=4, help="largest K sampled (default: 4, at most IPC)")
+    p.add_argument("--max-segments", type=bounded_int(1, MAX_IPC), default=4,
+                   help="largest K sampled (default: 4, at most IPC)")
     p.add_argument("--max-lo", type=finite_float, default=0.75, help="largest window start sampled (default: 0.75)")
     p.add_argument("--sample-hi", action="store_true", help="also sample each window's upper end (default: 1)")
     p.add_argument("--sample-first-window", action="store_true", help="also sample segment 1's window")
@@ -289,7 +294,8 @@ def _add_sweep(sub) -> None:
     p.add_argument("--arch", default="convnet", help="evaluation architecture (default: convnet)")
     p.add_argument("--protocol", default=None, help=protocol_help("the base's own"))
     _add_eval_budget(p, models=2, what="trial evaluation")
-    p.add_argument("--prune-startup", type=non_negative_int, default=3, help="completed trials before pruning starts (default: 3)")
+    p.add_argument("--prune-startup", type=non_negative_int, default=3,
+                   help="completed trials before pruning starts (default: 3)")
     _add_execution(p, with_seed=True, progress=False,
                    seed_help="distillation, evaluation and sampler seed (default: 0)")
 
@@ -309,7 +315,8 @@ def _add_import(sub) -> None:
     p.add_argument("--dataset", required=True, help="the dataset the set was distilled from")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--method", default=None, help="name in results tables (default: imported-<format>)")
-    p.add_argument("--index", type=bounded_int(0, MAX_COUNT), default=0, help="which experiment of a DC/DSA/DM result file (default: 0)")
+    p.add_argument("--index", type=bounded_int(0, MAX_COUNT), default=0,
+                   help="which experiment of a DC/DSA/DM result file (default: 0)")
     p.add_argument("--soft-labels", default="auto", choices=["auto", "probs", "logits"],
                    help="how stored K x C labels are read (default: probabilities if rows sum to 1, else logits)")
     p.add_argument("--seed", type=seed, default=None, help="the seed the source used, if known (recorded)")

@@ -25,7 +25,6 @@ from bench.errors import BenchError
 
 SPLIT_SEED = 0  # the splits are part of the benchmark: fixed, never the experiment seed
 TRAIN_SPLITS = ("full", "train-val")
-LEGACY_TRAIN_SPLIT = "train-val"  # what rows and sets from before the split was recorded used
 
 
 class ImageSet:

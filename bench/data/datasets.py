@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 # the type, the splits and the registry live where loader modules can import them without this module
-from bench.data.core import (_DATASETS, _DESCRIPTIONS, _NUM_CLASSES, _SETTINGS_AS, LEGACY_TRAIN_SPLIT,  # noqa: F401
+from bench.data.core import (_DATASETS, _DESCRIPTIONS, _NUM_CLASSES, _SETTINGS_AS,  # noqa: F401
                                 SPLIT_SEED, TRAIN_SPLITS, Dataset, DatasetLoader, ImageSet, make_dataset,
                                 register_dataset, stratified_split)
 from bench.errors import BenchError

@@ -48,12 +48,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return annotation(value)
         if origin in (tuple, list) and isinstance(value, str):
             inner = args[0] if args else str
-            items = [v for v in value.replace("[", "").replace("]", "").replace("(", "").replace(")", "").split(",") if v.strip()]
+            items = [v for v in value.replace("[", "").replace("]", "").replace("(", "").replace(")", "").split(",")
+                     if v.strip()]
             return origin(_coerce(v.strip(), inner, key) for v in items)
         if origin in (tuple, list) and isinstance(value, (list, tuple)):
             return origin(value)
     except (TypeError, ValueError):
-        raise BenchError(f"config field {key!r} expects {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
+        raise BenchError(f"config field {key!r} expects {getattr(annotation, '__name__', annotation)}, "
+                         f"got {value!r}") from None
     return value
 
 

@@ -154,7 +154,7 @@ class MethodSpec:
         """The method's own evaluation protocol (its config's ``eval_protocol``, else ``dc``)."""
         return str(getattr(self.config_cls, "eval_protocol", "dc") or "dc")
     # int config fields that set the distillation budget, scaled together by a budget ladder
-    # (bench.run.budget_curves); None: the method has no budget to scale (coresets)
+    # (bench.spec.budget); None: the method has no budget to scale (coresets)
     budget_fields: tuple[str, ...] | None = None
     # hooks through which the harness uses what only the method knows, as "module:attribute" so the
     # harness never imports a method module by name and registering one imports nothing more:
@@ -201,7 +201,7 @@ def register_method(name: str, config_cls: type, kind: str = "matching", descrip
     (default: from ``kind``), ``order``, ``colour`` and ``marker`` say how reports show it.
 
     ``budget_fields``: the config's int fields that set how long it distills (``("iterations",)``);
-    a budget ladder (:mod:`bench.run.budget_curves`) multiplies them together. ``diagnostics`` and
+    a budget ladder (:mod:`bench.spec.budget`) multiplies them together. ``diagnostics`` and
     ``search``: ``"module:attribute"`` of the method's figure and sweep hooks (:meth:`MethodSpec.hook`).
     ``paired_against``: ``(reference, label)`` pairs drawn as paired differences in every report
     (``<out>/<name>_difference_<view>.png``)."""

@@ -146,7 +146,8 @@ def _mtt_cost(data: Dataset, ipc: int, k1: int, k2: int, repeats: int,
     return per, setup, reference, config
 
 
-def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list], n: int = EXPERT_SUBSET) -> tuple[float, float, int]:
+def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list],
+                       n: int = EXPERT_SUBSET) -> tuple[float, float, int]:
     """CPU-seconds of one expert epoch over the whole training split (timed on ``n`` images).
 
     An expert epoch (mtt-distillation buffer.py) is a ConvNet SGD epoch over real images at batch 256
@@ -209,8 +210,9 @@ def measure_costs(data: Dataset, methods: Iterable[str] = (*DISTILLERS, "mtt"), 
     after each row, so a long measurement that is stopped keeps what it measured.
 
     ``eval_ipcs``: the IPCs whose evaluation epochs are timed (default: ``ipcs``; an evaluation epoch
-    is cheap where a distiller's iteration is not). ``peak``: a list to receive the machine's peak runs (:func:`bench.perf.roofline.measure_peak`, before
-    and after the units, in this process); given, each unit's FLOPs are counted too (the roofline)."""
+    is cheap where a distiller's iteration is not). ``peak``: a list to receive the machine's peak runs
+    (:func:`bench.perf.roofline.measure_peak`, before and after the units, in this process); given,
+    each unit's FLOPs are counted too (the roofline)."""
     from bench.perf.roofline import counting, measure_peak
     from bench.version import code_version
 

@@ -99,7 +99,8 @@ def spread_caption(df: pd.DataFrame, summary: pd.DataFrame, metric: str = "acc_l
     if int(summary["seeds"].min()) == 1:
         text += " A cell of one seed shows ± 0.0."
     keys = ["method", "dataset", "ipc", "arch", "protocol"]
-    if "seed" in df and (df.groupby(keys, dropna=False)["seed"].nunique() < df.groupby(keys, dropna=False).size()).any():
+    if "seed" in df and (df.groupby(keys, dropna=False)["seed"].nunique()
+                         < df.groupby(keys, dropna=False).size()).any():
         text += " A seed evaluated more than once (e.g. with another number of models) counts once per row."
     return text
 

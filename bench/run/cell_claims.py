@@ -12,10 +12,11 @@ not been touched for ``stale_seconds`` (default 300 s = 10 missed heartbeats; ho
 agree to within that, as NTP keeps them), or when it is not a claim this code writes (not a JSON
 object with a host and a pid in 1..``MAX_PID``, or not a regular file): claims are written
 atomically, so such a file was damaged or planted, and no live runner holds it (a pid of -1
-would otherwise ask ``kill`` about every process, and a FIFO would block its reader). A stale claim is moved aside with ``rename`` (only one
-taker succeeds) and claimed afresh. In the rare race where a taker moves aside a claim that was
-renewed a moment before, the cell may be evaluated twice, but its row is still written once
-(cell files are first-writer-wins), so no result is ever duplicated or lost.
+would otherwise ask ``kill`` about every process, and a FIFO would block its reader). A stale
+claim is moved aside with ``rename`` (only one taker succeeds) and claimed afresh. In the rare
+race where a taker moves aside a claim that was renewed a moment before, the cell may be
+evaluated twice, but its row is still written once (cell files are first-writer-wins), so no
+result is ever duplicated or lost.
 
 Example::
 

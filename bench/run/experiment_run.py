@@ -26,7 +26,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
                    tensorboard: str | os.PathLike | None = None) -> Any:
     """Run every missing cell of ``spec`` into ``out`` (default ``results/<dataset>``), then
     regenerate the directory's tables and figures (and the claim report of a spec with a
-    ``[claim]`` table); returns the whole results table.
+    ``[claim]`` table); returns the whole results table. The one orchestrator: ``dasm-bench run``
+    (a spec file), ``dasm-bench grid`` (its flags as a spec) and the Python API all come here.
 
     Example::
 
@@ -61,9 +62,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path | None = None, device: 
 def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     """What a run would do: the grid, how many of its cells ``out`` already holds, and the CPU time of
     the rest estimated from the dataset's committed cost table (bench/perf/cost_model.py), when it has one."""
-    from bench.methods.config import distill_key
     from bench.perf.cost_model import CostEstimator, cost_table_for
-    from bench.spec.cells import cell_protocols, eval_key, resolved_config
+    from bench.spec.cells import plan_sets
     from bench.store.results import ResultsTable
 
     target = Path(out) if out is not None else spec.default_out
@@ -71,47 +71,57 @@ def plan_summary(spec: ExperimentSpec, out: str | Path | None = None) -> str:
     done = ResultsTable(target).done_keys()
     lines = [f"{spec.name} ({spec.source or 'spec'}): {spec.description}".rstrip(": "),
              f"  dataset {spec.dataset}; IPC {spec.ipcs}; seeds {spec.seeds}; archs {', '.join(spec.archs)}",
-             f"  evaluation: protocol {', '.join(spec.protocols) or spec.protocol}, epochs {spec.epochs or 'protocol default'}, "
-             f"{spec.num_models} models"]
+             f"  evaluation: protocol {', '.join(spec.protocols) or spec.protocol}, "
+             f"epochs {spec.epochs or 'protocol default'}, {spec.num_models} models; pool {spec.train_split}"]
     if spec.skipped:
         lines.append(f"  skipped (not registered): {', '.join(spec.skipped)}")
     total_sets = stored = cells = finished = 0
     cost_path = cost_table_for(spec.dataset)
     estimator = CostEstimator.load(cost_path) if cost_path else None
-    estimate, unknown = 0.0, set()
+    estimate, counted, unknown, refused = 0.0, 0, set(), set()
+    protocol_names: dict[str, list[str]] = {}
+    for planned in plan_sets(grid):  # the one enumeration (bench.spec.cells), as the runner's
+        name, ipc = planned.method, planned.ipc
+        protocol_names.setdefault(name, [])
+        total_sets += 1
+        if planned.refused:
+            refused.add(f"{name} ipc={ipc}: {planned.refused}")
+            continue
+        have_set = (target / "synthetic" / f"{planned.distill_key}.safetensors").exists()
+        stored += have_set
+        if estimator is not None and not have_set:
+            seconds = estimator.distill_seconds(name, ipc, planned.config)
+            estimate += seconds or 0.0
+            counted += seconds is not None
+            if seconds is None:
+                unknown.add(f"{name} distillation")
+        for cell in planned.cells:
+            if cell.protocol.name not in protocol_names[name]:
+                protocol_names[name].append(cell.protocol.name)
+            cells += 1
+            is_done = cell.key in done
+            finished += is_done
+            if estimator is not None and not is_done:
+                seconds = (estimator.evaluation_seconds(cell.protocol.name, ipc, cell.protocol.epochs, spec.num_models)
+                           if cell.arch == "convnet" else None)
+                estimate += seconds or 0.0
+                counted += seconds is not None
+                if seconds is None:
+                    unknown.add(f"{cell.protocol.name} evaluation on {cell.arch}")
     for entry in spec.methods:
-        for ipc in spec.ipcs:
-            config = resolved_config(grid, entry.name, ipc)
-            protocols = cell_protocols(grid, entry.name, ipc, config)
-            for seed in spec.seeds:
-                dkey = distill_key(entry.name, spec.dataset, ipc, seed, config, grid.train_split)
-                total_sets += 1
-                have_set = (target / "synthetic" / f"{dkey}.safetensors").exists()
-                stored += have_set
-                if estimator is not None and not have_set:
-                    seconds = estimator.distill_seconds(entry.name, ipc, config)
-                    estimate += seconds or 0.0
-                    if seconds is None:
-                        unknown.add(f"{entry.name} distillation")
-                for arch in spec.archs:
-                    for protocol in protocols:
-                        cells += 1
-                        is_done = eval_key(dkey, arch, protocol, spec.num_models) in done
-                        finished += is_done
-                        if estimator is not None and not is_done:
-                            seconds = (estimator.evaluation_seconds(protocol.name, ipc, protocol.epochs,
-                                                                    spec.num_models) if arch == "convnet" else None)
-                            estimate += seconds or 0.0
-                            if seconds is None:
-                                unknown.add(f"{protocol.name} evaluation on {arch}")
-        names = ", ".join(p.name for p in protocols)
+        names = ", ".join(protocol_names.get(entry.name, []))
         lines.append(f"  {entry.name:<12} protocol {names:<14} overrides {entry.overrides or '-'}")
+    if refused:
+        lines.append(f"  refused by the method (no cells): {'; '.join(sorted(refused))}")
     lines.append(f"  {total_sets} sets ({stored} stored), {cells} evaluation cells ({finished} done) in {target}")
     if estimator is None:
         lines.append(f"  estimated time: no cost table for {spec.dataset} (measure one: dasm-bench cost --dataset "
                      f"{spec.dataset} --out results/<dataset>/cost)")
+    elif unknown and not counted:
+        lines.append(f"  estimated time: unknown; {cost_path} has no row for this work ({', '.join(sorted(unknown))})")
     else:
-        lines.append(f"  estimated time of what is left: {estimate / 3600:.1f} CPU-hours on one thread, from {cost_path}"
+        lines.append(f"  estimated time of what is left: {'at least ' if unknown else ''}{estimate / 3600:.1f} "
+                     f"CPU-hours on one thread, from {cost_path}"
                      + (f" (not counted, no row: {', '.join(sorted(unknown))})" if unknown else "")
                      + "; CPU only: no GPU cost has been measured")
     return "\n".join(lines)

@@ -197,7 +197,8 @@ def request_problems(request: SlurmRequest, offer: PartitionOffer) -> list[str]:
         return ["the partition has no nodes; change --partition"]
     problems = []
     if request.cpus is not None and request.cpus > offer.max_cpus:
-        problems.append(f"--cpus-per-job {request.cpus} > {offer.max_cpus}; use --cpus-per-job {offer.max_cpus} or less")
+        problems.append(f"--cpus-per-job {request.cpus} > {offer.max_cpus}; "
+                        f"use --cpus-per-job {offer.max_cpus} or less")
     if request.mem_gb and request.mem_gb * 1024 > offer.max_mem_mb:
         problems.append(f"--mem-gb {request.mem_gb:g} > {offer.max_mem_mb // 1024}; lower --mem-gb")
     if request.gpus > offer.max_gpus:

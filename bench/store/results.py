@@ -51,6 +51,7 @@ import pandas as pd
 from bench.bounds import MAX_IPC, MAX_MODELS, MAX_SEED, check_int, check_number
 from bench.errors import BenchError
 from bench.files import read_regular, refuse_link, write_atomically
+from bench.vocabulary import LEGACY_TRAIN_SPLIT
 
 COLUMNS = [
     "cell_key", "method", "dataset", "ipc", "seed", "arch", "protocol", "num_models",
@@ -71,8 +72,6 @@ def cell_file_name(cell_key: str) -> str:
     if _SAFE_KEY.fullmatch(cell_key):
         return f"{cell_key}.json"
     return f"{_HASHED}{hashlib.sha256(cell_key.encode()).hexdigest()}.json"
-# Rows written before the training split was recorded were distilled from the train-val split.
-LEGACY_TRAIN_SPLIT = "train-val"
 
 
 def results_row(syn: Any, res: Any, cell_key: str, synthetic_path: str | None = None, num_models: int | None = None,

@@ -165,7 +165,8 @@ class SyntheticSet:
             raise BenchError(f"synthetic set {path} has no sidecar {side.name}")
         try:
             meta = json.loads(read_regular(side, "sidecar"))
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits (int_max_str_digits)
+        # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits (int_max_str_digits)
+        except ValueError as exc:
             raise BenchError(f"sidecar {side} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
         except RecursionError:
             raise BenchError(f"sidecar {side} is nested too deeply to be a sidecar") from None
@@ -183,7 +184,8 @@ class SyntheticSet:
             if key not in tensors:
                 raise BenchError(f"synthetic set {path} lacks the {key!r} tensor")
         for key, t in tensors.items():
-            if list(t.shape) != meta["shapes"].get(key) or str(t.dtype).replace("torch.", "") != meta["dtypes"].get(key):
+            if (list(t.shape) != meta["shapes"].get(key)
+                    or str(t.dtype).replace("torch.", "") != meta["dtypes"].get(key)):
                 raise BenchError(f"synthetic set {path}: tensor {key!r} does not match its sidecar")
         images = tensors["images"]
         if images.ndim != 4 or not len(images):

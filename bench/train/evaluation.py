@@ -262,7 +262,8 @@ def check_compatible(syn: SyntheticSet, data: Dataset) -> None:
     if int(syn.hard_labels.max()) >= data.num_classes:
         raise BenchError(f"synthetic labels exceed the {data.num_classes} classes of {data.name}")
     if syn.labels.ndim == 2 and syn.labels.shape[1] != data.num_classes:
-        raise BenchError(f"soft labels have {syn.labels.shape[1]} columns but {data.name} has {data.num_classes} classes")
+        raise BenchError(f"soft labels have {syn.labels.shape[1]} columns but {data.name} has "
+                         f"{data.num_classes} classes")
     ipc = syn.metadata.get("ipc")
     # the sidecar's ipc keys the results cell: every distilled or imported set with an ipc holds
     # ipc x classes images, so a hand-edited one would file the accuracy under another IPC

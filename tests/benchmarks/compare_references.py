@@ -198,7 +198,8 @@ def profile(case, side: str = "ours", top: int = 12) -> str:
     calls = sum(e.count for e in aten)
     inside = sum(e.self_cpu_time_total for e in aten) / 1e6
     head = (f"{case.method} ({side}): {seconds:.3f} CPU-s, {wall:.3f} wall-s under the profiler; {calls} aten calls "
-            f"holding {100 * inside / wall:.0f}% of the wall time (the rest: Python, autograd and dispatch outside aten)")
+            f"holding {100 * inside / wall:.0f}% of the wall time "
+            f"(the rest: Python, autograd and dispatch outside aten)")
     return head + "\n" + averages.table(sort_by="self_cpu_time_total", row_limit=top)
 
 

@@ -76,7 +76,8 @@ def _medians(config: pytest.Config) -> dict[str, dict]:
     for bench in getattr(session, "benchmarks", []) if session is not None else []:
         if not bench or bench.has_error:
             continue
-        out[benchmark_key(bench.fullname)] = {"median_s": float(bench.report.stats.median), "rounds": int(bench.report.stats.rounds)}
+        out[benchmark_key(bench.fullname)] = {"median_s": float(bench.report.stats.median),
+                                              "rounds": int(bench.report.stats.rounds)}
     return out
 
 
@@ -86,7 +87,8 @@ def load_baseline(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def compare(current: dict[str, dict], baseline: dict[str, dict]) -> list[tuple[str, float, float | None, float | None, int]]:
+def compare(current: dict[str, dict],
+            baseline: dict[str, dict]) -> list[tuple[str, float, float | None, float | None, int]]:
     """(name, median, baseline median, ratio, rounds) per benchmark of this run; ratio > 1 is slower."""
     rows = []
     for name, entry in sorted(current.items()):
@@ -125,8 +127,8 @@ def write_baseline(path: Path, current: dict[str, dict], note: str) -> None:
     data["benchmarks"] = {**data.get("benchmarks", {}), **current}
     data["recorded"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     data["conditions"] = note or data.get("conditions", "")
-    data["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                       "torch": torch.__version__, "torch_threads": 1,
+    data["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                       "python": platform.python_version(), "torch": torch.__version__, "torch_threads": 1,
                        "measure": "CPU-seconds of the process and its waited children (tests/benchmarks/test_speed.py)"}
     data["command"] = "nox -s bench -- --update-baseline --perf-note '<conditions>'"
     write_atomically(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -149,8 +151,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     torch_key = "test_speed.py::test_cli_startup[import-torch]"
     if torch_key in current:
         ratios = [f"{k.split('[')[1].rstrip(']')} {v['median_s'] / current[torch_key]['median_s']:.2f}x"
-                  for k, v in sorted(current.items()) if k.startswith("test_speed.py::test_cli_startup[") and k != torch_key]
-        tr.write_line(f"start-up / `import torch` (target <= {STARTUP_TARGET}x for list and errors): {', '.join(ratios)}")
+                  for k, v in sorted(current.items())
+                  if k.startswith("test_speed.py::test_cli_startup[") and k != torch_key]
+        tr.write_line(f"start-up / `import torch` (target <= {STARTUP_TARGET}x for list and errors): "
+                      f"{', '.join(ratios)}")
     compiled = {k: v for k, v in current.items() if k.startswith("test_speed.py::test_evaluation_epoch_compiled[")}
     pairs = [(k.split("[")[1].rstrip("]"), current[k.replace("_compiled[", "[")]["median_s"] / v["median_s"])
              for k, v in sorted(compiled.items()) if k.replace("_compiled[", "[") in current]

@@ -94,13 +94,14 @@ def summarise(raw) -> list[dict]:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     """The table of ``reference_evaluation.md``: every number from :func:`summarise` of the raw CSV."""
-    lines = ["| IPC | images | ours, ms per epoch | reference, ms per epoch | speed-up reference/ours, median (min-max) "
-             "| rounds |", "|---|---|---|---|---|---|"]
+    lines = ["| IPC | images | ours, ms per epoch | reference, ms per epoch | "
+             "speed-up reference/ours, median (min-max) | rounds |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['ipc']} | {10 * r['ipc']} | {r['ours_ms']:.1f} | {r['reference_ms']:.1f} | "
                      f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f}) | {r['rounds']} |")
     e1, e2 = meta["epochs"]
-    return ("\n".join(lines) + f"\n\nOne evaluation epoch (ConvNet-3, DSA, lr 0.01, batch 256) on CIFAR-10 (JPEG copy): "
+    return ("\n".join(lines) + f"\n\nOne evaluation epoch (ConvNet-3, DSA, lr 0.01, batch 256) on CIFAR-10 "
+            f"(JPEG copy): "
             f"ours (`bench.train.evaluation`, code {meta['code_version']}) against {meta['reference_repo']} "
             f"`{meta['reference_call']}` at commit {meta['reference_commit'][:7]}, run as published, in one process "
             f"(allocator {meta['allocator']}, {meta['torch_threads']} torch thread, torch {meta['torch']}, "
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     run(epochs)
                     rows.append({"side": name, "ipc": ipc, "epochs": epochs, "round": r,
                                  "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall})
-                    print(f"ipc {ipc} round {r} {name:>9} {epochs} epochs: {rows[-1]['wall_seconds']:.2f} s", flush=True)
+                    print(f"ipc {ipc} round {r} {name:>9} {epochs} epochs: {rows[-1]['wall_seconds']:.2f} s",
+                          flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / RAW, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g", lineterminator="\n"))

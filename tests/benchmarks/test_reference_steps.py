@@ -123,7 +123,8 @@ def test_dm_step_equal_work(digits):
     assert _same_params(random_embedder("convnet", digits, net_seed, torch.device("cpu")),
                         _seeded(reference_factory(digits), net_seed))
     loss = dc_dm.dm_iteration(args, lambda: _seeded(reference_factory(digits), net_seed),
-                              lambda c, n: digits.train.get(pools[c][torch.randperm(len(pools[c]), generator=g_real)[:n]]),
+                              lambda c, n: digits.train.get(
+                                  pools[c][torch.randperm(len(pools[c]), generator=g_real)[:n]]),
                               image_syn, opt, 10)
     assert ours.metadata["dm_loss_first"] == pytest.approx(loss, rel=1e-5)
     assert torch.allclose(ours.images, image_syn.detach(), atol=1e-6)

@@ -105,8 +105,8 @@ def dc_case(data: Dataset, dsa: bool) -> Case:
         np.random.seed(seed)
         get_images = dc_dm.reference_get_images(images_all, indices_class)
         image_syn, label_syn, opt = _real_init(get_images, data, cfg.lr_img)
-        return dc_dm.dc_iteration(args, dc_dm.reference_network(reference_factory(data)), get_images, image_syn, label_syn,
-                                  opt, data.num_classes)
+        return dc_dm.dc_iteration(args, dc_dm.reference_network(reference_factory(data)), get_images, image_syn,
+                                  label_syn, opt, data.num_classes)
 
     return Case(method, f"one outer iteration: {cfg.outer_loop} matching rounds over 10 classes, "
                         f"{cfg.inner_loop}-epoch net updates between them" + (", siamese DSA" if dsa else ""),
@@ -218,8 +218,8 @@ def mtt_case(data: Dataset) -> Case:
     def reference(seed: int):
         torch.manual_seed(seed)
         images, syn_lr, opt_img, opt_lr = _state()
-        return ref_mtt.student_run(dc_dm.reference_network(reference_factory(data)), images, syn_lr, labels, start, target,
-                                   cfg.syn_steps, cfg.batch_syn, strategy, opt_img, opt_lr)
+        return ref_mtt.student_run(dc_dm.reference_network(reference_factory(data)), images, syn_lr, labels, start,
+                                   target, cfg.syn_steps, cfg.batch_syn, strategy, opt_img, opt_lr)
 
     return Case("mtt", f"student unroll ({cfg.syn_steps} steps, per-sample DSA) + meta-gradient to images and lr "
                        "+ optimiser steps (gradient_mode unrolled)",
