@@ -62,7 +62,8 @@ def test_a_refused_set_is_planned_with_its_reason_and_has_no_cells(tmp_path, mon
 def test_plan_claim_and_budget_read_the_same_cells_as_the_runner(tmp_path):
     spec = load_spec("claim-digits", warn=lambda m: None)
     plan = plan_summary(spec, tmp_path)
-    assert f"{len(list(plan_sets(spec.grid())))} sets (0 stored), {len(cell_keys(spec.grid()))} evaluation cells" in plan
+    sets, keys = len(list(plan_sets(spec.grid()))), len(cell_keys(spec.grid()))
+    assert f"{sets} sets (0 stored), {keys} evaluation cells" in plan
     # the claim report keeps a row only when its key is one of the spec's cells
     import pandas as pd
 
