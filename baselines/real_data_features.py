@@ -35,8 +35,9 @@ from tqdm.auto import tqdm
 from bench.data.datasets import ImageSet
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest
+from bench.protocols import EvalProtocol
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalProtocol, train_network
+from bench.train.evaluation import train_network
 from bench.train.models import create_model
 
 # Stream of request.generator(stream) that shuffles the real data while training the network;

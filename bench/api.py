@@ -21,8 +21,9 @@ import torch
 from bench.data.datasets import Dataset, load_dataset
 from bench.methods.registry import DistillRequest, own_protocol
 from bench.methods.registry import distill as _registry_distill
+from bench.protocols import get_protocol
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalResult, evaluate_synthetic, get_protocol, resolve_device
+from bench.train.evaluation import EvalResult, evaluate_synthetic, resolve_device
 
 
 def distill(method: str, data: Dataset | DistillRequest, ipc: int | None = None, seed: int = 0,

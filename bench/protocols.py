@@ -1,6 +1,6 @@
 """The evaluation protocols by name: how a fresh model is trained on a (synthetic) training set.
 Torch-free, so the command line can list them in its help without importing torch;
-:mod:`bench.train.evaluation` runs them (and re-exports these names).
+:mod:`bench.train.evaluation` runs them.
 
 Protocols differ between the reference papers, so every result row names its protocol:
 

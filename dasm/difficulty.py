@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from bench.data.datasets import Dataset
 from bench.errors import BenchError
-from bench.train.evaluation import EvalProtocol, train_network
+from bench.protocols import EvalProtocol
+from bench.train.evaluation import train_network
 from bench.train.models import create_model
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from bench.data.datasets import settings_name
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, register_method
+from bench.protocols import EvalProtocol, get_protocol
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalProtocol, get_protocol
 from dasm.base_matcher import BaseMatcherConfig
 from dasm.segment_schedule import SegmentSchedule, default_schedule
 from dasm.sequential_matching import DASMConfig, run_sequential

@@ -47,8 +47,9 @@ import optuna
 from bench.data.datasets import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, apply_overrides, default_config, get_method
+from bench.protocols import get_protocol
 from bench.run.sweep import SweepSpec, sample_learning_rate, segment_reporter
-from bench.train.evaluation import evaluate_synthetic, get_protocol, resolve_device
+from bench.train.evaluation import evaluate_synthetic, resolve_device
 from bench.train.models import model_name_ok
 from dasm.base_matcher import base_config, parse_base_overrides
 from dasm.segment_schedule import SegmentSchedule

@@ -41,8 +41,9 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, SegmentHooks
+from bench.protocols import EvalProtocol
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalProtocol, accuracy, train_network
+from bench.train.evaluation import accuracy, train_network
 from bench.train.models import create_model
 
 SEQMATCH_BASES = frozenset({"idc"})  # bases with SeqMatch's mechanics (seqmatch-idc)

@@ -43,8 +43,9 @@ from torch import Tensor, nn
 
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, distill, register_method
+from bench.protocols import EvalProtocol, get_protocol
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalProtocol, accuracy, get_protocol
+from bench.train.evaluation import accuracy
 from dasm.base_matcher import BaseMatcherConfig, base_config
 from dasm.difficulty import (
     class_quantiles,

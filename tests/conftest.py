@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.data.datasets import load_dataset
+from bench.protocols import PROTOCOLS
 from bench.train.allocator import tune_allocator
-from bench.train.evaluation import PROTOCOLS
 
 # the tests (and the in-process benchmarks) run under the allocator the CLI and its workers use
 tune_allocator()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import bench.train.acceleration as acceleration
 from bench.errors import BenchError
+from bench.protocols import PROTOCOLS
 from bench.train.acceleration import (
     AUTO_MIN_IMAGES,
     Acceleration,
@@ -21,7 +22,7 @@ from bench.train.acceleration import (
     training_step,
     use_options,
 )
-from bench.train.evaluation import PROTOCOLS, accuracy, train_network
+from bench.train.evaluation import accuracy, train_network
 from bench.train.models import create_model
 
 CPU = torch.device("cpu")

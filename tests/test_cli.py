@@ -93,13 +93,14 @@ def test_grid_runs_its_grid_once_and_writes_reports(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_run_grid(spec, out, device, progress=True, full_data=(), tensorboard=None):
-        calls.append((tuple(spec.methods), tuple(spec.protocols), len(full_data)))
+    def fake_run_grid(spec, out, device, progress=True, full_data=(), tensorboard=None, workers=1, **kwargs):
+        calls.append((tuple(spec.methods), tuple(spec.protocols), len(full_data), workers))
         return pd.DataFrame()
 
     monkeypatch.setattr(bench.run.runner, "run_grid", fake_run_grid)
-    monkeypatch.setattr(bench.report.plots, "write_reports", lambda out, df, full=None: None)
+    monkeypatch.setattr(bench.report.plots, "write_reports", lambda out, df, full=None, log=print: None)
     assert main(["grid", "--methods", "random", "--ipc", "1", "--protocols", "own,idc",
                  "--full-data-epochs", "2", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
     assert len(calls) == 1
     assert calls[0][:2] == (("random",), ("own", "idc")) and calls[0][2] >= 1
+    assert calls[0][3] == 1   # through the one orchestrator, with the one worker the grid always used

@@ -242,7 +242,8 @@ def test_pool_smaller_than_ipc_is_a_one_line_error(digits):
 def test_herding_vs_random_ipc1(digits):
     """Herding vs random real images at IPC 1 on digits: 5 seeds, protocol "dc" at 300 epochs,
     3 models per set; writes results/coresets/herding_vs_random_ipc1.csv."""
-    from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+    from bench.protocols import PROTOCOLS
+    from bench.train.evaluation import evaluate_synthetic
 
     protocol = PROTOCOLS["dc"].with_epochs(300)
     rows = []

@@ -151,7 +151,8 @@ def test_roofline_counts_each_units_flops_as_a_slope_and_writes_the_peak(digits,
     by = {(r.unit, r.method): r for r in rows}
     assert by[("outer iteration", "dm")].flops_per_unit > 0 and by[("evaluation epoch", "dc")].flops_per_unit > 0
     # the evaluation epoch's count is the slope between 2 and 6 epochs of the same training run
-    from bench.train.evaluation import evaluate_training_set, get_protocol
+    from bench.protocols import get_protocol
+    from bench.train.evaluation import evaluate_training_set
 
     small = cost_model._subset(digits, 10).train
 

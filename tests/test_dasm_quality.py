@@ -101,13 +101,13 @@ def test_quality_grid_summarises_only_its_own_cells(tmp_path):
 @pytest.mark.slow
 def test_dasm_saturation_grid_on_digits():
     from bench.data.datasets import load_dataset
+    from bench.protocols import get_protocol
     from bench.report.plots import markdown_table, saturation_figure
     from bench.run.full_data_jobs import full_data_accuracy
     from bench.run.runner import run_grid
     from bench.spec.grid import GridSpec
     from bench.store.results import summarise
     from bench.store.synthetic import SyntheticSet
-    from bench.train.evaluation import get_protocol
     from dasm.diagnostics import diagnostics_figure, diagnostics_table
 
     base = {"base": "idc", "base_overrides": {"iterations": IDC_ITERATIONS}}

@@ -14,8 +14,9 @@ from baselines.dm import DMConfig, distribution_matching_loss, mean_embedding_lo
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, distill, get_method
+from bench.protocols import PROTOCOLS
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+from bench.train.evaluation import evaluate_synthetic
 
 # Small real batches keep every fast test at a few seconds on a loaded CPU.
 FAST = {"batch_real": 16}

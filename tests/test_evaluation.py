@@ -6,15 +6,8 @@ import torch
 
 from bench.errors import DivergedError
 from bench.methods.registry import DistillRequest, distill
-from bench.train.evaluation import (
-    PROTOCOLS,
-    evaluate_synthetic,
-    evaluate_training_set,
-    get_protocol,
-    make_augmentation,
-    reference_protocol,
-    train_network,
-)
+from bench.protocols import PROTOCOLS, get_protocol, reference_protocol
+from bench.train.evaluation import evaluate_synthetic, evaluate_training_set, make_augmentation, train_network
 from bench.train.models import create_model
 
 

@@ -23,7 +23,14 @@ from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from bench.report.style import DOUBLE_WIDTH, METHOD_COLOURS, MIN_FONT_PT, OKABE_ITO, SINGLE_WIDTH, method_style  # noqa: E402
+from bench.report.style import (  # noqa: E402
+    DOUBLE_WIDTH,
+    METHOD_COLOURS,
+    MIN_FONT_PT,
+    OKABE_ITO,
+    SINGLE_WIDTH,
+    method_style,
+)
 
 # per (method, protocol): accuracies of seeds 0, 1, 2 at IPC 10 (IPC 1: minus 10, IPC 50: plus 1, capped)
 VALUES = {

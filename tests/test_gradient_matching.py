@@ -23,8 +23,9 @@ from baselines.gradient_matching import (
 )
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, default_config, distill
+from bench.protocols import PROTOCOLS
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+from bench.train.evaluation import evaluate_synthetic
 from bench.train.models import create_model
 
 # tiny budgets: one iteration of 2 matching rounds around 1 inner epoch, small real batches

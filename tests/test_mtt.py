@@ -24,9 +24,10 @@ from baselines.mtt_experts import ExpertBuffer, ExpertSettings, ParamLayout, ZCA
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.methods.registry import DistillRequest, apply_overrides, distill
+from bench.protocols import PROTOCOLS
 from bench.store.synthetic import SyntheticSet
 from bench.train.augmentation import DSA, strategy_for
-from bench.train.evaluation import PROTOCOLS, evaluate_synthetic
+from bench.train.evaluation import evaluate_synthetic
 from bench.train.models import create_model
 
 torch.set_num_threads(1)

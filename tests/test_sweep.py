@@ -20,9 +20,10 @@ import dasm.schedule_search as schedule_search
 from bench.cli.main import main
 from bench.errors import BenchError, DivergedError
 from bench.methods.registry import get_method
+from bench.protocols import get_protocol
 from bench.run.sweep import SweepSpec, make_objective, sample_learning_rate, segment_reporter
 from bench.store.synthetic import SyntheticSet
-from bench.train.evaluation import EvalResult, evaluate_synthetic, get_protocol
+from bench.train.evaluation import EvalResult, evaluate_synthetic
 from dasm.base_matcher import parse_base_overrides
 from dasm.schedule_search import (
     ScheduleObjective,

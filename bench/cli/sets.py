@@ -84,10 +84,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bench.errors import BenchError
     from bench.methods.registry import own_protocol
     from bench.paths import check_writable
+    from bench.protocols import get_protocol
     from bench.spec.cells import eval_key
     from bench.store.results import ResultsTable, check_schema, results_row
     from bench.store.synthetic import SyntheticSet
-    from bench.train.evaluation import check_compatible, evaluate_synthetic, get_protocol, resolve_device
+    from bench.train.evaluation import check_compatible, evaluate_synthetic, resolve_device
     from bench.train.models import model_name_ok
 
     syn = SyntheticSet.load(args.synthetic)

@@ -154,8 +154,9 @@ def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list],
     with DSA: the evaluator's training loop under ``dc`` does the same arithmetic, so it is timed with
     that (the harness does not import a method's module)."""
     from bench.methods.registry import default_config
+    from bench.protocols import get_protocol
     from bench.train.acceleration import Acceleration, use_options
-    from bench.train.evaluation import evaluate_training_set, get_protocol
+    from bench.train.evaluation import evaluate_training_set
 
     config = default_config("mtt", data.name, 1)
     small = _subset(data, n)
@@ -177,8 +178,9 @@ def _expert_epoch_cost(data: Dataset, repeats: int, raw: list[list],
 
 def _evaluation_cost(data: Dataset, protocol_name: str, ipc: int, k1: int, k2: int, repeats: int,
                      raw: list[list]) -> tuple[float, float, int]:
+    from bench.protocols import get_protocol
     from bench.train.acceleration import Acceleration, use_options
-    from bench.train.evaluation import evaluate_training_set, get_protocol
+    from bench.train.evaluation import evaluate_training_set
 
     protocol = get_protocol(protocol_name)
     idx = _subset(data, ipc * data.num_classes).train

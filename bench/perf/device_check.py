@@ -105,7 +105,8 @@ def run_device_check(dataset: Dataset, device: str | torch.device, ipcs: Sequenc
     ``options``: the evaluation's runtime options (default: :func:`runtime_options`); ``started``: a
     ``time.perf_counter()`` value the budget counts from (default: now)."""
     from bench.methods.registry import DistillRequest, distill, get_method, own_protocol
-    from bench.train.evaluation import evaluate_synthetic, get_protocol, resolve_device
+    from bench.protocols import get_protocol
+    from bench.train.evaluation import evaluate_synthetic, resolve_device
     from bench.version import code_version
 
     device = resolve_device(device)
@@ -176,7 +177,8 @@ def _full_evaluation(dataset: Dataset, device: torch.device, sets: dict[tuple[st
                      epochs: int | None, over_budget: Callable[[], bool],
                      add: Callable[[dict[str, Any], str], None]) -> None:
     """One full ``dc`` evaluation of one passing set (DM's at the largest IPC, else the first at it)."""
-    from bench.train.evaluation import evaluate_synthetic, get_protocol
+    from bench.protocols import get_protocol
+    from bench.train.evaluation import evaluate_synthetic
 
     protocol = get_protocol("dc", epochs)
     row: dict[str, Any] = {"check": "full evaluation", "eval_protocol": protocol.name}

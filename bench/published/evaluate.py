@@ -99,8 +99,9 @@ def evaluate_published(root: Path, data: Dataset, out: Path, arch: str = "convne
 
         evaluate_published(Path("published"), data, Path("out"), epochs=2, models=1)
     """
+    from bench.protocols import get_protocol
     from bench.published.importers import import_set
-    from bench.train.evaluation import evaluate_synthetic, get_protocol
+    from bench.train.evaluation import evaluate_synthetic
 
     root, out = Path(root), Path(out)
     if not root.is_dir():

@@ -180,7 +180,7 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report.plots import save_figure
+    from bench.report.pictures import save_figure
     from bench.report.style import (
         accuracy_axis,
         accuracy_yerr,

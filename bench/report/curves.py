@@ -67,7 +67,7 @@ def curves_figure(curves: Curves, path: str | os.PathLike, title: str = "") -> l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report.plots import save_figure
+    from bench.report.pictures import save_figure
     from bench.report.style import METHOD_COLOURS, OKABE_ITO, accuracy_axis, paper_style, size
 
     panels = int(bool(curves.loss_segments)) + int(bool(curves.validation))

@@ -1,5 +1,5 @@
 """Paper figures from stored results, all in the one style of :mod:`bench.report.style` and written by
-:func:`bench.report.plots.save_figure` (PNG + PDF, TrueType fonts):
+:func:`bench.report.pictures.save_figure` (PNG + PDF, TrueType fonts):
 
 - :func:`saturation_panels`: accuracy vs IPC with 95% bands; beside it test error on a log axis,
   which keeps high-IPC differences visible when all accuracies crowd near full data; and the

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.files import refuse_linked_folders, write_atomically
 from bench.paths import safe_slug
-from bench.report.pictures import save_figure, synthetic_picture  # noqa: F401 (the figure writer, importable from here too)
+from bench.report.pictures import save_figure, synthetic_picture
 from bench.store.results import COLUMNS, summarise
 
 

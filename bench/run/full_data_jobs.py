@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     import torch
 
     from bench.data.core import Dataset
+    from bench.protocols import EvalProtocol
     from bench.run.jobs import JobEnv
     from bench.spec.grid import GridSpec
-    from bench.train.evaluation import EvalProtocol, EvalResult  # noqa: F401
+    from bench.train.evaluation import EvalResult
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def full_data_protocols(spec: GridSpec, epochs: int) -> list[tuple[str, EvalProt
     reference per protocol that appears, trained under that protocol at ``epochs``, keyed by the
     sets' protocol name; ``mtt`` (a set's learned learning rate) has no full-data meaning and is
     left out."""
+    from bench.protocols import get_protocol
     from bench.spec.cells import grid_protocols
-    from bench.train.evaluation import get_protocol
 
     if not spec.protocols:
         proto = get_protocol("dc-nodsa", epochs)
@@ -112,7 +113,8 @@ def full_data_accuracy(data: Dataset, arch: str = "convnet", protocol: EvalProto
 
     The cache key names the training split and hashes the whole protocol, so a changed schedule
     or split never reuses an old number."""
-    from bench.train.evaluation import EvalResult, evaluate_training_set, get_protocol
+    from bench.protocols import get_protocol
+    from bench.train.evaluation import EvalResult, evaluate_training_set
 
     protocol = protocol or get_protocol("dc")
     split = getattr(data, "train_split", "train-val")

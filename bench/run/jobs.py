@@ -29,10 +29,11 @@ from bench.data.datasets import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.files import file_lock
 from bench.methods.registry import DistillRequest, distill
+from bench.protocols import EvalProtocol
 from bench.store.results import results_row
 from bench.store.synthetic import SyntheticSet
 from bench.train.allocator import tune_allocator
-from bench.train.evaluation import EvalProtocol, evaluate_synthetic, resolve_device
+from bench.train.evaluation import evaluate_synthetic, resolve_device
 
 
 @dataclass(frozen=True)

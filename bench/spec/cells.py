@@ -30,9 +30,8 @@ from typing import Any, Iterator
 
 from bench.methods.config import apply_overrides, config_hash, distill_key
 from bench.methods.registry import default_config
-from bench.protocols import reference_protocol
+from bench.protocols import EvalProtocol, get_protocol, reference_protocol
 from bench.spec.grid import GridSpec
-from bench.train.evaluation import EvalProtocol, get_protocol
 from bench.vocabulary import OWN_PROTOCOL, REFERENCE_METHOD, normalise_protocol
 
 

@@ -290,7 +290,7 @@ def _parse_claim(table: Any, spec: ExperimentSpec, where: str) -> None:
 
 
 def _parse_protocols(evaluation: dict[str, Any], where: str) -> list[str]:
-    from bench.train.evaluation import get_protocol
+    from bench.protocols import get_protocol
     from bench.vocabulary import OWN_PROTOCOL as OWN
 
     if "protocols" not in evaluation:
@@ -337,7 +337,7 @@ def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
         overrides = {k: v for k, v in body.items() if k not in _METHOD_RESERVED}
         protocol = body.get("protocol")
         if protocol is not None:
-            from bench.train.evaluation import get_protocol
+            from bench.protocols import get_protocol
 
             try:
                 get_protocol(_expect(protocol, str, f"methods.{name}.protocol", where), spec.epochs)
@@ -363,7 +363,7 @@ def _parse_methods(table: Any, spec: ExperimentSpec, where: str,
 
 
 def _check_runnable(spec: ExperimentSpec, where: str) -> None:
-    from bench.train.evaluation import get_protocol
+    from bench.protocols import get_protocol
     from bench.train.models import model_name_ok
 
     for arch in spec.archs + ([spec.full_data_arch] if spec.full_data_arch else []):
@@ -380,7 +380,7 @@ def _check_runnable(spec: ExperimentSpec, where: str) -> None:
 
 def claim_protocol(spec: ExperimentSpec) -> str:
     """The one protocol every method of the claim is evaluated under (its cells' protocol name)."""
-    from bench.train.evaluation import get_protocol
+    from bench.protocols import get_protocol
 
     shared = [p for p in (spec.protocols or [spec.protocol]) if normalise_protocol(p) != OWN_PROTOCOL]
     if len(shared) != 1:

@@ -17,7 +17,7 @@ from typing import Any
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from bench.methods.registry import get_method
-from bench.train.evaluation import get_protocol
+from bench.protocols import get_protocol
 from bench.train.models import model_name_ok
 from bench.vocabulary import OWN_PROTOCOL, normalise_protocol
 

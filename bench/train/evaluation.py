@@ -1,7 +1,7 @@
 """The evaluation protocol: train fresh models on a synthetic set, test them on the real test split.
 
 The protocols themselves (their names, schedules and references) are defined in :mod:`bench.protocols`
-(torch-free, so the CLI's help can list them) and re-exported here.
+(torch-free, so the CLI's help can list them).
 
 A set distilled in ZCA-whitened space trains and tests in that space under every protocol
 (:func:`bench.data.zca.evaluation_space`); soft (K x C) labels train with soft cross-entropy.
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from bench.data.datasets import Dataset, ImageSet
 from bench.errors import BenchError
-from bench.protocols import AUGMENTS, MNIST_LIKE, PROTOCOLS, SCHEDULES, EvalProtocol, get_protocol, reference_protocol  # noqa: F401 (re-exported)
+from bench.protocols import AUGMENTS, PROTOCOLS, SCHEDULES, EvalProtocol
 from bench.store.synthetic import SyntheticSet
 from bench.train.acceleration import training_step
 from bench.train.augmentation import cutmix

@@ -25,7 +25,8 @@ torch.set_num_threads(1)
 from bench.train.allocator import tune_allocator
 state = tune_allocator()
 from bench.data.datasets import load_dataset
-from bench.train.evaluation import get_protocol, train_network
+from bench.protocols import get_protocol
+from bench.train.evaluation import train_network
 from bench.train.models import create_model
 data = load_dataset("digits")
 idx = torch.cat([ix[:10] for ix in data.train.indices_by_class])

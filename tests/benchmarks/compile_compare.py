@@ -33,8 +33,9 @@ def main() -> None:
 
     tune_allocator()  # as the CLI and its workers run (bench/train/allocator.py)
     from bench.data.datasets import load_dataset
+    from bench.protocols import get_protocol
     from bench.train.acceleration import Acceleration, use_options
-    from bench.train.evaluation import accuracy, get_protocol, train_network
+    from bench.train.evaluation import accuracy, train_network
     from bench.train.models import create_model
 
     data = load_dataset("digits")

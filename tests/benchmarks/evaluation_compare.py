@@ -36,7 +36,8 @@ if arm != "old":
     from bench.train.allocator import tune_allocator
     assert tune_allocator() == "tuned"
 from bench.data.datasets import load_dataset
-from bench.train.evaluation import accuracy, get_protocol, train_network
+from bench.train.evaluation import accuracy, train_network
+from bench.protocols import get_protocol
 from bench.train.models import create_model
 data = load_dataset("digits")
 idx = torch.cat([ix[:10] for ix in data.train.indices_by_class])

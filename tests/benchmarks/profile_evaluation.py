@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data.datasets import load_dataset
     from bench.files import write_atomically
     from bench.perf.cost_model import _subset, machine_note
+    from bench.protocols import get_protocol
     from bench.train.acceleration import Acceleration, use_options
     from bench.train.allocator import tune_allocator
-    from bench.train.evaluation import evaluate_training_set, get_protocol
+    from bench.train.evaluation import evaluate_training_set
     from bench.version import code_version
 
     version, allocator = code_version(), tune_allocator()

@@ -58,8 +58,9 @@ def reference_side(ref_dir: Path, images: torch.Tensor, labels: torch.Tensor, te
 
 
 def our_side(data, images: torch.Tensor, labels: torch.Tensor, target):
+    from bench.protocols import get_protocol
     from bench.train.acceleration import Acceleration, use_options
-    from bench.train.evaluation import evaluate_training_set, get_protocol
+    from bench.train.evaluation import evaluate_training_set
 
     protocol = get_protocol("dc")
 

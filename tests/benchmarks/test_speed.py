@@ -22,7 +22,8 @@ import torch
 
 from bench.data.datasets import load_dataset
 from bench.methods.registry import DistillRequest, default_config, distill
-from bench.train.evaluation import PROTOCOLS, train_network
+from bench.protocols import PROTOCOLS
+from bench.train.evaluation import train_network
 from bench.train.models import create_model
 
 
