@@ -55,10 +55,9 @@ def diagnostics_figures(syn: SyntheticSet, path: str | os.PathLike) -> list[Path
 def diagnostics_figure(syn: SyntheticSet, path: str | os.PathLike,
                        formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Draw the per-segment diagnostics of a DASM set; writes one file per format, returns the paths."""
-    import matplotlib
+    from bench.report.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     with paper_style():  # the paper style: its palette, print-size text, the page width
         fig = _draw(plt, segment_records(syn), syn.metadata)

@@ -175,10 +175,9 @@ def budget_figure(summary: pd.DataFrame, path: str | Path) -> list[Path]:
     """Accuracy against distillation seconds (log x), a curve per method, error bars = 95% intervals,
     rungs labelled, the chosen rung ringed; one panel per IPC. Drawn in the paper style
     (:mod:`bench.report.style`: colour-blind-safe colours, a marker per method, TrueType fonts)."""
-    import matplotlib
+    from bench.report.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from bench.report.pictures import save_figure
     from bench.report.style import (

@@ -62,10 +62,9 @@ def stored_curves(metadata: dict[str, Any]) -> Curves:
 def curves_figure(curves: Curves, path: str | os.PathLike, title: str = "") -> list[Path]:
     """Matching loss against iteration (segments end to end) and validation accuracy per segment,
     in the paper style (:mod:`bench.report.style`: its palette, print-size text, column widths)."""
-    import matplotlib
+    from bench.report.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from bench.report.pictures import save_figure
     from bench.report.style import METHOD_COLOURS, OKABE_ITO, accuracy_axis, paper_style, size

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.metrics import improvement_over_random
-from bench.report.pictures import save_figure
+from bench.report.pictures import pyplot, save_figure
 from bench.report.stats import paired_difference, per_seed, t_interval
 from bench.report.style import (
     BASE_ARCH,
@@ -46,12 +46,7 @@ FORMATS = ("png", "pdf")
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _ipc_axis(ax, ipcs: Sequence[int]) -> None:

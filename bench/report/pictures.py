@@ -22,6 +22,16 @@ from bench.errors import BenchError
 from bench.files import write_atomically
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend: the one place the harness picks a backend,
+    so a figure is written the same way on a laptop, a headless node and in a worker process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 def save_figure(fig, path: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` once per format next to ``path`` (suffix replaced), close it, return the paths.
     Fonts are embedded as TrueType (Type 42), never Type 3, whatever style drew the figure."""
@@ -68,10 +78,7 @@ def synthetic_picture(syn, path: str | os.PathLike, mean: Sequence[float], std: 
     as a single picture so that sets of hundreds of images render in well under a second, one
     column (3.5 in) wide, titled with ``title`` and how many of the set's images it shows.
     ``decoded``: the images a model trains on (IDC's multi-formation decoded) instead of the stored ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import torch
     from torchvision.utils import make_grid
 

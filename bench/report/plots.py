@@ -32,10 +32,9 @@ def saturation_figure(df: pd.DataFrame, path: str | os.PathLike, metric: str = "
     """Accuracy against IPC (log axis), a line per method (registry order and style) with a +-1 std
     band over seeds, and the full-data accuracy as a dashed line; one axis, for quick looks (the
     paper figure with intervals is :func:`bench.report.figures.saturation_panels`). Returns the paths."""
-    import matplotlib
+    from bench.report.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from bench.report.style import accuracy_axis, clip_accuracy, method_style, ordered_methods, paper_style, size
 

@@ -223,10 +223,9 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
 def save_plots(study: optuna.Study, out: Path) -> tuple[list[Path], list[str]]:
     """Optuna's matplotlib plots as PNG: optimisation history, intermediate values (per-segment
     accuracy), parameter importances. Returns (written paths, notes about skipped plots)."""
-    import matplotlib
+    from bench.report.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from optuna.visualization import matplotlib as ovm
 
     written, notes = [], []
