@@ -169,3 +169,42 @@ def test_cell_protocol_suffixes_are_read():
 
     for protocol in ("dc", "dc@300ep", "mtt@lr0.01", "dc-nodsa@300ep@hard", "idc"):
         check_row({"cell_key": "k", "protocol": protocol, "train_split": "train-val"})
+
+
+# ----------------------------------------------------------------------------- open cases of issue 26, closed
+
+@pytest.mark.parametrize("flag", ["--study", "--storage"])
+def test_an_empty_sweep_name_or_url_is_refused_not_replaced_by_the_default(flag, tmp_path, capsys, no_compute,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(["sweep", "--dataset", "digits", "--ipc", "1", "--trials", "1", flag, " "], capsys, f"{flag} is empty")
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_spec_with_an_empty_name_is_refused(tmp_path, capsys):
+    spec = tmp_path / "e.toml"
+    spec.write_text(SPEC.replace('name = "t"', 'name = ""'))
+    _refused(["run", str(spec), "--plan"], capsys, "name must not be empty")
+
+
+def test_all_zero_or_negative_soft_labels_are_refused_before_training():
+    import torch
+
+    from bench.errors import BenchError
+    from bench.store.synthetic import SyntheticSet
+
+    images = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(BenchError, match="probability rows.*row 0 sums to 0"):
+        SyntheticSet(images, torch.zeros(2, 10))
+    with pytest.raises(BenchError, match="probability rows"):
+        SyntheticSet(images, torch.tensor([[2.0] + [-0.1] * 9] * 2))
+    SyntheticSet(images, torch.full((2, 10), 0.1))  # proper rows are kept
+
+
+def test_an_edited_sidecar_factor_is_caught_by_the_checksummed_copy(good_set, tmp_path, capsys, no_compute):
+    def edit(side):
+        side["factor"] = 2  # in range, so only the copy inside the checksummed bytes can tell
+        return json.dumps(side)
+
+    bad = _copy_set(good_set, tmp_path / "f.safetensors", edit)
+    _refused(["evaluate", str(bad)], capsys, "disagrees with the set's checksummed factor [1]")

@@ -139,6 +139,10 @@ class SweepSpec:
         return (self.seed * 10_007 + self.worker) % 2**32
 
     def validate(self) -> None:
+        # an empty name or URL is a typo, not a request for the default (which leaving it out gives)
+        for flag, value in (("--study", self.study), ("--storage", self.storage)):
+            if value is not None and not value.strip():
+                raise BenchError(f"{flag} is empty; leave it out for the default")
         if self.trials < 1:
             raise BenchError(f"--trials must be >= 1, got {self.trials}")
         if self.timeout is not None and not self.timeout > 0:

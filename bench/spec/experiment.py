@@ -239,7 +239,8 @@ def parse_spec(raw: dict[str, Any], where: str = "spec", warn: Callable[[str], N
         _expect(full_arch, str, "evaluation.full_data_arch", where)
 
     spec = ExperimentSpec(
-        name=_expect(raw.get("name", source.stem if source else "experiment"), str, "name", where),
+        name=_non_empty(_expect(raw.get("name", source.stem if source else "experiment"), str, "name", where),
+                        "name", where),
         description=_expect(raw.get("description", ""), str, "description", where),
         dataset=dataset, methods=[], ipcs=ipcs, seeds=seeds, archs=list(archs), protocol=protocol,
         protocols=protocols, epochs=epochs, num_models=models or 5, full_data_epochs=full_epochs,
@@ -390,6 +391,12 @@ def claim_protocol(spec: ExperimentSpec) -> str:
 
 
 # ----------------------------------------------------------------------------- small checks
+
+def _non_empty(value: str, key: str, where: str) -> str:
+    if not value.strip():
+        raise BenchError(f"{where}: {key} must not be empty (leave it out for the file's name)")
+    return value
+
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, what: str) -> None:
     for key in table:

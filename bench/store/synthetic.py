@@ -86,6 +86,14 @@ class SyntheticSet:
             raise BenchError(f"hard labels must be class indices >= 0, got {int(self.labels.min())}")
         if self.labels.ndim == 2 and not torch.isfinite(self.labels).all():
             raise BenchError("soft labels contain NaN or inf")
+        if self.labels.ndim == 2 and k:
+            # cross-entropy targets: an all-zero (or negative) row trains on nothing and fails silently;
+            # logits are turned into rows by the importer (softmax), never stored as labels
+            rows = self.labels.double().sum(1)
+            if bool((self.labels < 0).any()) or not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
+                bad = int(((rows - 1).abs() > 1e-3).nonzero()[0]) if bool(((rows - 1).abs() > 1e-3).any()) else 0
+                raise BenchError(f"soft labels must be probability rows (>= 0, each summing to 1); row {bad} "
+                                 f"sums to {float(rows[bad]):.4g}")
         if self.segment_ids is not None and tuple(self.segment_ids.shape) != (k,):
             raise BenchError(f"segment_ids shape {tuple(self.segment_ids.shape)} does not fit {k} images")
         check_int(self.factor, "decoder factor", 1, min(MAX_FACTOR, max(1, self.images.shape[-1])))
@@ -138,6 +146,9 @@ class SyntheticSet:
                    "labels": self.labels.detach().cpu().contiguous()}
         if self.segment_ids is not None:
             tensors["segment_ids"] = self.segment_ids.detach().cpu().long().contiguous()
+        # the decoder factor decides how many training images each stored one becomes: inside the
+        # checksummed bytes, so an edited sidecar cannot change it unnoticed (the sidecar keeps a copy)
+        tensors["factor"] = torch.tensor([self.factor], dtype=torch.int64)
         blob = st_save(tensors)
         sidecar = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "factor": self.factor,
@@ -197,7 +208,13 @@ class SyntheticSet:
         labels = tensors["labels"]
         if labels.is_floating_point() and labels.ndim == 2 and labels.dtype != torch.float32:
             labels = labels.float()
-        return cls(images, labels, meta.get("factor", 1), tensors.get("segment_ids"), meta.get("metadata", {}))
+        factor = meta.get("factor", 1)
+        stored = tensors.get("factor")
+        if stored is not None:  # sets saved before the factor moved into the checksummed bytes have none
+            if stored.shape != (1,) or stored.dtype != torch.int64 or int(stored[0]) != factor:
+                raise BenchError(f"sidecar {side}: factor {factor!r} disagrees with the set's checksummed "
+                                 f"factor {stored.tolist()}")
+        return cls(images, labels, factor, tensors.get("segment_ids"), meta.get("metadata", {}))
 
 
 def _check_sidecar(meta: Any, side: Path) -> None:
