@@ -18,7 +18,7 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 # uv creates and fills the virtualenvs where it is installed (`pip install "nox[uv]"`), else virtualenv
 nox.options.default_venv_backend = "uv|virtualenv"
-PYTHON = None  # the interpreter nox runs under (README: Python 3.11)
+PYTHON = None  # the interpreter nox runs under (README: Python 3.10 or newer, as pyproject.toml requires)
 
 
 @functools.lru_cache(maxsize=1)
