@@ -156,6 +156,41 @@ def read_config(path: str) -> dict:
     return dict(fields)
 
 
+def set_output(out: Path, given: str | None, what: str = "--out") -> Path:
+    """The ``.safetensors`` path a synthetic set given as ``--out`` is written to, checked before any
+    work: a name that is a directory (``""``, ``new/``, an existing folder), a device, or a set or
+    sidecar path that cannot be written is a one-line error, so no set is left without its sidecar.
+
+    Example::
+
+        out = set_output(Path(args.out), args.out)     # "x" -> x.safetensors (and x.json) checked
+    """
+    from bench.errors import BenchError
+    from bench.paths import check_writable
+    from bench.store.synthetic import sidecar_path
+
+    if given is not None and not given.strip():
+        raise BenchError(f"{what} is an empty path, which names a directory; give a file, e.g. set.safetensors")
+    # "/", ".", "new/": a directory, not a file name (Path drops a trailing slash)
+    if not out.name or out.name == ".." or (given or "").endswith("/"):
+        raise BenchError(f"{what} {given!r} names a directory; give a file, e.g. {out / 'set.safetensors'}")
+    if out.exists() and not out.is_file():  # /dev/null: "/dev/null.safetensors" is not what was meant
+        raise BenchError(f"cannot write {what} {out}: it is {'a directory' if out.is_dir() else 'not a regular file'}")
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    check_writable(out, what)
+    check_writable(sidecar_path(out), f"{what} sidecar")
+    return out
+
+
+def check_label(text: str | None, what: str) -> None:
+    """A name shown in tables (``--method`` of an import): not blank, no control characters."""
+    from bench.errors import BenchError
+
+    if text is not None and (not text.strip() or any(ord(c) < 32 or ord(c) == 127 for c in text)):
+        raise BenchError(f"{what} {text!r} must be a non-blank name without control characters")
+
+
 def sync_csv(out: Path) -> None:
     """The Parquet and CSV are rebuilt from the stored rows; a damaged ``results.csv`` is rewritten
     even when no row was added."""

@@ -360,7 +360,7 @@ def _add_cost(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=5, help="alternating runs per size (default: 5)")
     p.add_argument("--repeats-at", type=str_list, default=[],
                    help="fewer runs at costly IPCs, IPC=RUNS pairs, e.g. 10=1,50=1")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--threads", type=workers_int, default=1, help="torch threads (default: 1)")
     p.add_argument("--roofline", action="store_true",
                    help="also count each unit's FLOPs and measure the machine's peak (peak.csv): GFLOP/s and "
                         "%% of peak per unit (bench/perf/roofline.py)")

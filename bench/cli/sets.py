@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.checks import parse_sets, read_config
+from bench.cli.checks import check_label, parse_sets, read_config, set_output
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -28,8 +28,14 @@ def cmd_list(args: argparse.Namespace) -> None:
         print("datasets:")
         for name, desc in list_datasets().items():
             print(f"  {name:<14} {desc}")
+    if args.filter is not None and args.what in ("methods", "datasets"):
+        from bench.errors import BenchError
+
+        raise BenchError(f"--filter selects architectures; `dasm-bench list archs --filter {args.filter!r}`")
     if args.what in ("archs", "all"):
         archs = list_architectures(args.filter)
+        if args.filter and archs == list_architectures("\0"):  # only the built-ins: say so, not just list them
+            print(f"(no timm architecture matches {args.filter!r}; the built-in ones are always listed)")
         if args.what == "all" and not args.filter:
             shown = archs[:12]
             print(f"architectures ({len(archs)}; `dasm-bench list archs --filter 'vit*'` for more):")
@@ -42,25 +48,16 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from bench.data.datasets import load_dataset
-    from bench.errors import BenchError
     from bench.methods.registry import DistillRequest, apply_overrides, default_config, distill, get_method
-    from bench.paths import check_writable, safe_slug
+    from bench.paths import safe_slug
     from bench.report.pictures import synthetic_picture
     from bench.train.evaluation import resolve_device
 
     get_method(args.method)
     overrides = read_config(args.config) if args.config else {}
     overrides.update(parse_sets(args.set))
-    out = Path(f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
-               f"-s{args.seed}.safetensors" if args.out is None else args.out)
-    # "/", ".", "", "new/": a directory, not a file name (Path drops a trailing slash)
-    if not out.name or out.name == ".." or (args.out or "").endswith("/"):
-        raise BenchError(f"--out {args.out!r} names a directory; give a file, e.g. {out / 'set.safetensors'}")
-    if out.exists() and not out.is_file():  # /dev/null: "/dev/null.safetensors" is not what was meant
-        raise BenchError(f"cannot write --out {out}: it is {'a directory' if out.is_dir() else 'not a regular file'}")
-    if out.suffix != ".safetensors":
-        out = out.with_name(out.name + ".safetensors")
-    check_writable(out, "--out")  # before any compute
+    out = set_output(Path(f"results/synthetic/{safe_slug(args.method)}-{safe_slug(args.dataset)}-ipc{args.ipc}"
+                          f"-s{args.seed}.safetensors" if args.out is None else args.out), args.out)  # before compute
     data = load_dataset(args.dataset, args.data_root, args.download, args.train_split)
     data.check_ipc(args.ipc)
     apply_overrides(default_config(args.method, args.dataset, args.ipc), overrides)  # a bad field: before any compute
@@ -159,14 +156,14 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 def cmd_import(args: argparse.Namespace) -> None:
     from bench.data.datasets import load_dataset
-    from bench.paths import check_writable
     from bench.published.importers import import_set
 
-    check_writable(args.out, "--out")  # before any work
+    check_label(args.method, "--method")
+    out = set_output(Path(args.out), args.out)  # before any work; the set and its sidecar
     data = load_dataset(args.dataset, args.data_root, args.download)
     syn = import_set(args.source, data, args.format, args.method, args.index, args.soft_labels, args.seed,
                      args.iteration, args.zca)
-    path = syn.save(args.out)
+    path = syn.save(out)
     info = syn.metadata["import"]
     print(f"imported {len(syn)} images ({info['format']}, {info['labels']} labels, IPC {syn.metadata['ipc']}) "
           f"from {args.source} to {path}")
@@ -183,7 +180,7 @@ def cmd_published(args: argparse.Namespace) -> None:
     model_name_ok(args.arch)
     check_writable(args.out, "--out", directory=True)  # before any work
     data = load_dataset(args.dataset, args.data_root, args.download)
-    rows = evaluate_published(Path(args.root), data, Path(args.out), args.arch, args.epochs, args.models,
+    rows = evaluate_published(args.root, data, Path(args.out), args.arch, args.epochs, args.models,
                               args.seed, resolve_device(args.device), progress=not args.no_progress)
     for r in rows:
         print(f"{r.folder}: {r.measured_mean:.2f} ± {r.measured_std:.2f}% ({r.protocol}, lr {r.lr:g}); "
@@ -192,25 +189,36 @@ def cmd_published(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
+    import re
+
     import torch
 
+    from bench.bounds import MAX_COUNT, MAX_IPC
     from bench.data.datasets import load_dataset
     from bench.errors import BenchError
     from bench.paths import check_writable
     from bench.perf.cost_model import TIMED_METHODS, machine_note, measure_costs, write_costs
+    from bench.protocols import get_protocol
 
     unknown = [m for m in args.methods if m not in TIMED_METHODS]
     if unknown:
         raise BenchError(f"cost times {', '.join(TIMED_METHODS)}; not {', '.join(unknown)}")
+    for name in args.protocols:  # an unknown one is refused before the distillers are timed, not after
+        get_protocol(name)
     at = {}
     for pair in args.repeats_at:
         ipc, _, runs = pair.partition("=")
-        if not (ipc.isdigit() and runs.isdigit() and int(runs) >= 1):
-            raise BenchError(f"--repeats-at takes IPC=RUNS pairs with RUNS >= 1, got {pair!r}")
+        # ASCII digits: str.isdigit() accepts "²", which int() refuses; both in range, like --ipc and --repeats
+        if not (re.fullmatch(r"[0-9]{1,7}", ipc) and re.fullmatch(r"[0-9]{1,7}", runs)
+                and 1 <= int(ipc) <= MAX_IPC and 1 <= int(runs) <= MAX_COUNT) or int(ipc) in at:
+            raise BenchError(f"--repeats-at takes IPC=RUNS pairs, each IPC once, IPC in [1, {MAX_IPC}] and RUNS "
+                             f"in [1, {MAX_COUNT}], got {pair!r}")
         at[int(ipc)] = int(runs)
     check_writable(args.out, "--out", directory=True)  # before any work
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, args.data_root, args.download)
+    for ipc in {*args.ipc, *(args.eval_ipc or ())}:  # an evaluation subset would be cut short without a word
+        data.check_ipc(ipc)
     peak: list | None = [] if args.roofline else None
 
     def write(rows, raw):  # after every row: a stopped measurement keeps what it measured

@@ -99,14 +99,20 @@ def evaluate_published(root: Path, data: Dataset, out: Path, arch: str = "convne
 
         evaluate_published(Path("published"), data, Path("out"), epochs=2, models=1)
     """
+    from bench.files import refuse_link
     from bench.protocols import get_protocol
     from bench.published.importers import import_set
     from bench.train.evaluation import evaluate_synthetic
 
+    if not str(root).strip():  # Path("") is the working directory: each of its folders would be evaluated
+        raise BenchError("the published sets folder is an empty path; give a folder of published sets")
     root, out = Path(root), Path(out)
     if not root.is_dir():
-        raise BenchError(f"published sets folder {root} does not exist")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise BenchError(f"published sets folder {root} " + ("is not a folder" if root.exists() else "does not exist"))
+    refuse_link(out / "sets", "published output folder")  # a planted link would send every set elsewhere
+    # the output directory inside the root (a second run) is not a published set
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and p.resolve() != out.resolve())
     if not folders:
         raise BenchError(f"{root} holds no published set (one sub-folder per set)")
     reported = reported_accuracies(root / "README.md")

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from pathlib import Path
 from typing import Any, ContextManager
@@ -74,12 +75,28 @@ def allow_result_file_globals() -> ContextManager[Any]:
     return safe_globals(result_file_globals()) if safe_globals is not None else contextlib.nullcontext()
 
 
+def check_regular(path: Path) -> Path:
+    """``path``, or a one-line BenchError when it is missing or not a regular file (a FIFO would
+    block a reader for good, a device never ends).
+
+    Example::
+
+        check_regular(folder / "lr.pt")     # BenchError: ... is not a regular file
+    """
+    if not path.exists():
+        raise BenchError(f"{path} does not exist" + (" (a broken link)" if path.is_symlink() else ""))
+    if not path.is_file():
+        raise BenchError(f"{path} is not a regular file (a directory, FIFO, socket or device); refusing to read it")
+    return path
+
+
 def detect_dir_format(folder: Path) -> str | None:
     """``mtt`` (an ``images_<it>.pt``), ``ddranking`` (``images.pt``), ``dc`` (a ``res_*.pt``
-    result file) or None (none of them)."""
-    if (folder / "images.pt").is_file():
+    result file) or None (none of them). A name that is not a regular file (a FIFO) still counts:
+    reading it is then refused in one line, not mistaken for an image folder."""
+    if os.path.lexists(folder / "images.pt"):
         return "ddranking"
-    files = [p.name for p in folder.iterdir() if p.is_file()]
+    files = [p.name for p in folder.iterdir() if not p.is_dir()]
     if any(_SAVE_IMAGES.match(n) for n in files):
         return "mtt"
     if any(_DC_RESULT.match(n) for n in files):
@@ -140,14 +157,16 @@ def save_dir_files(source: Path, fmt: str, iteration: str | None = None) -> tupl
             raise BenchError("--iteration applies to MTT save directories; DD-Ranking's layout has one file set")
         images, labels, lr = (folder / n for n in DDRANKING_FILES)
         for f in (images, labels):
-            if not f.is_file():
+            if not os.path.lexists(f):
                 raise BenchError(f"{folder} is not a DD-Ranking set: it has no {f.name}")
+            check_regular(f)
         return images, labels, lr
     if iteration is None and source.is_file():
         match = _SAVE_IMAGES.match(source.name)
         iteration = match.group(1) if match else None
-    saved = sorted((m.group(1) for p in folder.iterdir() if p.is_file() and (m := _SAVE_IMAGES.match(p.name))
-                    and (folder / f"labels_{m.group(1)}.pt").is_file()), key=_iteration_order)
+    # names, not kinds: a FIFO among them is refused when read (check_regular), not taken for a missing save
+    saved = sorted((m.group(1) for p in folder.iterdir() if not p.is_dir() and (m := _SAVE_IMAGES.match(p.name))
+                    and os.path.lexists(folder / f"labels_{m.group(1)}.pt")), key=_iteration_order)
     if iteration is not None:
         tag = str(iteration).strip().lower()
         if tag not in saved:

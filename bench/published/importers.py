@@ -61,20 +61,27 @@ def sha256_file(path: Path) -> str:
 def load_plain(path: Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers; anything else is a BenchError."""
     import pickle
+    import warnings
 
-    from bench.published.formats import allow_result_file_globals
+    from bench.published.formats import allow_result_file_globals, check_regular
 
-    if not path.is_file():
-        raise BenchError(f"{path} does not exist")
+    check_regular(path)  # a FIFO would block torch.load for good
     try:
-        with allow_result_file_globals():  # the numpy float scalars of DC/DSA/DM result files, nothing more
+        # torch warns about pickle protocols and deprecated dtypes on stderr: the one line is ours
+        with allow_result_file_globals(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only names the global it refused ("Unsupported global: GLOBAL argparse.Namespace ...")
         # ... or the class a BUILD would set state on ("Can only build Tensor, ... but got <class 'X'>")
         refused = re.search(r"GLOBAL (\S+)", str(exc)) or re.search(r"but got <class '([^']+)'>", str(exc))
         if refused is None:
-            raise BenchError(f"{path} cannot be read as a torch file: {_first_line(exc)}") from None
+            # not torch's first line, "Re-running `torch.load` with `weights_only` set to False will
+            # likely succeed": that would run the file's code; the unpickler's own reason instead
+            said = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+            reason = said.group(1).strip()[:160] if said else _first_line(exc)
+            raise BenchError(f"{path} cannot be read as a torch file ({reason}; only plain tensors, numbers, "
+                             "lists and dicts are loaded)") from None
         raise BenchError(f"{path} needs pickle beyond tensors, refused (only plain tensors, numbers, lists, "
                          f"dicts and numpy float scalars are loaded; it asks for {refused.group(1)})") from None
     except Exception as exc:  # not a torch file, truncated zip, ...
@@ -104,6 +111,10 @@ def _tensor(value: Any, what: str, path: Path) -> Tensor:
         raise BenchError(f"{path}: {what} is a {type(value).__name__}, expected a tensor")
     if value.is_complex():  # .float() would drop the imaginary part without a word
         raise BenchError(f"{path}: {what} holds complex values ({value.dtype}), expected real numbers")
+    # a sparse, quantized or meta tensor (shape without data) is no set: refused before it is indexed
+    if value.layout != torch.strided or value.is_quantized or value.is_meta:
+        kind = "a meta tensor (no data)" if value.is_meta else f"a {value.layout}/{value.dtype} tensor"
+        raise BenchError(f"{path}: {what} is {kind}, expected a dense tensor")
     return value.detach().cpu()
 
 
@@ -111,6 +122,8 @@ def _labels(raw: Tensor, k: int, num_classes: int, soft: str, path: Path) -> tup
     """Hard labels as int64; soft (K,C) labels kept soft, as probabilities (logits go through softmax)."""
     if raw.ndim == 1:
         if raw.is_floating_point():
+            if not torch.isfinite(raw).all():
+                raise BenchError(f"{path}: labels contain NaN or inf")
             if not torch.equal(raw, raw.round()):
                 raise BenchError(f"{path}: 1-d labels must be class indices, got fractional values")
         labels = raw.long()
@@ -143,7 +156,7 @@ def _read_mtt(path: Path, fmt: str = "mtt", iteration: str | None = None) -> tup
     labels = _tensor(load_plain(labels_file), labels_file.name, labels_file)
     inputs = [images_file, labels_file]
     lr = None
-    if lr_file.is_file():
+    if os.path.lexists(lr_file):  # one that is not a regular file is refused, not skipped: its rate would be lost
         value = load_plain(lr_file)
         if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
             value = value.item()
@@ -167,10 +180,21 @@ def _read_dc(path: Path, index: int) -> tuple[Tensor, Tensor, dict[str, Any]]:
         raise BenchError(f"{path}: data[{index}] is not an [images, labels] pair")
     extra: dict[str, Any] = {"experiment_index": index, "experiments_stored": len(runs)}
     accs = raw.get("accs_all_exps")
-    if isinstance(accs, dict):  # the reference code's own accuracies, kept for comparison
+    if isinstance(accs, dict):  # the reference code's own accuracies, kept for comparison (finite fractions only)
         extra["reported_accuracies"] = {str(k): [float(a) for a in v] for k, v in accs.items()
-                                        if isinstance(v, (list, tuple)) and all(isinstance(a, (int, float)) for a in v)}
+                                        if isinstance(v, (list, tuple)) and all(_fraction(a) for a in v)}
     return _tensor(pair[0], "data[i][0]", path), _tensor(pair[1], "data[i][1]", path), extra
+
+
+def _fraction(value: Any) -> bool:
+    """An accuracy as the reference code stores it: a real number in [0, 1] (no bool, NaN or
+    integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return 0.0 <= float(value) <= 1.0
+    except OverflowError:
+        return False
 
 
 def _class_index(folder_names: list[str], data: Dataset) -> dict[str, int]:
@@ -245,6 +269,8 @@ def import_set(path: str | os.PathLike, data: Dataset, fmt: str = "auto", method
     from bench.train.evaluation import check_compatible
     from bench.version import code_version
 
+    if not str(path).strip():  # Path("") is ".": the working directory would be read as an image folder
+        raise BenchError("the source is an empty path; give a published set's folder or file")
     source = Path(path)
     if fmt not in FORMATS:
         raise BenchError(f"unknown import format {fmt!r}; known: {', '.join(FORMATS[1:])}")

@@ -103,6 +103,12 @@ def _fmt(key: tuple) -> str:
 
 
 def _load(directory: str | os.PathLike, what: str) -> pd.DataFrame:
+    from pathlib import Path
+
+    if not str(directory).strip():  # Path("") is the working directory
+        raise BenchError(f"{what} is an empty path; give a results directory")
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise BenchError(f"{directory} ({what}) is a file, not a results directory")
     table = ResultsTable(directory)
     if not table.exists():
         raise BenchError(f"no results table in {directory} ({what}; expected {table.parquet.name} "
@@ -133,9 +139,10 @@ def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric
     ran, ref = _load(run, "the run"), _load(reference, "the reference")
     if metric not in ran.columns or metric not in ref.columns:
         raise BenchError(f"metric {metric!r} is not a column of both tables")
-    for df in (ran, ref):
+    for df, directory in ((ran, run), (ref, reference)):
         if not (pd.api.types.is_numeric_dtype(df[metric]) or df[metric].isna().all()):
             raise BenchError(f"metric {metric!r} is not a numeric column (e.g. acc_last, acc_val)")
+        _check_values(df[metric], metric, directory)
     # a rerun may hold a cell twice (e.g. another num_models): compare means
     ran_cells = {k: v.mean() for k, v in _grouped(ran, KEYS, metric).items()}
     ref_cells = {k: v.mean() for k, v in _grouped(ref, KEYS, metric).items()}
@@ -157,6 +164,20 @@ def compare_results(run: str | os.PathLike, reference: str | os.PathLike, metric
         missing = [k for k in missing if in_selection(k, selections)]
     extra = sorted((k for k in ran_cells if k not in ref_cells), key=_as_text)
     return Comparison(sorted(cells, key=lambda c: _as_text(c.key)), missing, extra, metric, not_run)
+
+
+def _check_values(values: pd.Series, metric: str, directory: str | os.PathLike) -> None:
+    """A damaged table is refused, not compared: an inf (or, for an accuracy, a value outside
+    0..100) would make every cell "outside the noise" and the verdict meaningless. NaN is "not measured"."""
+    from bench.store.results import _PERCENT
+
+    known = pd.to_numeric(values, errors="coerce").dropna().astype(float)
+    low, high = (0.0, 100.0) if metric in _PERCENT else (-math.inf, math.inf)
+    bad = known[~known.map(math.isfinite) | (known < low) | (known > high)]
+    if len(bad):
+        where = "a finite number" + (" in [0, 100]" if metric in _PERCENT else "")
+        raise BenchError(f"results table in {directory}: {metric} must be {where}, got {bad.iloc[0]!r} "
+                         f"({len(bad)} rows); the table is damaged")
 
 
 def _as_text(key: tuple) -> tuple:

@@ -359,9 +359,13 @@ def check_schema(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if df.empty and not len(df.columns):
         return df
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise BenchError(f"results table {path} is not a dasm-bench table: it lacks column(s) "
-                         f"{', '.join(missing)}; move it away or point at another directory")
+    # a Parquet column of lists or structs (numpy arrays, dicts) cannot key a cell: every reader groups by them
+    nested = next((c for c in REQUIRED_COLUMNS if not missing and df[c].dtype == object
+                   and not df[c].map(lambda v: v is None or isinstance(v, (str, numbers.Number))).all()), None)
+    if missing or nested:
+        raise BenchError(f"results table {path} is not a dasm-bench table: " + (
+            f"it lacks column(s) {', '.join(missing)}" if missing else f"column {nested} holds lists or mappings")
+            + "; move it away or point at another directory")
     return df
 
 
