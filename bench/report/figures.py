@@ -261,7 +261,16 @@ def paired_difference_panels(rows: pd.DataFrame, references: Sequence[str], path
             ax.set_title(f"method − {ref}")
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
-        axes[0][0].set_ylabel("difference (points)")
+        # a coreset 50 points down at IPC 1 would flatten the 1-point differences that matter at
+        # high IPC: beyond ±10 points the axis is symmetric-log (linear within ±2) and says so
+        spread = max((abs(v) for ax in axes[0] for line in ax.get_lines() for v in line.get_ydata()), default=0.0)
+        if spread > 10:
+            from matplotlib.ticker import FuncFormatter
+
+            for ax in axes[0]:
+                ax.set_yscale("symlog", linthresh=2.0)
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+        axes[0][0].set_ylabel("difference (points" + (", symlog)" if spread > 10 else ")"))
         ncol = legend_columns(fig, list(handles), 6 if len(refs) > 1 else 3)
         fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol,
                    handlelength=1.8, columnspacing=1.0, bbox_to_anchor=(0.5, 0.0))
