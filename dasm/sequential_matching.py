@@ -120,10 +120,9 @@ class DASMConfig(BaseMatcherConfig):
         if name == "digits":
             # at most ~200 SGD steps (batch 64) per ranking model whatever the IPC (100 epochs up to
             # IPC 10, 25 at IPC 50): ~5-8 s on one idle core; real split: 8 epochs = ~140 steps
-            # Budget from measurement, read on TEST accuracy before issue 25 (to be re-chosen on validation;
-            # results/digits/budget/budget-digits-ipc10.md): with base idc
-            # at IPC 10 x1 (96.54 ± 1.48) is within the seed interval of the best rung, x8 (97.22 ± 1.06);
-            # at IPC 50 x1 (98.92 ± 0.93) within that of x8 (99.07 ± 0.40).
+            # Budget chosen on VALIDATION (results/digits/budget/, issue 25; base idc, pool train-val,
+            # rungs x1-x2): x1 at IPC 10 (98.15 ± 4.10 vs x2's 98.41 ± 3.94) and at IPC 50 (99.74 ± 1.14
+            # vs 100.00).
             # SeqMatch's 80 network starts and 40 checkpoints per segment scaled to IDC's 12-15
             # digits iterations per segment: a start and a candidate every 5 iterations (3 each)
             return cls(difficulty_epochs=max(25, min(100, 1000 // max(1, ipc))), real_ranking_epochs=8,
