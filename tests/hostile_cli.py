@@ -75,3 +75,35 @@ def assert_in(value: Any, low: float, high: float, what: str, low_open: bool = F
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
         and (value > low if low_open else value >= low) and value <= high
     assert ok, f"{what} = {value!r} was accepted outside [{low}, {high}]"
+
+
+def refused(argv: list[str], capsys: Any, needle: str) -> str:
+    """Run the CLI in-process on ``argv`` and assert the one-line refusal: exit 2, a single
+    ``error: ...`` line containing ``needle`` (case-insensitive), no traceback. Returns the line."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert needle.lower() in err.lower(), err
+    return err
+
+
+def refuse_compute(monkeypatch: Any) -> None:
+    """Make any distillation, evaluation or cost measurement fail the test: bad input must be
+    refused before compute is spent."""
+    import bench.methods.registry
+    import bench.perf.cost_model
+    import bench.train.evaluation
+
+    bench.methods.registry.list_methods()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("compute was spent before the bad input was refused")
+
+    monkeypatch.setattr(bench.train.evaluation, "evaluate_synthetic", refuse)
+    monkeypatch.setattr(bench.methods.registry, "distill", refuse)
+    monkeypatch.setattr(bench.perf.cost_model, "measure_costs", refuse)

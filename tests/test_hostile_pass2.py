@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hostile_cli import refuse_compute
+from hostile_cli import refused as _refused
 
 from bench.cli.main import main
 
@@ -31,29 +33,9 @@ def good_set(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def no_compute(monkeypatch):
-    import bench.methods.registry
-    import bench.train.evaluation
-
-    bench.methods.registry.list_methods()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("compute was spent before the bad input was refused")
-
-    monkeypatch.setattr(bench.train.evaluation, "evaluate_synthetic", refuse)
-    monkeypatch.setattr(bench.methods.registry, "distill", refuse)
+    refuse_compute(monkeypatch)
 
 
-def _refused(argv: list[str], capsys, needle: str) -> str:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (code, err)
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    assert needle.lower() in err.lower(), err
-    return err
 
 
 def _copy_set(good: Path, dst: Path, edit=None) -> Path:

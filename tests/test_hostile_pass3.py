@@ -17,23 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hostile_cli import refuse_compute
+from hostile_cli import refused as _refused
 
 from bench.cli.main import main
 
 K, C = 10, 10  # one 8x8 image per class of digits
 
 
-def _refused(argv: list[str], capsys, needle: str) -> str:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (code, err)
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    assert needle.lower() in err.lower(), err
-    return err
 
 
 def _files(root: Path) -> list[Path]:
@@ -49,18 +40,7 @@ def _ddranking(folder: Path, images=None, labels=None) -> Path:
 
 @pytest.fixture()
 def no_compute(monkeypatch):
-    import bench.methods.registry
-    import bench.perf.cost_model
-    import bench.train.evaluation
-
-    bench.methods.registry.list_methods()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("compute was spent before the bad input was refused")
-
-    monkeypatch.setattr(bench.train.evaluation, "evaluate_synthetic", refuse)
-    monkeypatch.setattr(bench.methods.registry, "distill", refuse)
-    monkeypatch.setattr(bench.perf.cost_model, "measure_costs", refuse)
+    refuse_compute(monkeypatch)
 
 
 def _import(source, out: Path) -> list[str]:
