@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -189,3 +190,12 @@ def describe_written(root: Path, before: dict[str, int]) -> str:
     if groups.get(""):
         parts.append(f"{groups['']} at its top level")
     return f"wrote {len(changed)} files under {root}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks (an archive is never held in memory whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

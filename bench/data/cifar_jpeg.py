@@ -44,6 +44,7 @@ from bench.data.core import Dataset, register_dataset
 from bench.data.locations import assemble, labels_tensor, one_line, resolve_data_root
 from bench.data.cifar import CIFAR10_STATS
 from bench.errors import BenchError
+from bench.files import sha256_file
 
 NAME = "cifar10-jpeg"
 ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -146,13 +147,6 @@ def _decode(files: Iterator[tuple[str, str, int, bytes]], source: Path) -> tuple
     return arrays, content.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def cache_dir() -> Path:
     """Where decoded copies are kept: ``$DASM_CACHE`` or ``~/.cache/dasm-bench`` (as the model cache)."""
@@ -188,7 +182,7 @@ def load_cifar10_jpeg(data_root: str | None = None, download: bool = False) -> D
     source = locate(data_root)
     if download:
         raise BenchError(f"{NAME} is an offline copy: there is nothing to --download (found {source})")
-    archive_sha = _sha256_file(source) if source.is_file() else None
+    archive_sha = sha256_file(source) if source.is_file() else None
     cached = cache_dir() / f"{NAME}-{archive_sha}.npz" if archive_sha else None
     arrays = _read_cache(cached) if cached else None
     sha = archive_sha

@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -41,6 +40,7 @@ from torch import Tensor
 from bench.bounds import MAX_LR, check_number
 from bench.data.datasets import Dataset
 from bench.errors import BenchError
+from bench.files import sha256_file
 from bench.store.synthetic import SyntheticSet
 
 FORMATS = ("auto", "mtt", "ddranking", "dc", "folder")
@@ -49,13 +49,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 _PROTOCOL = {"mtt": "dc", "ddranking": "dc", "dc": "dc", "folder": "dc"}
 _CLASS_NUMBER = re.compile(r"[0-9]{1,6}")
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_plain(path: Path) -> Any:
