@@ -246,3 +246,17 @@ def test_list_filter_matching_no_timm_model_says_so(capsys, pattern):
     assert main(["list", "archs", "--filter", pattern]) == 0
     out = capsys.readouterr().out
     assert "no timm architecture matches" in out and "convnet" in out
+
+
+def test_class_folders_that_mix_numbers_and_names_are_refused(tmp_path, capsys, no_compute):
+    """Sorted as text, "10" would become class 0 and "2" class 1 without a word (issue 26 follow-up)."""
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "folder"
+    for name in ("2", "10", "misc"):
+        (src / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8), mode="L").save(src / name / "0.png")
+    _refused(["import", str(src), "--dataset", "digits", "--out", str(tmp_path / "o.safetensors")], capsys,
+             "mix class numbers")
+    assert not (tmp_path / "o.safetensors").exists()

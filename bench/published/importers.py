@@ -50,7 +50,6 @@ _PROTOCOL = {"mtt": "dc", "ddranking": "dc", "dc": "dc", "folder": "dc"}
 _CLASS_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
-
 def load_plain(path: Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers; anything else is a BenchError."""
     import pickle
@@ -196,7 +195,13 @@ def _class_index(folder_names: list[str], data: Dataset) -> dict[str, int]:
     if all(f in names for f in folder_names):
         return {f: names[f] for f in folder_names}
     # ASCII digits only: str.isdigit() accepts "²", which int() refuses
-    if all(_CLASS_NUMBER.fullmatch(f) for f in folder_names):
+    numeric = [f for f in folder_names if _CLASS_NUMBER.fullmatch(f)]
+    if numeric and len(numeric) < len(folder_names):
+        # sorting "10", "2" and "misc" as text would file "10" under class 0 without a word
+        named = sorted(set(folder_names) - set(numeric))
+        raise BenchError(f"class folders mix class numbers ({', '.join(sorted(numeric)[:3])}) and other names "
+                         f"({', '.join(named[:3])}): name every folder by its class index or by its class name")
+    if numeric:
         mapping = {f: int(f) for f in folder_names}
     else:
         mapping = {f: i for i, f in enumerate(sorted(folder_names))}
